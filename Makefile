@@ -1,0 +1,43 @@
+# lesionlab: `make repro` runs the whole pipeline, `make test` runs the tests.
+# Both create .venv and install the pinned stack first (requirements.lock).
+# Research and education only: the models are not for diagnosis.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lesionlab-installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup repro test lab check-params metrics plots clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11); set PYTHON=..."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --no-input -r requirements.lock
+	$(PY) -m pip install --quiet --no-input --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name lesionlab --display-name "lesionlab (.venv)" >/dev/null
+	@touch $@
+
+check-params: setup
+	$(PY) -m lesionlab check-params
+
+repro: check-params  ## the main job: the whole pipeline on params.yaml's dataset (default: synthetic, offline)
+	dvc repro
+
+test: setup  ## unit tests + one end-to-end `dvc repro` on a tiny config
+	$(PY) -m pytest
+
+lab: setup  ## JupyterLab with the project's kernel
+	jupyter lab notebooks/
+
+metrics: setup
+	dvc metrics show
+
+plots: setup
+	dvc plots show
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from lesionlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The ``compare`` stage: every variant on the same test split, with lesion-level bootstrap CIs.
+
+Reads predictions files only (contract 3), so it never imports a framework.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesionlab.bootstrap import bootstrap_ci
+from lesionlab.contracts import ContractError, read_predictions
+from lesionlab.metrics import HEADLINE, compute_metrics
+from lesionlab.paths import variant_dir
+from lesionlab.taxonomy import probability_columns
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_auc": "macro AUC (OvR)",
+    "malignant_auc": "malignant AUC",
+    "melanoma_sensitivity": "melanoma sensitivity",
+    "macro_f1": "macro F1",
+}
+
+
+def load_predictions(root: Path, dataset: str, variants: list[str], classes) -> dict[str, pd.DataFrame]:
+    """Each variant's predictions, checked to share one test set (same images, same labels)."""
+    preds = {v: read_predictions(variant_dir(root, dataset, v) / "predictions.csv", classes) for v in variants}
+    reference = None
+    for name, df in preds.items():
+        test = df[df["split"] == "test"].sort_values("image_id")[["image_id", "label"]].reset_index(drop=True)
+        if reference is None:
+            reference, ref_name = test, name
+        elif not test.equals(reference):
+            raise ContractError(f"variants {ref_name!r} and {name!r} were scored on different test sets; "
+                                "re-run `dvc repro` so that every variant uses the current splits.csv")
+    return preds
+
+
+def split_arrays(pred: pd.DataFrame, classes, lesion_of: dict[str, str], split: str = "test"):
+    """(y_true, proba, lesion groups) of one split, rows sorted by image_id."""
+    part = pred[pred["split"] == split].sort_values("image_id")
+    index = {c: i for i, c in enumerate(classes)}
+    return (part["label"].map(index).to_numpy(), part[probability_columns(classes)].to_numpy(dtype=float),
+            part["image_id"].map(lesion_of).to_numpy())
+
+
+def leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], n_resamples: int = 1000,
+                ci: float = 0.95, seed: int = 0, extra: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per variant: headline test metrics with ``_lo``/``_hi`` bootstrap CI columns.
+
+    Every variant is resampled with the same seed, hence the same lesions, so intervals are comparable.
+    """
+    rows = []
+    for name, pred in preds.items():
+        y, p, groups = split_arrays(pred, classes, lesion_of)
+        point = compute_metrics(y, p, classes)
+        cis = bootstrap_ci(lambda r: compute_metrics(y[r], p[r], classes), groups, HEADLINE,
+                           n_resamples=n_resamples, ci=ci, seed=seed)
+        row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups))}
+        for m in HEADLINE:
+            row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) = point[m], cis[m]
+        row["ece"] = point["ece"]
+        row.update((extra or {}).get(name, {}))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def with_ci_text(board: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Display table: 'value [lo, hi]' per headline metric, best value of each column in bold (HTML)."""
+    shown = pd.DataFrame({"variant": board["variant"]})
+    for m in HEADLINE:
+        best = board[m].max()
+        shown[METRIC_LABELS[m]] = [
+            (f"<b>{v:.{digits}f}</b>" if np.isclose(v, best) else f"{v:.{digits}f}") + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+            for v, lo, hi in zip(board[m], board[f"{m}_lo"], board[f"{m}_hi"])
+        ]
+    return shown
+
+
+def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    board.to_csv(path, index=False, float_format="%.4f")
+
+
+def read_training_figures(root: Path, dataset: str, variants: list[str]) -> dict[str, dict]:
+    """Training figures from each variant's metrics file (epochs, time, throughput)."""
+    from lesionlab.train import metrics_file
+
+    keys = ("epochs", "best_epoch", "n_params", "train_seconds", "train_images_per_second")
+    out = {}
+    for v in variants:
+        data = json.loads(metrics_file(root, dataset, v).read_text())
+        out[v] = {k: data.get(k) for k in keys}
+    return out

@@ -1,0 +1,235 @@
+"""params.yaml: the single source of every knob, validated before any work is done.
+
+Unknown keys, wrong types and out-of-range values fail at load time with the
+dotted key (``variants.cnn_aug.augmnt``) and, for typos, the closest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lesionlab.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
+
+PARAMS_FILE = "params.yaml"
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BaseParams(_Section):
+    seed: int = Field(42, ge=0, description="seed shared by every stage")
+
+
+class SyntheticParams(_Section):
+    n_lesions: int = Field(1600, ge=14)
+    width: int = Field(160, ge=32, le=1024)
+    height: int = Field(120, ge=32, le=1024)
+    priors: dict[str, float] = Field(default_factory=lambda: dict(HAM10000_PRIORS))
+    views_per_lesion: list[float] = Field(default_factory=lambda: [0.72, 0.18, 0.07, 0.03], min_length=1)
+    mimic_rate: float = Field(0.12, ge=0, le=1)
+    hair_rate: float = Field(0.35, ge=0, le=1)
+    missing_rate: float = Field(0.01, ge=0, le=1)
+    jpeg_quality: int = Field(92, ge=1, le=100)
+
+    @field_validator("priors")
+    @classmethod
+    def _known_classes(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(HAM10000_CLASSES))
+        missing = sorted(set(HAM10000_CLASSES) - set(v))
+        if unknown or missing:
+            raise ValueError(f"classes must be exactly {list(HAM10000_CLASSES)} (unknown: {unknown}, missing: {missing})")
+        if any(p <= 0 for p in v.values()):
+            raise ValueError("every prior must be > 0")
+        return v
+
+    @field_validator("views_per_lesion")
+    @classmethod
+    def _probabilities(cls, v: list[float]) -> list[float]:
+        if any(p < 0 for p in v) or sum(v) <= 0:
+            raise ValueError("must be non-negative probabilities of 1, 2, 3, ... views with a positive sum")
+        return v
+
+
+class PrepareParams(_Section):
+    image_size: int = Field(64, ge=16, le=512, description="side of the square uint8 image cache")
+
+
+class SplitParams(_Section):
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+
+class AugmentParams(_Section):
+    flip: bool = True
+    rotation: float = Field(0.5, ge=0, le=1, description="max rotation as a fraction of a full turn")
+    zoom: float = Field(0.1, ge=0, lt=1)
+    translate: float = Field(0.05, ge=0, lt=0.5)
+    brightness: float = Field(0.1, ge=0, lt=1)
+    contrast: float = Field(0.1, ge=0, lt=1)
+
+
+class TrainParams(_Section):
+    framework: Literal["keras"] = "keras"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(6, ge=1, description="epochs without a better val balanced accuracy before stopping")
+    filters: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    dense_units: int = Field(128, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    augment: bool = False
+    class_weights: bool = False
+    batchnorm: bool = False
+    activation: Literal["relu", "elu"] = "relu"
+
+
+class VariantParams(_Section):
+    """A variant: a description plus any subset of ``train`` keys that it overrides."""
+
+    description: str = ""
+    framework: Optional[Literal["keras"]] = None
+    epochs: Optional[int] = Field(None, ge=1)
+    batch_size: Optional[int] = Field(None, ge=1)
+    learning_rate: Optional[float] = Field(None, gt=0)
+    patience: Optional[int] = Field(None, ge=1)
+    filters: Optional[list[int]] = Field(None, min_length=1)
+    dense_units: Optional[int] = Field(None, ge=1)
+    dropout: Optional[float] = Field(None, ge=0, lt=1)
+    augment: Optional[bool] = None
+    class_weights: Optional[bool] = None
+    batchnorm: Optional[bool] = None
+    activation: Optional[Literal["relu", "elu"]] = None
+
+
+class CompareParams(_Section):
+    baseline: str = "cnn_baseline"
+    bootstrap: int = Field(1000, ge=10, description="bootstrap resamples (by lesion) for the CIs")
+    ci: float = Field(0.95, gt=0.5, lt=1)
+
+
+class Params(_Section):
+    dataset: str = "synthetic"
+    base: BaseParams = BaseParams()
+    synthetic: SyntheticParams = SyntheticParams()
+    prepare: PrepareParams = PrepareParams()
+    split: SplitParams = SplitParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    variants: dict[str, VariantParams] = Field(min_length=1)
+    compare: CompareParams = CompareParams()
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, VariantParams]) -> dict[str, VariantParams]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '_'")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from lesionlab.datasets import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; registered: {sorted(DATASETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Params":
+        if self.split.val_fraction + self.split.test_fraction >= 0.8:
+            raise ValueError("split.val_fraction + split.test_fraction must leave at least 20 % for training")
+        if self.compare.baseline not in self.variants:
+            raise ValueError(f"compare.baseline {self.compare.baseline!r} is not one of variants {list(self.variants)}")
+        return self
+
+    def variant(self, name: str) -> TrainParams:
+        """The effective training config of a variant: ``train`` defaults + the variant's overrides."""
+        if name not in self.variants:
+            raise ParamsError(f"{PARAMS_FILE}: unknown variant {name!r}; defined: {list(self.variants)}")
+        overrides = {k: v for k, v in self.variants[name].model_dump().items() if v is not None and k != "description"}
+        return self.train.model_copy(update=overrides)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def find_project_root(start: str | Path | None = None) -> Path:
+    """The folder holding params.yaml and dvc.yaml: $LESIONLAB_ROOT, else the first parent of ``start``/cwd."""
+    if os.environ.get("LESIONLAB_ROOT"):
+        return Path(os.environ["LESIONLAB_ROOT"]).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PARAMS_FILE).is_file() and (folder / "dvc.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"no {PARAMS_FILE} + dvc.yaml found in {here} or its parents; set LESIONLAB_ROOT")
+
+
+def _model_for(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``loc`` (to suggest close names for typos)."""
+    model: Any = Params
+    for part in loc[:-1]:
+        if model is Params and part == "variants":
+            model = "variants"
+            continue
+        if model == "variants":
+            model = VariantParams
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model if isinstance(model, type) else None
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            model = _model_for(loc)
+            hint = ""
+            if model is not None:
+                close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(model.model_fields)})"
+            lines.append(f"{source}: {key}: unknown key{hint}")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{source}: {key}: {e['msg']}{shown}")
+    return "invalid parameters:\n  " + "\n  ".join(lines)
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Validate an already-loaded mapping."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml (default: the project root's)."""
+    path = Path(path) if path else find_project_root() / PARAMS_FILE
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, source=str(path))

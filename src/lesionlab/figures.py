@@ -1,0 +1,262 @@
+"""Figures for the notebooks: each function takes plain tables/arrays and returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib.ticker
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from lesionlab.metrics import binary_auc, confusion_matrix, malignant_score
+from lesionlab.taxonomy import MALIGNANT
+
+sns.set_theme(style="whitegrid", context="notebook")
+PALETTE = dict(zip(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"), sns.color_palette("tab10", 7)))
+
+
+# --- EDA -------------------------------------------------------------------------------
+
+
+def class_balance(table: pd.DataFrame, classes) -> plt.Figure:
+    counts = table["label"].value_counts().reindex(classes, fill_value=0)
+    lesions = table.groupby("label")["lesion_id"].nunique().reindex(classes, fill_value=0)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    x = np.arange(len(classes))
+    ax.bar(x - 0.2, counts.values, 0.4, label="images", color=[PALETTE.get(c) for c in classes])
+    ax.bar(x + 0.2, lesions.values, 0.4, label="lesions", color="lightgray", edgecolor="gray")
+    for xi, n in zip(x, counts.values):
+        ax.text(xi - 0.2, n, f"{n}\n{n / counts.sum():.1%}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, classes)
+    ax.set_ylabel("count")
+    ratio = counts.max() / max(counts[counts > 0].min(), 1)
+    ax.set_title(f"Class balance (imbalance ratio largest/smallest = {ratio:.1f}:1)")
+    ax.legend()
+    ax.margins(y=0.25)
+    fig.tight_layout()
+    return fig
+
+
+def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    sns.boxplot(data=table, x="label", y="age", order=classes, hue="label", palette=PALETTE, legend=False, ax=axes[0])
+    axes[0].set_title("age by class")
+    sex = pd.crosstab(table["label"], table["sex"], normalize="index").reindex(classes).fillna(0)
+    sex.plot.bar(stacked=True, ax=axes[1], colormap="Pastel1", rot=0)
+    axes[1].set_title("sex by class (share)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    site = pd.crosstab(table["site"], table["label"], normalize="columns").reindex(columns=classes).fillna(0)
+    sns.heatmap(site, annot=True, fmt=".0%", cmap="Blues", cbar=False, ax=axes[2], annot_kws={"fontsize": 7})
+    axes[2].set_title("body site by class (share of class)")
+    axes[2].set_xlabel("")
+    axes[2].set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def images_per_lesion(table: pd.DataFrame) -> plt.Figure:
+    per = table.groupby("lesion_id").size()
+    counts = per.value_counts().sort_index()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(counts.index.astype(str), counts.values, color="slategray")
+    ax.set_xlabel("images of the same lesion")
+    ax.set_ylabel("lesions")
+    repeat = int((per - 1).sum())
+    ax.set_title(f"{repeat} of {len(table)} images are repeat views of a lesion ({repeat / len(table):.0%})")
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(images: np.ndarray, table: pd.DataFrame, classes, per_class: int = 8, seed: int = 0) -> plt.Figure:
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.3, len(classes) * 1.4))
+    for r, c in enumerate(classes):
+        rows = np.flatnonzero(table["label"].to_numpy() == c)
+        pick = rng.choice(rows, size=min(per_class, len(rows)), replace=False) if len(rows) else []
+        for k in range(per_class):
+            ax = axes[r, k]
+            ax.axis("off")
+            if k < len(pick):
+                ax.imshow(images[pick[k]])
+        axes[r, 0].text(-0.1, 0.5, c, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=11)
+    fig.suptitle("Random images per class (from the image cache)")
+    fig.tight_layout()
+    return fig
+
+
+def colour_statistics(images: np.ndarray, table: pd.DataFrame, classes) -> tuple[plt.Figure, pd.DataFrame]:
+    """Per-image mean of R, G, B and brightness spread, by class."""
+    means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images])
+    stats = pd.DataFrame(means, columns=["R", "G", "B"])
+    stats["std (brightness)"] = [img.mean(axis=2).std() for img in images]
+    stats["label"] = table["label"].to_numpy()
+    long = stats.melt(id_vars="label", value_vars=["R", "G", "B"], var_name="channel", value_name="mean")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    sns.boxplot(data=long, x="label", y="mean", hue="channel", order=classes, palette=["#d62728", "#2ca02c", "#1f77b4"],
+                fliersize=1, ax=axes[0])
+    axes[0].set_title("mean channel intensity per image")
+    sns.boxplot(data=stats, x="label", y="std (brightness)", order=classes, hue="label", palette=PALETTE, legend=False,
+                fliersize=1, ax=axes[1])
+    axes[1].set_title("within-image brightness spread")
+    fig.tight_layout()
+    table_out = stats.groupby("label")[["R", "G", "B", "std (brightness)"]].agg(["mean", "std"]).reindex(classes).round(1)
+    return fig, table_out
+
+
+def lesion_area(masks: np.ndarray, table: pd.DataFrame, classes) -> plt.Figure:
+    area = masks.reshape(len(masks), -1).mean(axis=1)
+    df = pd.DataFrame({"label": table["label"].to_numpy(), "lesion area (share of image)": area})
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sns.boxplot(data=df, x="label", y="lesion area (share of image)", order=classes, hue="label", palette=PALETTE,
+                legend=False, fliersize=1, ax=ax)
+    ax.set_title("lesion area from the masks")
+    fig.tight_layout()
+    return fig
+
+
+# --- split -----------------------------------------------------------------------------
+
+
+def split_composition(table: pd.DataFrame, splits: pd.DataFrame, classes) -> plt.Figure:
+    df = table[["image_id", "label"]].merge(splits, on="image_id")
+    share = pd.crosstab(df["split"], df["label"], normalize="index").reindex(["train", "val", "test"])[list(classes)]
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    share.plot.barh(stacked=True, ax=ax, color=[PALETTE.get(c) for c in classes], width=0.7)
+    ax.set_xlabel("share of the split's images")
+    ax.set_ylabel("")
+    ax.invert_yaxis()
+    ax.legend(ncol=7, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.set_title("class composition of each split")
+    fig.tight_layout()
+    return fig
+
+
+# --- one variant ---------------------------------------------------------------------------
+
+
+def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    axes[0].plot(history["epoch"], history["loss"], label="train loss")
+    axes[0].plot(history["epoch"], history["val_loss"], label="val loss")
+    axes[0].set_xlabel("epoch")
+    axes[0].legend()
+    axes[1].plot(history["epoch"], history["accuracy"], label="train accuracy")
+    axes[1].plot(history["epoch"], history["val_accuracy"], label="val accuracy")
+    axes[1].plot(history["epoch"], history["val_balanced_accuracy"], label="val balanced accuracy", lw=2.5)
+    best = history.loc[history["val_balanced_accuracy"].idxmax()]
+    axes[1].axvline(best["epoch"], color="gray", ls=":", label=f"best epoch {int(best['epoch'])}")
+    axes[1].set_xlabel("epoch")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.suptitle(title or "training curves")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(y_true: np.ndarray, proba: np.ndarray, classes, title: str = "", ax=None) -> plt.Figure:
+    """Row-normalised confusion matrix (recall on the diagonal) with counts."""
+    cm = confusion_matrix(y_true, proba.argmax(axis=1), len(classes))
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5.2, 4.5))
+    annot = np.array([[f"{s:.0%}\n{n}" if n else "" for s, n in zip(rs, rn)] for rs, rn in zip(share, cm)])
+    sns.heatmap(share, annot=annot, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, xticklabels=classes,
+                yticklabels=classes, ax=ax, annot_kws={"fontsize": 7})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix (row-normalised)", fontsize=10)
+    if own:
+        fig.tight_layout()
+        return fig
+    return ax.figure
+
+
+# --- comparison ----------------------------------------------------------------------------
+
+
+def _roc_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-score, kind="stable")
+    pos = positive[order].astype(float)
+    tpr = np.concatenate([[0], np.cumsum(pos) / max(pos.sum(), 1)])
+    fpr = np.concatenate([[0], np.cumsum(1 - pos) / max((1 - pos).sum(), 1)])
+    return fpr, tpr
+
+
+def roc_overlay(tests: dict[str, tuple[np.ndarray, np.ndarray]], classes) -> plt.Figure:
+    """Malignant-vs-benign and melanoma-vs-rest ROC curves of every variant on the test split."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    colours = sns.color_palette("husl", len(tests))
+    mel = list(classes).index("mel") if "mel" in classes else None
+    for (name, (y, p)), colour in zip(tests.items(), colours):
+        malignant = np.isin(y, [list(classes).index(c) for c in MALIGNANT if c in classes])
+        score = malignant_score(p, classes)
+        fpr, tpr = _roc_points(malignant, score)
+        axes[0].plot(fpr, tpr, color=colour, label=f"{name} (AUC {binary_auc(malignant, score):.3f})")
+        if mel is not None:
+            fpr, tpr = _roc_points(y == mel, p[:, mel])
+            axes[1].plot(fpr, tpr, color=colour, label=f"{name} (AUC {binary_auc(y == mel, p[:, mel]):.3f})")
+    for ax, title in zip(axes, ("malignant (mel+bcc+akiec) vs benign", "melanoma vs rest")):
+        ax.plot([0, 1], [0, 1], color="lightgray", ls="--")
+        ax.set_xlabel("1 - specificity")
+        ax.set_ylabel("sensitivity")
+        ax.set_title(title)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_grid(tests: dict[str, tuple[np.ndarray, np.ndarray]], classes, ncols: int = 4) -> plt.Figure:
+    n = len(tests)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 4.2, nrows * 3.9), squeeze=False)
+    for ax, (name, (y, p)) in zip(axes.flat, tests.items()):
+        confusion_figure(y, p, classes, title=name, ax=ax)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def recall_heatmap(tests: dict[str, tuple[np.ndarray, np.ndarray]], classes) -> plt.Figure:
+    rows = {}
+    for name, (y, p) in tests.items():
+        cm = confusion_matrix(y, p.argmax(axis=1), len(classes))
+        rows[name] = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
+    df = pd.DataFrame(rows, index=classes).T
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    sns.heatmap(df, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0, vmax=1, ax=ax, cbar_kws={"label": "recall"})
+    ax.set_title("per-class recall (sensitivity) on the test split")
+    fig.tight_layout()
+    return fig
+
+
+def curves_overlay(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    colours = sns.color_palette("husl", len(histories))
+    for (name, h), colour in zip(histories.items(), colours):
+        axes[0].plot(h["epoch"], h["val_balanced_accuracy"], color=colour, label=name)
+        axes[1].plot(h["epoch"], h["val_loss"], color=colour, label=name)
+    axes[0].set_title("validation balanced accuracy")
+    axes[1].set_title("validation loss")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(board: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> plt.Figure:
+    """Point estimate and CI per variant, one panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(board) + 1.4), sharey=True)
+    y = np.arange(len(board))[::-1]
+    for ax, m in zip(np.atleast_1d(axes), metrics):
+        ax.errorbar(board[m], y, xerr=[board[m] - board[f"{m}_lo"], board[f"{m}_hi"] - board[m]], fmt="o",
+                    color="black", ecolor="gray", capsize=3)
+        ax.set_title(labels.get(m, m), fontsize=10)
+        ax.set_yticks(y, board["variant"])
+    fig.tight_layout()
+    return fig
+

@@ -1,0 +1,31 @@
+"""Where every stage reads and writes: one place, mirrored by dvc.yaml's paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def results_dir(root: Path, dataset: str) -> Path:
+    return root / "results" / dataset
+
+
+def reports_dir(root: Path, dataset: str) -> Path:
+    return root / "reports" / dataset
+
+
+def prepared_dir(root: Path, dataset: str) -> Path:
+    """Output of ``prepare``: dataset.csv, images.npy, masks.npy (+ the generated source for synthetic)."""
+    return results_dir(root, dataset) / "prepared"
+
+
+def splits_file(root: Path, dataset: str) -> Path:
+    return results_dir(root, dataset) / "splits.csv"
+
+
+def variant_dir(root: Path, dataset: str, variant: str) -> Path:
+    """Output of ``train@<variant>``: predictions.csv, model, metrics.json, history.csv."""
+    return results_dir(root, dataset) / "variants" / variant
+
+
+def variant_report(root: Path, dataset: str, variant: str) -> Path:
+    return reports_dir(root, dataset) / "variants" / f"{variant}.html"

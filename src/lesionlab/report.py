@@ -1,0 +1,59 @@
+"""Small HTML pieces the notebooks display: provenance, notes, links, tables.
+
+Everything is inline HTML (no external CSS or scripts) so pages read offline.
+"""
+
+from __future__ import annotations
+
+import html
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+
+_BOX = "border-left:4px solid {c};background:{bg};padding:8px 12px;margin:8px 0;"
+
+
+def note_html(text: str) -> str:
+    return f'<div style="{_BOX.format(c="#2c7fb8", bg="#eef5fb")}">{text}</div>'
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: int) -> str:
+    """Where a page came from: stage, dataset, seed, the params it read, package versions."""
+    versions = []
+    for pkg in ("lesionlab", "numpy", "pandas", "scikit-learn", "tensorflow-cpu", "keras", "papermill", "dvc"):
+        try:
+            versions.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            pass
+    rows = {
+        "stage": stage,
+        "dataset": dataset,
+        "seed": seed,
+        "git commit of the code": git_commit(root),
+        "python": platform.python_version(),
+        "packages": ", ".join(versions),
+        "params": "<code>" + html.escape(repr(params)) + "</code>",
+    }
+    body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{k}</th><td>{v}</td></tr>" for k, v in rows.items())
+    return f"<details><summary>Provenance</summary><table>{body}</table></details>"
+
+
+def links_html(items: list[tuple[str, str]]) -> str:
+    return " · ".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in items)
+
+
+def table_html(df: pd.DataFrame, index: bool = False) -> str:
+    """A DataFrame as a plain HTML table (cells are trusted HTML built by this package)."""
+    return df.to_html(index=index, escape=False, border=0, classes="dataframe", na_rep="–")

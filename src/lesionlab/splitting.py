@@ -1,0 +1,67 @@
+"""Train/val/test splits stratified by label and grouped by lesion.
+
+HAM10000 holds repeat photographs of the same lesion; an image-level split puts
+views of one lesion on both sides and inflates every metric. Here whole lesions
+are assigned, class by class, so that each split keeps the class proportions and
+no ``lesion_id`` appears in two splits (asserted by :func:`assert_lesion_disjoint`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lesionlab.contracts import SPLITS, assert_lesion_disjoint
+
+
+def _split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Lesions of one class going to (val, test); each split gets one when the class has three or more."""
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    if n >= 3:
+        n_test, n_val = max(n_test, 1), max(n_val, 1)
+    while n_test + n_val > max(n - 1, 0):  # keep at least one lesion for training
+        if n_val >= n_test and n_val > 0:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n_val, n_test
+
+
+def split_by_lesion(table: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.DataFrame:
+    """Assign every image to train/val/test by its lesion, stratified by the lesion's label.
+
+    Deterministic for a given table and seed (lesions are sorted before shuffling).
+    Returns ``image_id, split`` in table order.
+    """
+    labels_per_lesion = table.groupby("lesion_id")["label"].agg(["first", "nunique"])
+    mixed = labels_per_lesion.index[labels_per_lesion["nunique"] > 1]
+    if len(mixed):
+        raise ValueError(f"lesion(s) with more than one label cannot be stratified: {list(mixed[:5])}")
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    for label in sorted(labels_per_lesion["first"].unique()):
+        lesions = np.array(sorted(labels_per_lesion.index[labels_per_lesion["first"] == label]))
+        lesions = lesions[rng.permutation(len(lesions))]
+        n_val, n_test = _split_counts(len(lesions), val_fraction, test_fraction)
+        for i, lesion in enumerate(lesions):
+            assignment[lesion] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    splits = pd.DataFrame({"image_id": table["image_id"].to_numpy(), "split": table["lesion_id"].map(assignment).to_numpy()})
+    assert_lesion_disjoint(pd.DataFrame({"lesion_id": table["lesion_id"].to_numpy(), "split": splits["split"]}))
+    return splits
+
+
+def split_summary(table: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
+    """Images and lesions per class and split, with each split's share of the class."""
+    df = table[["image_id", "lesion_id", "label"]].merge(splits, on="image_id")
+    images = df.pivot_table(index="label", columns="split", values="image_id", aggfunc="count", fill_value=0)
+    lesions = df.pivot_table(index="label", columns="split", values="lesion_id", aggfunc="nunique", fill_value=0)
+    images = images.reindex(columns=list(SPLITS), fill_value=0)
+    lesions = lesions.reindex(columns=list(SPLITS), fill_value=0)
+    out = pd.concat({"images": images, "lesions": lesions}, axis=1)
+    share = images.div(images.sum(axis=1), axis=0).round(3)
+    out = pd.concat([out, pd.concat({"image share": share}, axis=1)], axis=1)
+    total = out.sum(numeric_only=True)
+    total[[("image share", s) for s in SPLITS]] = (images.sum() / images.values.sum()).round(3).to_numpy()
+    out.loc["all"] = total
+    return out

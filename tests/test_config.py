@@ -1,0 +1,83 @@
+"""params.yaml validation: unknown keys, wrong types and unknown variant fields fail, naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from lesionlab.cli import main
+from lesionlab.config import ParamsError, load_params, parse_params
+
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _with(edit):
+    raw = copy.deepcopy(RAW)
+    edit(raw)
+    return raw
+
+
+def test_repository_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.dataset == "synthetic"
+    assert set(params.variants) == {"cnn_baseline", "cnn_aug", "cnn_class_weights", "cnn_aug_class_weights",
+                                    "cnn_batchnorm", "cnn_elu", "cnn_batch64"}
+
+
+def test_variant_overrides_train_defaults():
+    params = parse_params(RAW)
+    assert params.variant("cnn_batch64").batch_size == 64
+    assert params.variant("cnn_batch64").activation == "elu"
+    assert params.variant("cnn_baseline") == params.train
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["train"].update(epochz=3), r"train\.epochz: unknown key \(did you mean 'epochs'\?\)"),
+    (lambda r: r["variants"]["cnn_aug"].update(augmnt=True), r"variants\.cnn_aug\.augmnt: unknown key \(did you mean 'augment'\?\)"),
+    (lambda r: r.update(splitt={}), r"splitt: unknown key \(did you mean 'split'\?\)"),
+    (lambda r: r["train"].update(epochs="ten"), r"train\.epochs: Input should be a valid integer"),
+    (lambda r: r["train"].update(augment="yes"), r"train\.augment: Input should be a valid boolean"),
+    (lambda r: r["variants"]["cnn_elu"].update(activation="gelu"), r"variants\.cnn_elu\.activation"),
+    (lambda r: r["split"].update(test_fraction=0.7), r"split\.test_fraction"),
+    (lambda r: r.update(dataset="isic2031"), r"dataset: .*unknown dataset 'isic2031'"),
+    (lambda r: r["compare"].update(baseline="cnn_nope"), r"compare.baseline 'cnn_nope' is not one of variants"),
+    (lambda r: r["synthetic"]["priors"].pop("df"), r"synthetic\.priors.*missing: \['df'\]"),
+])
+def test_bad_params_name_the_key(edit, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(_with(edit))
+
+
+def test_unknown_variant_is_named():
+    with pytest.raises(ParamsError, match="unknown variant 'cnn_nope'"):
+        parse_params(RAW).variant("cnn_nope")
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match=str(bad)):
+        load_params(bad)
+
+
+def test_cli_fails_before_work_with_exit_code_2(tmp_path, capsys):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(_with(lambda r: r["variants"]["cnn_aug"].update(augmnt=True))))
+    assert main(["check-params", "--params", str(bad)]) == 2
+    assert "variants.cnn_aug.augmnt: unknown key" in capsys.readouterr().err
+
+
+def test_dvc_yaml_lists_only_existing_params():
+    """Each stage's `params:` names keys that exist in params.yaml (so `dvc params diff` sees them)."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        body = stage.get("do", stage)
+        keys = [k.replace("${key}", next(iter(RAW["variants"]))) for k in body.get("params", [])]
+        for key in keys:
+            node = RAW
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name}: param {key} not in params.yaml"
+                node = node[part]
