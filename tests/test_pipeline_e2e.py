@@ -100,6 +100,14 @@ def test_dvc_metrics_show_every_variant(tiny_repo):
         assert f"results/synthetic/metrics/{v}.json" in out
 
 
+def test_retraining_reproduces_the_predictions_exactly(tiny_repo):
+    repo, ctx = tiny_repo
+    pred = repo / "results/synthetic/variants/cnn_batchnorm/predictions.csv"
+    before = pred.read_bytes()
+    _run(["dvc", "repro", "--force", "--single-item", "train@cnn_batchnorm"], repo, ctx["env"])
+    assert pred.read_bytes() == before
+
+
 def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     repo, ctx = tiny_repo
     out = _run(["dvc", "exp", "run", "-S", "variants.cnn_aug.learning_rate=0.002"], repo, ctx["env"])

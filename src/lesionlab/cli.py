@@ -53,6 +53,23 @@ def _generate(args) -> int:
     return 0
 
 
+def _leaderboard(args) -> int:
+    """Print a leaderboard.csv as the Markdown table the README shows."""
+    import pandas as pd
+
+    from lesionlab.compare import METRIC_LABELS
+
+    board = pd.read_csv(args.csv)
+    metrics = [m for m in METRIC_LABELS if m in board.columns]
+    print("| variant | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |")
+    print("|---|" + "---|" * len(metrics))
+    for _, row in board.iterrows():
+        cells = [f"{row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" if m == "balanced_accuracy"
+                 else f"{row[m]:.3f}" for m in metrics]
+        print(f"| `{row['variant']}` | " + " | ".join(cells) + " |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lesionlab", description=__doc__.splitlines()[0]
                                      + " Research and education only: not for diagnosis.")
@@ -73,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override base.seed")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_generate)
+    p = sub.add_parser("leaderboard", help="print a leaderboard.csv as a Markdown table")
+    p.add_argument("csv", nargs="?", default="reports/synthetic/leaderboard.csv")
+    p.set_defaults(func=_leaderboard)
     return parser
 
 

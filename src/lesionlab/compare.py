@@ -13,7 +13,7 @@ import pandas as pd
 
 from lesionlab.bootstrap import bootstrap_ci
 from lesionlab.contracts import ContractError, read_predictions
-from lesionlab.metrics import HEADLINE, compute_metrics
+from lesionlab.metrics import HEADLINE, compute_metrics, headline_metrics
 from lesionlab.paths import variant_dir
 from lesionlab.taxonomy import probability_columns
 
@@ -59,7 +59,7 @@ def leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, st
     for name, pred in preds.items():
         y, p, groups = split_arrays(pred, classes, lesion_of)
         point = compute_metrics(y, p, classes)
-        cis = bootstrap_ci(lambda r: compute_metrics(y[r], p[r], classes), groups, HEADLINE,
+        cis = bootstrap_ci(lambda r: headline_metrics(y[r], p[r], classes), groups, HEADLINE,
                            n_resamples=n_resamples, ci=ci, seed=seed)
         row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups))}
         for m in HEADLINE:
@@ -80,6 +80,22 @@ def with_ci_text(board: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             for v, lo, hi in zip(board[m], board[f"{m}_lo"], board[f"{m}_hi"])
         ]
     return shown
+
+
+def headline(board: pd.DataFrame, baseline: str, metric: str = "balanced_accuracy") -> str:
+    """One sentence for reviewers: the best variant on ``metric`` against the baseline, with CIs."""
+    def fmt(row) -> str:
+        return f"{row[metric]:.3f} [{row[f'{metric}_lo']:.3f}, {row[f'{metric}_hi']:.3f}]"
+
+    best = board.loc[board[metric].idxmax()]
+    base = board.set_index("variant").loc[baseline]
+    label = METRIC_LABELS.get(metric, metric)
+    if best["variant"] == baseline:
+        return f"Best {label}: the baseline <b>{baseline}</b>, {fmt(base)}."
+    overlap = best[f"{metric}_lo"] <= base[f"{metric}_hi"]
+    return (f"Best {label}: <b>{best['variant']}</b>, {fmt(best)}, against {fmt(base)} for the baseline "
+            f"<b>{baseline}</b> ({best[metric] - base[metric]:+.3f}; the two intervals "
+            f"{'overlap' if overlap else 'do not overlap'}).")
 
 
 def write_leaderboard(board: pd.DataFrame, path: Path) -> None:

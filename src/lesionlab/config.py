@@ -33,7 +33,7 @@ class BaseParams(_Section):
 
 
 class SyntheticParams(_Section):
-    n_lesions: int = Field(1600, ge=14)
+    n_lesions: int = Field(1000, ge=14)
     width: int = Field(160, ge=32, le=1024)
     height: int = Field(120, ge=32, le=1024)
     priors: dict[str, float] = Field(default_factory=lambda: dict(HAM10000_PRIORS))
@@ -63,7 +63,7 @@ class SyntheticParams(_Section):
 
 
 class PrepareParams(_Section):
-    image_size: int = Field(64, ge=16, le=512, description="side of the square uint8 image cache")
+    image_size: int = Field(48, ge=16, le=512, description="side of the square uint8 image cache")
 
 
 class SplitParams(_Section):
@@ -74,19 +74,19 @@ class SplitParams(_Section):
 class AugmentParams(_Section):
     flip: bool = True
     rotation: float = Field(0.5, ge=0, le=1, description="max rotation as a fraction of a full turn")
-    zoom: float = Field(0.1, ge=0, lt=1)
-    translate: float = Field(0.05, ge=0, lt=0.5)
-    brightness: float = Field(0.1, ge=0, lt=1)
-    contrast: float = Field(0.1, ge=0, lt=1)
+    zoom: float = Field(0.05, ge=0, lt=1)
+    translate: float = Field(0.0, ge=0, lt=0.5)
+    brightness: float = Field(0.05, ge=0, lt=1)
+    contrast: float = Field(0.05, ge=0, lt=1)
 
 
 class TrainParams(_Section):
     framework: Literal["keras"] = "keras"
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(25, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
-    patience: int = Field(6, ge=1, description="epochs without a better val balanced accuracy before stopping")
-    filters: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    patience: int = Field(8, ge=1, description="epochs without a better val balanced accuracy before stopping")
+    filters: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     dense_units: int = Field(128, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
     augment: bool = False

@@ -27,16 +27,29 @@ def _rows(index, limit: int = 5) -> str:
     return f"line(s) {lines}" + (" ..." if len(index) > limit else "")
 
 
-def validate_dataset_table(df: pd.DataFrame, classes: tuple[str, ...], source: str = "dataset table") -> pd.DataFrame:
-    missing = [c for c in DATASET_COLUMNS if c not in df.columns]
+def _require_columns(df: pd.DataFrame, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ContractError(f"{source}: missing column(s) {missing}")
+
+
+def _require_unique_ids(df: pd.DataFrame, source: str) -> None:
     dup = df.index[df["image_id"].duplicated(keep=False)]
     if len(dup):
         raise ContractError(f"{source}: duplicate image_id at {_rows(dup)}")
-    bad = df.index[~df["label"].isin(classes)]
+
+
+def _require_values(df: pd.DataFrame, column: str, allowed, source: str) -> None:
+    bad = df.index[~df[column].isin(allowed)]
     if len(bad):
-        raise ContractError(f"{source}: unknown label {df.loc[bad[0], 'label']!r} at {_rows(bad)}; classes: {list(classes)}")
+        what = "unknown label" if column == "label" else f"{column} must be one of {tuple(allowed)}, got"
+        raise ContractError(f"{source}: {what} {df.loc[bad[0], column]!r} at {_rows(bad)}; allowed: {list(allowed)}")
+
+
+def validate_dataset_table(df: pd.DataFrame, classes: tuple[str, ...], source: str = "dataset table") -> pd.DataFrame:
+    _require_columns(df, DATASET_COLUMNS, source)
+    _require_unique_ids(df, source)
+    _require_values(df, "label", classes, source)
     mixed = df.groupby("lesion_id")["label"].nunique()
     mixed = mixed[mixed > 1]
     if len(mixed):
@@ -52,15 +65,9 @@ def read_dataset_table(path: Path, classes: tuple[str, ...]) -> pd.DataFrame:
 
 def validate_splits(splits: pd.DataFrame, table: pd.DataFrame | None = None, source: str = "splits") -> pd.DataFrame:
     """``image_id, split`` with split in train/val/test; no lesion in two splits (when the table is given)."""
-    for col in ("image_id", "split"):
-        if col not in splits.columns:
-            raise ContractError(f"{source}: missing column {col!r}")
-    bad = splits.index[~splits["split"].isin(SPLITS)]
-    if len(bad):
-        raise ContractError(f"{source}: split must be one of {SPLITS}, got {splits.loc[bad[0], 'split']!r} at {_rows(bad)}")
-    dup = splits.index[splits["image_id"].duplicated(keep=False)]
-    if len(dup):
-        raise ContractError(f"{source}: duplicate image_id at {_rows(dup)}")
+    _require_columns(splits, ["image_id", "split"], source)
+    _require_values(splits, "split", SPLITS, source)
+    _require_unique_ids(splits, source)
     if table is not None:
         unknown = set(splits["image_id"]) ^ set(table["image_id"])
         if unknown:
@@ -85,21 +92,13 @@ def validate_predictions(df: pd.DataFrame, classes: tuple[str, ...] | list[str],
                          atol: float = 1e-4) -> pd.DataFrame:
     """``image_id, split, label, p_<class>...`` with finite probabilities in [0, 1] that sum to 1 per row."""
     pcols = probability_columns(classes)
-    missing = [c for c in ["image_id", "split", "label", *pcols] if c not in df.columns]
-    if missing:
-        raise ContractError(f"{source}: missing column(s) {missing}")
+    _require_columns(df, ["image_id", "split", "label", *pcols], source)
     extra = [c for c in df.columns if c.startswith("p_") and c not in pcols]
     if extra:
         raise ContractError(f"{source}: probability column(s) for unknown classes {extra}; classes: {list(classes)}")
-    dup = df.index[df["image_id"].duplicated(keep=False)]
-    if len(dup):
-        raise ContractError(f"{source}: duplicate image_id at {_rows(dup)}")
-    bad = df.index[~df["split"].isin(SPLITS)]
-    if len(bad):
-        raise ContractError(f"{source}: split must be one of {SPLITS} at {_rows(bad)}")
-    bad = df.index[~df["label"].isin(classes)]
-    if len(bad):
-        raise ContractError(f"{source}: unknown label {df.loc[bad[0], 'label']!r} at {_rows(bad)}")
+    _require_unique_ids(df, source)
+    _require_values(df, "split", SPLITS, source)
+    _require_values(df, "label", classes, source)
     try:
         p = df[pcols].to_numpy(dtype=float)
     except (TypeError, ValueError) as err:

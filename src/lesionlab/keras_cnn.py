@@ -19,8 +19,16 @@ from lesionlab.config import AugmentParams, TrainParams
 from lesionlab.metrics import balanced_accuracy, confusion_matrix
 
 
+#: BatchNorm's moving-average momentum. Keras' default (0.99) needs hundreds of steps before the
+#: inference statistics settle; with ~30 steps per epoch that made the first validation epochs
+#: meaningless and early stopping cut BN variants off. 0.9 is PyTorch's default (its momentum=0.1).
+BN_MOMENTUM = 0.9
+
+
 def _keras(seed: int):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF 2.21's C++ runtime logs a harmless "NodeDef mentions attribute use_unbounded_threadpool"
+    # error for every tf.data pipeline Keras builds; level 3 keeps it out of the reports.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
 
@@ -53,14 +61,14 @@ def build_cnn(cfg: TrainParams, aug: AugmentParams, image_size: int, n_classes: 
     for i, filters in enumerate(cfg.filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not cfg.batchnorm, name=f"conv{i + 1}")(x)
         if cfg.batchnorm:
-            x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
         x = layers.Activation(cfg.activation, name=f"{cfg.activation}{i + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(cfg.dropout, seed=seed + 6, name="dropout1")(x)
     x = layers.Dense(cfg.dense_units, name="dense")(x)
     if cfg.batchnorm:
-        x = layers.BatchNormalization(name="bn_dense")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_dense")(x)
     x = layers.Activation(cfg.activation, name=f"{cfg.activation}_dense")(x)
     x = layers.Dropout(cfg.dropout, seed=seed + 7, name="dropout2")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="proba")(x)
@@ -69,6 +77,7 @@ def build_cnn(cfg: TrainParams, aug: AugmentParams, image_size: int, n_classes: 
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=8,  # fewer Python round trips per epoch: about +20 % images/s for small CNNs on CPU
     )
     return model
 
@@ -103,7 +112,7 @@ def fit(model, x_train, y_train, x_val, y_val, cfg: TrainParams, n_classes: int,
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - state["t0"]
-            proba = self.model.predict(x_val, batch_size=256, verbose=0)
+            proba = predict(self.model, x_val)
             pred = proba.argmax(axis=1)
             bacc = balanced_accuracy(confusion_matrix(y_val, pred, n_classes))
             val_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0))))
@@ -145,5 +154,8 @@ def fit(model, x_train, y_train, x_val, y_val, cfg: TrainParams, n_classes: int,
     return result
 
 
-def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return model.predict(images, batch_size=batch_size, verbose=0).astype(np.float64)
+def predict(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Softmax outputs in inference mode (direct calls: model.predict's data pipeline costs more here)."""
+    out = [np.asarray(model(np.asarray(images[i:i + batch_size]), training=False))
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))

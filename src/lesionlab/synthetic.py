@@ -111,7 +111,7 @@ _DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
 class SyntheticConfig:
     """Knobs of the generator (mirrors the ``synthetic:`` section of params.yaml)."""
 
-    n_lesions: int = 1600
+    n_lesions: int = 1000
     width: int = 160
     height: int = 120
     priors: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,36 @@
+"""Notebooks are committed thin: no outputs, a tagged parameters cell with working defaults."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import REPO
+from lesionlab.notebooks import STAGES
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def test_every_stage_has_its_notebook():
+    assert {s.notebook for s in STAGES.values()} <= {p.name for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs_and_with_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "Research and education only" in nb.cells[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "dataset = None" in tagged[0].source
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_dvc_stages_run_the_notebooks_they_depend_on():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for stage, spec in STAGES.items():
+        body = dvc["stages"][stage].get("do", dvc["stages"][stage])
+        assert f"notebooks/{spec.notebook}" in body["deps"]
+        assert f"lesionlab run {stage}" in body["cmd"]
