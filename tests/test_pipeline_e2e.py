@@ -110,6 +110,7 @@ def test_retraining_reproduces_the_predictions_exactly(tiny_repo):
 
 def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     repo, ctx = tiny_repo
-    out = _run(["dvc", "exp", "run", "-S", "variants.cnn_aug.learning_rate=0.002"], repo, ctx["env"])
+    # a key the variant does not list yet is added with a leading "+" (as the README says)
+    out = _run(["dvc", "exp", "run", "-S", "+variants.cnn_aug.learning_rate=0.002"], repo, ctx["env"])
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
     assert ran == ["compare", "train@cnn_aug"], out[-3000:]

@@ -24,7 +24,9 @@ def note_html(text: str) -> str:
 def git_commit(root: Path) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "notebooks",
+                                "params.yaml", "dvc.yaml"], cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
