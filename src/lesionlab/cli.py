@@ -57,14 +57,14 @@ def _leaderboard(args) -> int:
     """Print a leaderboard.csv as the Markdown table the README shows."""
     import pandas as pd
 
-    from lesionlab.compare import METRIC_LABELS
+    from lesionlab.compare import METRIC_LABELS, format_ci
 
     board = pd.read_csv(args.csv)
     metrics = [m for m in METRIC_LABELS if m in board.columns]
     print("| variant | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for _, row in board.iterrows():
-        cells = [f"{row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" if m == "balanced_accuracy"
+        cells = [format_ci(row[m], row[f"{m}_lo"], row[f"{m}_hi"]) if m == "balanced_accuracy"
                  else f"{row[m]:.3f}" for m in metrics]
         print(f"| `{row['variant']}` | " + " | ".join(cells) + " |")
     return 0

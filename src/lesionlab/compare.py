@@ -70,13 +70,19 @@ def leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, st
     return pd.DataFrame(rows)
 
 
+def format_ci(value: float, lo: float, hi: float, digits: int = 3, bold: bool = False) -> str:
+    """'value [lo, hi]', the one way the reports and the README write an estimate with its CI."""
+    shown = f"<b>{value:.{digits}f}</b>" if bold else f"{value:.{digits}f}"
+    return f"{shown} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def with_ci_text(board: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Display table: 'value [lo, hi]' per headline metric, best value of each column in bold (HTML)."""
     shown = pd.DataFrame({"variant": board["variant"]})
     for m in HEADLINE:
         best = board[m].max()
         shown[METRIC_LABELS[m]] = [
-            (f"<b>{v:.{digits}f}</b>" if np.isclose(v, best) else f"{v:.{digits}f}") + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+            format_ci(v, lo, hi, digits, bold=bool(np.isclose(v, best)))
             for v, lo, hi in zip(board[m], board[f"{m}_lo"], board[f"{m}_hi"])
         ]
     return shown
@@ -85,7 +91,7 @@ def with_ci_text(board: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 def headline(board: pd.DataFrame, baseline: str, metric: str = "balanced_accuracy") -> str:
     """One sentence for reviewers: the best variant on ``metric`` against the baseline, with CIs."""
     def fmt(row) -> str:
-        return f"{row[metric]:.3f} [{row[f'{metric}_lo']:.3f}, {row[f'{metric}_hi']:.3f}]"
+        return format_ci(row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"])
 
     best = board.loc[board[metric].idxmax()]
     base = board.set_index("variant").loc[baseline]

@@ -100,14 +100,10 @@ def brier_score(y_true: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
 
 
-def headline_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str, float]:
-    """The leaderboard's metrics (HEADLINE) only: cheap enough for thousands of bootstrap resamples."""
-    classes = list(classes)
-    y_true = np.asarray(y_true)
-    cm = confusion_matrix(y_true, proba.argmax(axis=1), len(classes))
+def _headline(y_true: np.ndarray, proba: np.ndarray, classes: list[str], cm: np.ndarray) -> dict[str, float]:
     malignant = np.isin(y_true, class_indices(classes, MALIGNANT))
     return {
-        "accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan"),
+        "accuracy": accuracy(y_true, proba.argmax(axis=1)),
         "balanced_accuracy": balanced_accuracy(cm),
         "macro_auc": macro_auc(y_true, proba),
         "malignant_auc": binary_auc(malignant, malignant_score(proba, classes)),
@@ -116,11 +112,17 @@ def headline_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str
     }
 
 
+def headline_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str, float]:
+    """The leaderboard's metrics (HEADLINE) only: cheap enough for thousands of bootstrap resamples."""
+    classes, y_true = list(classes), np.asarray(y_true)
+    return _headline(y_true, proba, classes, confusion_matrix(y_true, proba.argmax(axis=1), len(classes)))
+
+
 def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str, float]:
     """Every flat metric of contract 4, for one split: the headline ones, calibration, per-class recall."""
-    classes = list(classes)
-    y_true = np.asarray(y_true)
-    out = headline_metrics(y_true, proba, classes)
+    classes, y_true = list(classes), np.asarray(y_true)
+    cm = confusion_matrix(y_true, proba.argmax(axis=1), len(classes))
+    out = _headline(y_true, proba, classes, cm)
     out.update({
         "melanoma_auc": float("nan"),
         "ece": expected_calibration_error(y_true, proba),
@@ -130,7 +132,6 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str,
     if "mel" in classes:
         m = classes.index("mel")
         out["melanoma_auc"] = binary_auc(y_true == m, proba[:, m])
-    recall = per_class_recall(confusion_matrix(y_true, proba.argmax(axis=1), len(classes)))
-    for c, r in zip(classes, recall):
+    for c, r in zip(classes, per_class_recall(cm)):
         out[f"recall_{c}"] = float(r)
     return out

@@ -7,7 +7,6 @@ embedded as data URIs, no script loaded from a CDN) to ``reports/<ds>/``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -73,8 +72,6 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
     parameters = {"dataset": dataset}
     if variant is not None:
         parameters["variant"] = variant
-    # the kernel inherits this process's environment: keep TensorFlow's C++ log noise out of the reports
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     started = time.perf_counter()
