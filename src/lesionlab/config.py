@@ -64,9 +64,11 @@ class SyntheticParams(_Section):
 
 class PrepareParams(_Section):
     image_size: int = Field(48, ge=16, le=512, description="side of the square uint8 image cache")
+    on_bad: Literal["error", "skip"] = Field("error", description="unusable rows: stop the run, or drop and list them")
 
 
 class SplitParams(_Section):
+    method: Literal["lesion_grouped", "predefined"] = "lesion_grouped"
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
 
@@ -121,6 +123,7 @@ class CompareParams(_Section):
 
 class Params(_Section):
     dataset: str = "synthetic"
+    dataset_source: str = "src/lesionlab/synthetic.py"
     base: BaseParams = BaseParams()
     synthetic: SyntheticParams = SyntheticParams()
     prepare: PrepareParams = PrepareParams()
@@ -149,6 +152,16 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
+        from lesionlab.datasets import DATASETS
+
+        info = DATASETS[self.dataset]
+        if self.dataset_source != info.source:
+            raise ValueError(f"dataset_source must be {info.source!r} for dataset {self.dataset!r} (got "
+                             f"{self.dataset_source!r}): it is the path dvc.yaml's prepare stage depends on. "
+                             f"Switch both: dvc exp run -S dataset={self.dataset} -S dataset_source={info.source}")
+        if self.split.method == "predefined" and not info.has_split:
+            raise ValueError(f"split.method: predefined needs a source with its own split; {self.dataset!r} has none "
+                             f"(sources with one: {[n for n, i in DATASETS.items() if i.has_split]})")
         if self.split.val_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20 % for training")
         if self.compare.baseline not in self.variants:

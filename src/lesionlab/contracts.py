@@ -58,7 +58,8 @@ def validate_dataset_table(df: pd.DataFrame, classes: tuple[str, ...], source: s
 
 
 def read_dataset_table(path: Path, classes: tuple[str, ...]) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "label": str, "sex": str, "site": str},
+    df = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "label": str, "sex": str, "site": str,
+                                  "dx_type": str, "path": str, "mask_path": str, "source_split": str},
                      keep_default_na=False, na_values={"age": [""]})
     return validate_dataset_table(df, classes, source=str(path))
 

@@ -9,10 +9,17 @@ import pandas as pd
 import seaborn as sns
 
 from lesionlab.metrics import binary_auc, confusion_matrix, malignant_score
-from lesionlab.taxonomy import MALIGNANT
+from lesionlab.taxonomy import malignant_classes
 
 sns.set_theme(style="whitegrid", context="notebook")
-PALETTE = dict(zip(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"), sns.color_palette("tab10", 7)))
+PALETTE = dict(zip(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "scc", "benign", "malignant"),
+                   sns.color_palette("tab10", 10)))
+
+
+def _palette(classes) -> dict:
+    """A colour per class: the fixed ones above, then a husl colour for any other label (generic sources)."""
+    extra = [c for c in classes if c not in PALETTE]
+    return {**PALETTE, **dict(zip(extra, sns.color_palette("husl", max(len(extra), 1))))}
 
 
 # --- EDA -------------------------------------------------------------------------------
@@ -23,7 +30,7 @@ def class_balance(table: pd.DataFrame, classes) -> plt.Figure:
     lesions = table.groupby("label")["lesion_id"].nunique().reindex(classes, fill_value=0)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     x = np.arange(len(classes))
-    ax.bar(x - 0.2, counts.values, 0.4, label="images", color=[PALETTE.get(c) for c in classes])
+    ax.bar(x - 0.2, counts.values, 0.4, label="images", color=[_palette(classes)[c] for c in classes])
     ax.bar(x + 0.2, lesions.values, 0.4, label="lesions", color="lightgray", edgecolor="gray")
     for xi, n in zip(x, counts.values):
         ax.text(xi - 0.2, n, f"{n}\n{n / counts.sum():.1%}", ha="center", va="bottom", fontsize=8)
@@ -39,7 +46,7 @@ def class_balance(table: pd.DataFrame, classes) -> plt.Figure:
 
 def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    sns.boxplot(data=table, x="label", y="age", order=classes, hue="label", palette=PALETTE, legend=False, ax=axes[0])
+    sns.boxplot(data=table, x="label", y="age", order=classes, hue="label", palette=_palette(classes), legend=False, ax=axes[0])
     axes[0].set_title("age by class")
     sex = pd.crosstab(table["label"], table["sex"], normalize="index").reindex(classes).fillna(0)
     sex.plot.bar(stacked=True, ax=axes[1], colormap="Pastel1", rot=0)
@@ -95,7 +102,7 @@ def colour_statistics(images: np.ndarray, table: pd.DataFrame, classes) -> tuple
     sns.boxplot(data=long, x="label", y="mean", hue="channel", order=classes, palette=["#d62728", "#2ca02c", "#1f77b4"],
                 fliersize=1, ax=axes[0])
     axes[0].set_title("mean channel intensity per image")
-    sns.boxplot(data=stats, x="label", y="std (brightness)", order=classes, hue="label", palette=PALETTE, legend=False,
+    sns.boxplot(data=stats, x="label", y="std (brightness)", order=classes, hue="label", palette=_palette(classes), legend=False,
                 fliersize=1, ax=axes[1])
     axes[1].set_title("within-image brightness spread")
     fig.tight_layout()
@@ -103,11 +110,21 @@ def colour_statistics(images: np.ndarray, table: pd.DataFrame, classes) -> tuple
     return fig, table_out
 
 
-def lesion_area(masks: np.ndarray, table: pd.DataFrame, classes) -> plt.Figure:
-    area = masks.reshape(len(masks), -1).mean(axis=1)
-    df = pd.DataFrame({"label": table["label"].to_numpy(), "lesion area (share of image)": area})
+def lesion_area_table(masks: np.ndarray, table: pd.DataFrame, has_mask: np.ndarray, classes) -> pd.DataFrame:
+    """Per class: images with a mask and the lesion's share of the image (mean, median, quartiles)."""
+    area = pd.Series(masks.reshape(len(masks), -1).mean(axis=1), index=table.index)[has_mask]
+    label = table["label"][has_mask]
+    stats = area.groupby(label).describe()[["count", "mean", "25%", "50%", "75%"]].reindex(classes)
+    stats.columns = ["images with mask", "mean area", "q25", "median", "q75"]
+    return stats.round(3)
+
+
+def lesion_area(masks: np.ndarray, table: pd.DataFrame, classes, has_mask: np.ndarray | None = None) -> plt.Figure:
+    keep = np.ones(len(table), dtype=bool) if has_mask is None else has_mask
+    area = masks.reshape(len(masks), -1).mean(axis=1)[keep]
+    df = pd.DataFrame({"label": table["label"].to_numpy()[keep], "lesion area (share of image)": area})
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    sns.boxplot(data=df, x="label", y="lesion area (share of image)", order=classes, hue="label", palette=PALETTE,
+    sns.boxplot(data=df, x="label", y="lesion area (share of image)", order=classes, hue="label", palette=_palette(classes),
                 legend=False, fliersize=1, ax=ax)
     ax.set_title("lesion area from the masks")
     fig.tight_layout()
@@ -121,7 +138,7 @@ def split_composition(table: pd.DataFrame, splits: pd.DataFrame, classes) -> plt
     df = table[["image_id", "label"]].merge(splits, on="image_id")
     share = pd.crosstab(df["split"], df["label"], normalize="index").reindex(["train", "val", "test"])[list(classes)]
     fig, ax = plt.subplots(figsize=(8, 2.8))
-    share.plot.barh(stacked=True, ax=ax, color=[PALETTE.get(c) for c in classes], width=0.7)
+    share.plot.barh(stacked=True, ax=ax, color=[_palette(classes)[c] for c in classes], width=0.7)
     ax.set_xlabel("share of the split's images")
     ax.set_ylabel("")
     ax.invert_yaxis()
@@ -190,7 +207,7 @@ def roc_overlay(tests: dict[str, tuple[np.ndarray, np.ndarray]], classes) -> plt
     colours = sns.color_palette("husl", len(tests))
     mel = list(classes).index("mel") if "mel" in classes else None
     for (name, (y, p)), colour in zip(tests.items(), colours):
-        malignant = np.isin(y, [list(classes).index(c) for c in MALIGNANT if c in classes])
+        malignant = np.isin(y, [list(classes).index(c) for c in malignant_classes(classes)])
         score = malignant_score(p, classes)
         fpr, tpr = _roc_points(malignant, score)
         axes[0].plot(fpr, tpr, color=colour, label=f"{name} (AUC {binary_auc(malignant, score):.3f})")

@@ -1,7 +1,7 @@
 """Classification metrics: small pure functions over arrays (no I/O, no framework).
 
 ``y_true`` holds class indices into ``classes``; ``proba`` is (n, k) with rows summing
-to 1; decisions are the arg-max. Malignant = mel + bcc + akiec (taxonomy.MALIGNANT).
+to 1; decisions are the arg-max. Malignant = the classes in taxonomy.MALIGNANT_CODES (mel + bcc + akiec for HAM10000).
 A metric that is undefined on the given sample (an AUC without both outcomes) is NaN.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from lesionlab.taxonomy import MALIGNANT
+from lesionlab.taxonomy import malignant_classes
 
 #: metrics reported for every variant, in leaderboard order
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity", "macro_f1")
@@ -75,7 +75,7 @@ def class_indices(classes, names) -> list[int]:
 
 def malignant_score(proba: np.ndarray, classes) -> np.ndarray:
     """P(malignant) = sum of the malignant classes' probabilities."""
-    return proba[:, class_indices(classes, MALIGNANT)].sum(axis=1)
+    return proba[:, class_indices(classes, malignant_classes(classes))].sum(axis=1)
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
@@ -101,7 +101,7 @@ def brier_score(y_true: np.ndarray, proba: np.ndarray) -> float:
 
 
 def _headline(y_true: np.ndarray, proba: np.ndarray, classes: list[str], cm: np.ndarray) -> dict[str, float]:
-    malignant = np.isin(y_true, class_indices(classes, MALIGNANT))
+    malignant = np.isin(y_true, class_indices(classes, malignant_classes(classes)))
     return {
         "accuracy": accuracy(y_true, proba.argmax(axis=1)),
         "balanced_accuracy": balanced_accuracy(cm),

@@ -5,9 +5,12 @@ Outputs, under ``results/<dataset>/prepared/``:
 - ``dataset.csv``: the dataset table (contract 1); row *i* is image *i* of the cache;
 - ``images.npy``: uint8 array (N, S, S, 3), S = ``prepare.image_size``; memory-mapped by readers;
 - ``masks.npy``: uint8 array (N, S, S), 1 = lesion (zeros where a source has no mask);
+- ``summary.json``: counts, the class list (model-output order) and the malignant classes;
+- ``problems.csv`` / ``quality.csv``: every data-quality finding and the per-check table (lesionlab.quality);
 - ``source/``: for the synthetic dataset, the generated files in HAM10000's layout.
 
-Images are decoded once here (EXIF orientation applied, converted to RGB) and never again.
+Images are decoded once here (EXIF orientation applied, converted to 8-bit RGB) and never again.
+Unusable rows stop the run (``prepare.on_bad: error``) or are dropped and listed (``skip``).
 """
 
 from __future__ import annotations
@@ -22,84 +25,95 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lesionlab import quality
 from lesionlab.config import Params
 from lesionlab.contracts import read_dataset_table, validate_dataset_table
-from lesionlab.datasets import DATASETS, TABLE_COLUMNS, DatasetError, import_dataset
+from lesionlab.datasets import ARRAY_REF, TABLE_COLUMNS, DatasetError, dataset_info, import_dataset, infer_classes
 from lesionlab.paths import prepared_dir
-
-
-def _load_image(path: str, size: int) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
-    except Exception as err:  # PIL raises many types for corrupt files
-        raise DatasetError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
-
-
-def _load_mask(path: str, size: int) -> np.ndarray:
-    from PIL import Image
-
-    if not path:
-        return np.zeros((size, size), dtype=np.uint8)
-    try:
-        with Image.open(path) as im:
-            small = im.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-    except Exception as err:
-        raise DatasetError(f"{path}: cannot read mask ({type(err).__name__}: {err})") from None
-    return (np.asarray(small) >= 128).astype(np.uint8)
-
-
-def _load_pair(args: tuple[str, str, int]) -> tuple[np.ndarray, np.ndarray]:
-    path, mask_path, size = args
-    return _load_image(path, size), _load_mask(mask_path, size)
+from lesionlab.taxonomy import malignant_classes
 
 
 def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress: bool = True):
-    """Decode every image (and mask) once, resized to ``size`` x ``size``; row order = table order."""
+    """Decode every image (and mask) once, resized to ``size`` x ``size``; row order = table order.
+
+    Returns ``images, masks, has_mask, findings``: rows whose image is bad keep zeros and appear in
+    ``findings`` (image_id, file, check, severity) with every conversion that was applied.
+    """
     from tqdm.auto import tqdm
 
     n = len(table)
     images = np.zeros((n, size, size, 3), dtype=np.uint8)
     masks = np.zeros((n, size, size), dtype=np.uint8)
+    has_mask = np.zeros(n, dtype=bool)
+    found: list[tuple[str, str, str, str]] = []
     jobs = [(p, m, size) for p, m in zip(table["path"], table["mask_path"])]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(_load_pair, jobs, chunksize=64)
-        for i, (img, mask) in enumerate(tqdm(results, total=n, desc="image cache", disable=not progress, mininterval=2)):
-            images[i], masks[i] = img, mask
-    return images, masks
+        results = pool.map(quality.load_pair, jobs, chunksize=64)
+        for i, (img, mask, notes, bad) in enumerate(tqdm(results, total=n, desc="image cache", disable=not progress,
+                                                         mininterval=2)):
+            image_id, path = table["image_id"].iat[i], table["path"].iat[i]
+            if bad:
+                found.append((image_id, path, bad, quality.BAD))
+                continue
+            images[i] = img
+            if mask is not None:
+                masks[i], has_mask[i] = mask, True
+            found.extend((image_id, path, note, quality.METADATA if note.startswith("mask") else quality.CONVERTED)
+                         for note in notes)
+    return images, masks, has_mask, pd.DataFrame(found, columns=["image_id", "file", "check", "severity"])
 
 
 @dataclass
 class Prepared:
-    """A prepared dataset: the table and its memory-mapped caches."""
+    """A prepared dataset: the table, its memory-mapped caches and the quality findings."""
 
     table: pd.DataFrame
     images: np.ndarray
     masks: np.ndarray
     classes: tuple[str, ...]
+    summary: dict
+
+    @property
+    def has_mask(self) -> np.ndarray:
+        """Rows whose lesion mask was read (the others' mask is all zeros)."""
+        return self.table["mask_path"].fillna("").astype(str).ne("").to_numpy()
 
 
 def load_prepared(root: Path, dataset: str) -> Prepared:
     folder = prepared_dir(root, dataset)
-    info = DATASETS[dataset]
-    if not (folder / "dataset.csv").is_file():
+    if not (folder / "dataset.csv").is_file() or not (folder / "summary.json").is_file():
         raise FileNotFoundError(f"{folder / 'dataset.csv'} not found: run `dvc repro prepare` first")
-    table = read_dataset_table(folder / "dataset.csv", info.classes)
+    summary = json.loads((folder / "summary.json").read_text())
+    classes = tuple(summary["classes"])
+    table = read_dataset_table(folder / "dataset.csv", classes)
     images = np.load(folder / "images.npy", mmap_mode="r")
     masks = np.load(folder / "masks.npy", mmap_mode="r")
     if len(images) != len(table) or len(masks) != len(table):
         raise DatasetError(f"{folder}: image cache has {len(images)} rows, mask cache {len(masks)}, table {len(table)}")
-    return Prepared(table=table, images=images, masks=masks, classes=info.classes)
+    return Prepared(table=table, images=images, masks=masks, classes=classes, summary=summary)
+
+
+def read_problems(root: Path, dataset: str) -> pd.DataFrame:
+    """Every data-quality finding of the prepare stage (``problems.csv``)."""
+    return pd.read_csv(prepared_dir(root, dataset) / "problems.csv", dtype=str, keep_default_na=False)
+
+
+def _relative(paths, root: Path) -> list[str]:
+    """Paths under the project root made relative to it (portable between clones); others unchanged."""
+    base, out = root.resolve(), []
+    for p in paths:
+        file = p.split(ARRAY_REF)[0] if p else ""
+        if file and Path(file).resolve().is_relative_to(base):
+            p = str(Path(file).resolve().relative_to(base)) + p[len(file):]
+        out.append(p)
+    return out
 
 
 def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True) -> Path:
     """Run the prepare stage for ``params.dataset``; returns the output folder."""
     from lesionlab import synthetic
 
-    info = DATASETS[params.dataset]
+    info = dataset_info(params.dataset)
     out = prepared_dir(root, params.dataset)
     if out.exists():
         shutil.rmtree(out)
@@ -112,25 +126,54 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
         source = root / info.raw_dir
         if not source.is_dir():
             raise DatasetError(f"{source}: not found. Lay out your download of {info.name} there "
-                               f"(see README, 'Bring your own data'), then `dvc add data`.")
+                               f"(`lesionlab import-data {info.name} <download folder>`, see README, "
+                               f"'Bring your own data'), then `dvc add data`. Expected: {info.files}")
     table = import_dataset(info, source)
-    validate_dataset_table(table, info.classes, source=str(source))
-    print(f"[prepare] {info.name}: {len(table)} images of {table['lesion_id'].nunique()} lesions from {source}", flush=True)
-    images, masks = build_image_cache(table, params.prepare.image_size, workers=workers, progress=progress)
-    # paths relative to the project root keep the table portable between clones
+    classes = infer_classes(info, table["label"])
+    n_source = len(table)
+    print(f"[prepare] {info.name}: {n_source} rows in {source}; classes {list(classes)}", flush=True)
+    found, bad_row = quality.audit_rows(table, classes)
+    if info.has_masks:
+        no_mask = table[table["mask_path"].eq("")]
+        found = pd.concat([found, pd.DataFrame({"image_id": no_mask["image_id"], "file": no_mask["path"],
+                                                "check": "no lesion mask", "severity": quality.METADATA})])
+    decoded = table[~bad_row].reset_index(drop=True)  # bad rows are reported, never decoded
+    images, masks, has_mask, image_found = build_image_cache(decoded, params.prepare.image_size, workers=workers,
+                                                             progress=progress)
+    problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), params.prepare.on_bad)
+    problems.to_csv(out / "problems.csv", index=False)
+    quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)
+    if bad_row.any() or len(image_found[image_found["severity"] == quality.BAD]):
+        if params.prepare.on_bad == "error":
+            raise DatasetError(quality.bad_rows_message(problems, str(source), str(out / "problems.csv")))
+    # skip mode: drop the rows whose image failed too (the table's bad rows were never decoded)
+    keep = ~decoded["image_id"].isin(image_found.loc[image_found["severity"] == quality.BAD, "image_id"])
+    table, images, masks, has_mask = decoded[keep].reset_index(drop=True), images[keep], masks[keep], has_mask[keep]
+    table.loc[~has_mask, "mask_path"] = ""
+    validate_dataset_table(table, classes, source=str(source))
     for col in ("path", "mask_path"):
-        table[col] = [str(Path(p).resolve().relative_to(root.resolve())) if p and Path(p).resolve().is_relative_to(root.resolve()) else p
-                      for p in table[col]]
+        table[col] = _relative(table[col], root)
     table[TABLE_COLUMNS].to_csv(out / "dataset.csv", index=False)
     np.save(out / "images.npy", images)
     np.save(out / "masks.npy", masks)
     summary = {
         "dataset": info.name,
+        "source_rows": n_source,
+        "skipped_rows": n_source - len(table),
         "images": int(len(table)),
         "lesions": int(table["lesion_id"].nunique()),
         "image_size": params.prepare.image_size,
-        "class_counts": {c: int((table["label"] == c).sum()) for c in info.classes},
+        "classes": list(classes),
+        "malignant": malignant_classes(classes),
+        "class_counts": {c: int((table["label"] == c).sum()) for c in classes},
+        "masks": int(has_mask.sum()),
+        "findings": {sev: int((problems["severity"] == sev).sum()) for sev in (quality.BAD, quality.CONVERTED,
+                                                                                quality.METADATA)},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"[prepare] cache {images.shape} written to {out} in {time.perf_counter() - started:.1f} s", flush=True)
+    if n_source != len(table):
+        print(f"[prepare] skipped {n_source - len(table)} unusable row(s) (prepare.on_bad: skip); "
+              f"listed in {out / 'problems.csv'}", flush=True)
+    print(f"[prepare] {len(table)} images of {summary['lesions']} lesions; cache {images.shape} written to {out} "
+          f"in {time.perf_counter() - started:.1f} s", flush=True)
     return out

@@ -51,6 +51,26 @@ def split_by_lesion(table: pd.DataFrame, val_fraction: float, test_fraction: flo
     return splits
 
 
+def predefined_split(table: pd.DataFrame) -> pd.DataFrame:
+    """The source's own split (``source_split``: train/val/test; 'valid'/'validation' read as val)."""
+    split = table["source_split"].fillna("").astype(str).str.lower().replace({"valid": "val", "validation": "val"})
+    bad = table.index[~split.isin(SPLITS)]
+    if len(bad):
+        raise ValueError(f"split.method: predefined, but {len(bad)} row(s) have no train/val/test source split, "
+                         f"e.g. image_id {table.loc[bad[0], 'image_id']!r} with {table.loc[bad[0], 'source_split']!r}")
+    splits = pd.DataFrame({"image_id": table["image_id"].to_numpy(), "split": split.to_numpy()})
+    assert_lesion_disjoint(pd.DataFrame({"lesion_id": table["lesion_id"].to_numpy(), "split": splits["split"]}),
+                           "the source's own split")
+    return splits
+
+
+def make_splits(table: pd.DataFrame, method: str, val_fraction: float, test_fraction: float, seed: int) -> pd.DataFrame:
+    """``split.method``: lesion_grouped (default) or predefined (the source's own split, kept as published)."""
+    if method == "predefined":
+        return predefined_split(table)
+    return split_by_lesion(table, val_fraction, test_fraction, seed)
+
+
 def split_summary(table: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
     """Images and lesions per class and split, with each split's share of the class."""
     df = table[["image_id", "lesion_id", "label"]].merge(splits, on="image_id")

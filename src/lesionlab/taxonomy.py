@@ -1,4 +1,10 @@
-"""The diagnostic classes every dataset maps onto (HAM10000's seven codes)."""
+"""The diagnostic classes: HAM10000's seven codes, the extra codes other sources need, the malignant view.
+
+Every source maps its labels onto HAM10000's seven codes where it can (``AK`` -> ``akiec``,
+``NV`` -> ``nv``, ...). A source whose taxonomy differs declares its own class list in the
+dataset registry (ISIC 2019 / BCN20000 add ``scc``; ISIC 2020 is ``benign`` / ``malignant``).
+The binary malignant view is defined for every source: the classes in :data:`MALIGNANT_CODES`.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,28 @@ CLASS_NAMES: dict[str, str] = {
     "mel": "melanoma",
     "nv": "melanocytic naevus",
     "vasc": "vascular lesion",
+    "scc": "squamous cell carcinoma",
+    "benign": "benign (any benign diagnosis)",
+    "malignant": "malignant (any malignant diagnosis)",
 }
 
-#: The binary "malignant" view used by every report: mel + bcc + akiec.
+#: The binary "malignant" view of HAM10000's taxonomy: mel + bcc + akiec.
 MALIGNANT: tuple[str, ...] = ("akiec", "bcc", "mel")
+#: Every class code that counts as malignant, whatever the source's class list.
+MALIGNANT_CODES: tuple[str, ...] = ("akiec", "bcc", "mel", "scc", "malignant")
+
+#: Spellings used by the published sources (upper-case codes, long names), lower-cased -> code.
+LABEL_SYNONYMS: dict[str, str] = {
+    "ak": "akiec", "actinic keratosis": "akiec", "actinic keratoses": "akiec", "akiec": "akiec",
+    "bcc": "bcc", "basal cell carcinoma": "bcc",
+    "bkl": "bkl", "benign keratosis": "bkl", "seborrheic keratosis": "bkl", "solar lentigo": "bkl",
+    "lentigo nos": "bkl", "lichenoid keratosis": "bkl", "benign keratosis-like lesion": "bkl",
+    "df": "df", "dermatofibroma": "df",
+    "mel": "mel", "melanoma": "mel",
+    "nv": "nv", "nevus": "nv", "naevus": "nv", "melanocytic nevus": "nv", "melanocytic naevus": "nv",
+    "scc": "scc", "squamous cell carcinoma": "scc",
+    "vasc": "vasc", "vascular lesion": "vasc",
+}
 
 #: Class frequencies of the published HAM10000 release (10,015 images).
 HAM10000_COUNTS: dict[str, int] = {
@@ -30,6 +54,11 @@ HAM10000_COUNTS: dict[str, int] = {
 HAM10000_PRIORS: dict[str, float] = {
     k: v / sum(HAM10000_COUNTS.values()) for k, v in HAM10000_COUNTS.items()
 }
+
+
+def malignant_classes(classes) -> list[str]:
+    """The classes of ``classes`` that form the malignant side of the binary view."""
+    return [c for c in classes if c in MALIGNANT_CODES]
 
 
 def probability_columns(classes: tuple[str, ...] | list[str]) -> list[str]:

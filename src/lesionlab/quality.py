@@ -1,0 +1,195 @@
+"""Data quality: every problem of a source found, listed with its file and counted; nothing dropped silently.
+
+Three kinds of finding, each a row of ``problems.csv`` (``image_id, file, check, severity, action``):
+
+- ``bad``: the row cannot be used (missing, empty, truncated or non-image file, unknown label,
+  duplicate ``image_id``, a lesion with two labels). ``prepare.on_bad: error`` (the default)
+  stops the run and names them; ``skip`` drops exactly those rows and says so.
+- ``converted``: the image was usable after a lossless-in-intent normalisation (grayscale,
+  RGBA, palette, 16-bit or CMYK -> 8-bit RGB; EXIF orientation applied). Kept.
+- ``metadata``: a missing age, an unknown sex or body site, a missing lesion id or mask. Kept;
+  the value stays missing (NaN / ``unknown``) and is counted.
+
+``quality_summary`` turns the findings into the data-quality table of the EDA report.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from lesionlab.datasets import ARRAY_REF
+
+PROBLEM_COLUMNS = ["image_id", "file", "check", "severity", "action"]
+BAD, CONVERTED, METADATA = "bad", "converted", "metadata"
+ON_BAD = ("error", "skip")
+
+
+class BadImage(Exception):
+    """An image that cannot be used; ``check`` is the name of the failed check."""
+
+    def __init__(self, check: str, detail: str = ""):
+        super().__init__(f"{check}: {detail}" if detail else check)
+        self.check = check
+
+
+# --- row-level checks (the table) ---------------------------------------------------------
+
+
+def audit_rows(table: pd.DataFrame, classes: tuple[str, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Problems found in the table alone, and the mask of its unusable rows.
+
+    Bad: a repeated ``image_id`` (the later copies), an unknown or missing label, a lesion whose
+    images carry different labels (all of them), no file. Metadata: missing age, unknown sex / site,
+    no lesion id.
+    """
+    found: list[tuple[str, str, str, str]] = []
+
+    def add(rows: pd.DataFrame, check: str, severity: str) -> None:
+        found.extend((i, p, check, severity) for i, p in zip(rows["image_id"], rows["path"]))
+
+    dup = table["image_id"].duplicated(keep="first")
+    add(table[dup], "duplicate image_id (first row kept)", BAD)
+    unknown = ~table["label"].isin(classes)
+    for label, rows in table[unknown & ~dup].groupby("label", sort=True):
+        add(rows, f"unknown label {label!r}" if label else "missing label", BAD)
+    usable = table[~dup & ~unknown]
+    labels_per_lesion = usable.groupby("lesion_id")["label"].nunique()
+    conflicted = usable["lesion_id"].isin(labels_per_lesion.index[labels_per_lesion > 1])
+    add(usable[conflicted], "lesion with more than one label", BAD)
+    add(table[table["path"].eq("")], "missing file (not found in the source folder)", BAD)
+    add(table[table["age"].isna()], "age missing", METADATA)
+    add(table[table["sex"].eq("unknown")], "sex unknown", METADATA)
+    add(table[table["site"].eq("unknown")], "body site unknown", METADATA)
+    add(table[table["lesion_id"].eq(table["image_id"])], "no lesion_id (image is its own lesion)", METADATA)
+    bad = (dup | unknown | table["path"].eq("")).to_numpy().copy()
+    bad[np.flatnonzero(~dup & ~unknown)[conflicted.to_numpy()]] = True
+    return pd.DataFrame(found, columns=["image_id", "file", "check", "severity"]), bad
+
+
+# --- image decoding with checks ----------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _npz_array(path: str, key: str) -> np.ndarray:
+    with np.load(path) as data:
+        return np.asarray(data[key])
+
+
+def _to_rgb(im) -> tuple[object, list[str]]:
+    """8-bit RGB from any PIL mode; the notes name each conversion done."""
+    from PIL import Image
+
+    mode, notes = im.mode, []
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        notes.append(f"{'16-bit' if top > 255 else mode} grayscale -> 8-bit RGB")
+    elif mode in ("L", "1"):
+        notes.append("grayscale -> RGB")
+    elif mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        notes.append(f"{mode}: alpha channel dropped")
+    elif mode == "P":
+        notes.append("palette -> RGB")
+    elif mode == "CMYK":
+        notes.append("CMYK -> RGB")
+    elif mode != "RGB":
+        notes.append(f"{mode} -> RGB")
+    return im.convert("RGB"), notes
+
+
+def load_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """Decode one image to ``size`` x ``size`` uint8 RGB. Raises :class:`BadImage`; returns conversion notes."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if ARRAY_REF in path:
+        file, key, index = path.split(ARRAY_REF)
+        arr = _npz_array(file, key)[int(index)]
+        im, notes = _to_rgb(Image.fromarray(np.asarray(arr, dtype=np.uint8)))
+        return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8), notes
+    if not path or not os.path.isfile(path):
+        raise BadImage("missing file (not found in the source folder)")
+    if os.path.getsize(path) == 0:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            notes = []
+            if im.getexif().get(0x0112, 1) not in (1, None):
+                im = ImageOps.exif_transpose(im)
+                notes.append("EXIF orientation applied")
+            im, more = _to_rgb(im)
+            return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8), notes + more
+    except UnidentifiedImageError:
+        raise BadImage("not an image") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImage("truncated or corrupt image", f"{type(err).__name__}: {err}") from None
+
+
+def load_mask(path: str, size: int) -> np.ndarray | None:
+    """Binary mask (1 = lesion) resized to ``size``; None where the file is absent or unreadable."""
+    from PIL import Image
+
+    if not path:
+        return None
+    try:
+        with Image.open(path) as im:
+            small = im.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return (np.asarray(small) >= 128).astype(np.uint8)
+
+
+def load_pair(args: tuple[str, str, int]):
+    """Worker: (image or None, mask or None, notes, bad-check or None) for one row."""
+    path, mask_path, size = args
+    try:
+        image, notes = load_image(path, size)
+    except BadImage as bad:
+        return None, None, [], bad.check
+    mask = load_mask(mask_path, size)
+    if mask_path and mask is None:
+        notes = notes + ["mask unreadable (treated as absent)"]
+    return image, mask, notes, None
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def problems_frame(found: pd.DataFrame, on_bad: str) -> pd.DataFrame:
+    """Attach the action taken to every finding."""
+    action = {BAD: "stopped the run" if on_bad == "error" else "row skipped", CONVERTED: "converted, kept",
+              METADATA: "kept, value missing"}
+    out = found.copy()
+    out["action"] = out["severity"].map(action)
+    order = {BAD: 0, CONVERTED: 1, METADATA: 2}
+    out = out.sort_values(["severity", "check", "image_id"], key=lambda s: s.map(order) if s.name == "severity" else s,
+                          kind="stable")
+    return out[PROBLEM_COLUMNS].reset_index(drop=True)
+
+
+def quality_summary(problems: pd.DataFrame, n_rows: int, examples: int = 3) -> pd.DataFrame:
+    """One line per check: severity, rows affected, share, action, example files."""
+    if problems.empty:
+        return pd.DataFrame({"check": ["no problems found"], "severity": [""], "rows": [0], "share": [0.0],
+                             "action": [""], "examples": [""]})
+    rows = []
+    for (severity, check), g in problems.groupby(["severity", "check"], sort=False):
+        names = [os.path.basename(f) if f else i for i, f in zip(g["image_id"], g["file"])]
+        rows.append({"check": check, "severity": severity, "rows": len(g), "share": round(len(g) / max(n_rows, 1), 4),
+                     "action": g["action"].iloc[0], "examples": ", ".join(names[:examples])
+                     + (" ..." if len(names) > examples else "")})
+    return pd.DataFrame(rows)
+
+
+def bad_rows_message(problems: pd.DataFrame, source: str, listing: str) -> str:
+    bad = problems[problems["severity"] == BAD]
+    parts = [f"{len(g)} x {check} (e.g. {', '.join(os.path.basename(f) or i for i, f in zip(g['image_id'][:3], g['file'][:3]))})"
+             for check, g in bad.groupby("check", sort=False)]
+    return (f"{source}: {bad['image_id'].nunique()} unusable row(s): " + "; ".join(parts)
+            + f". Every one is listed in {listing}. Fix the files, or set `prepare.on_bad: skip` in params.yaml "
+            "to drop exactly these rows (the EDA report lists them).")
