@@ -45,6 +45,10 @@ def test_variant_overrides_train_defaults():
     (lambda r: r.update(dataset="isic2031"), r"dataset: .*unknown dataset 'isic2031'"),
     (lambda r: r["compare"].update(baseline="cnn_nope"), r"compare.baseline 'cnn_nope' is not one of variants"),
     (lambda r: r["synthetic"]["priors"].pop("df"), r"synthetic\.priors.*missing: \['df'\]"),
+    (lambda r: r.update(dataset="ham10000"),
+     r"dataset_source must be 'data/ham10000' for dataset 'ham10000'.*-S dataset_source=data/ham10000"),
+    (lambda r: r["prepare"].update(on_bad="ignore"), r"prepare\.on_bad: Input should be 'error' or 'skip'"),
+    (lambda r: r["split"].update(method="predefined"), r"predefined needs a source with its own split"),
 ])
 def test_bad_params_name_the_key(edit, message):
     with pytest.raises(ParamsError, match=message):

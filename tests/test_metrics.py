@@ -77,3 +77,14 @@ def test_bootstrap_ci_brackets_the_estimate(sample):
                           ["balanced_accuracy"], n_resamples=200, seed=0)["balanced_accuracy"]
     assert lo < point < hi
     assert hi - lo < 0.5
+
+
+def test_binary_source_has_a_malignant_view():
+    """ISIC 2020's benign / malignant classes: the malignant AUC is the malignant column's AUC; no melanoma class."""
+    from lesionlab.metrics import compute_metrics
+
+    y = np.array([0, 0, 1, 1, 0])
+    p_mal = np.array([0.1, 0.4, 0.35, 0.8, 0.2])
+    m = compute_metrics(y, np.column_stack([1 - p_mal, p_mal]), ("benign", "malignant"))
+    assert m["malignant_auc"] == pytest.approx(5 / 6)
+    assert np.isnan(m["melanoma_auc"]) and np.isnan(m["melanoma_sensitivity"])

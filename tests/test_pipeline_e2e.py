@@ -84,6 +84,24 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
     assert "<script src=\"http" not in index  # nothing loaded from a CDN
     for page in ("eda.html", "split.html"):
         assert "data:image/png;base64" in (repo / "reports/synthetic" / page).read_text()
+    eda = (repo / "reports/synthetic/eda.html").read_text()
+    quality = pd.read_csv(repo / "results/synthetic/prepared/quality.csv", keep_default_na=False)
+    assert "Data quality" in eda and all(check in eda for check in quality["check"])  # the table is shown
+    assert "Lesion area" in eda and "images with mask" in eda  # per-class lesion-area statistics from the masks
+
+
+def test_switching_to_a_dataset_without_its_download_fails_clearly(tiny_repo):
+    repo, ctx = tiny_repo
+    proc = subprocess.run(["dvc", "repro", "prepare"], cwd=repo, env=ctx["env"], capture_output=True, text=True)
+    assert proc.returncode == 0  # sanity: the default is fine
+    params = (repo / "params.yaml").read_text()
+    try:
+        (repo / "params.yaml").write_text(params.replace("dataset: synthetic", "dataset: ham10000"))
+        proc = subprocess.run([sys.executable, "-m", "lesionlab", "check-params"], cwd=repo, env=ctx["env"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and "dataset_source must be 'data/ham10000'" in proc.stderr
+    finally:
+        (repo / "params.yaml").write_text(params)
 
 
 def test_second_repro_is_a_noop(tiny_repo):
