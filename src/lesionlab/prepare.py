@@ -132,22 +132,18 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     classes = infer_classes(info, table["label"])
     n_source = len(table)
     print(f"[prepare] {info.name}: {n_source} rows in {source}; classes {list(classes)}", flush=True)
-    found, bad_row = quality.audit_rows(table, classes)
-    if info.has_masks:
-        no_mask = table[table["mask_path"].eq("")]
-        found = pd.concat([found, pd.DataFrame({"image_id": no_mask["image_id"], "file": no_mask["path"],
-                                                "check": "no lesion mask", "severity": quality.METADATA})])
+    found, bad_row = quality.audit_rows(table, classes, has_masks=info.has_masks)
     decoded = table[~bad_row].reset_index(drop=True)  # bad rows are reported, never decoded
     images, masks, has_mask, image_found = build_image_cache(decoded, params.prepare.image_size, workers=workers,
                                                              progress=progress)
     problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), params.prepare.on_bad)
     problems.to_csv(out / "problems.csv", index=False)
     quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)
-    if bad_row.any() or len(image_found[image_found["severity"] == quality.BAD]):
-        if params.prepare.on_bad == "error":
-            raise DatasetError(quality.bad_rows_message(problems, str(source), str(out / "problems.csv")))
+    bad_images = image_found.loc[image_found["severity"] == quality.BAD, "image_id"]
+    if (bad_row.any() or len(bad_images)) and params.prepare.on_bad == "error":
+        raise DatasetError(quality.bad_rows_message(problems, str(source), str(out / "problems.csv")))
     # skip mode: drop the rows whose image failed too (the table's bad rows were never decoded)
-    keep = ~decoded["image_id"].isin(image_found.loc[image_found["severity"] == quality.BAD, "image_id"])
+    keep = ~decoded["image_id"].isin(bad_images)
     table, images, masks, has_mask = decoded[keep].reset_index(drop=True), images[keep], masks[keep], has_mask[keep]
     table.loc[~has_mask, "mask_path"] = ""
     validate_dataset_table(table, classes, source=str(source))

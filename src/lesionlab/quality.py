@@ -25,7 +25,6 @@ from lesionlab.datasets import ARRAY_REF
 
 PROBLEM_COLUMNS = ["image_id", "file", "check", "severity", "action"]
 BAD, CONVERTED, METADATA = "bad", "converted", "metadata"
-ON_BAD = ("error", "skip")
 
 
 class BadImage(Exception):
@@ -39,12 +38,13 @@ class BadImage(Exception):
 # --- row-level checks (the table) ---------------------------------------------------------
 
 
-def audit_rows(table: pd.DataFrame, classes: tuple[str, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+def audit_rows(table: pd.DataFrame, classes: tuple[str, ...],
+               has_masks: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """Problems found in the table alone, and the mask of its unusable rows.
 
     Bad: a repeated ``image_id`` (the later copies), an unknown or missing label, a lesion whose
     images carry different labels (all of them), no file. Metadata: missing age, unknown sex / site,
-    no lesion id.
+    no lesion id, and no mask file where the source ships masks (``has_masks``).
     """
     found: list[tuple[str, str, str, str]] = []
 
@@ -65,9 +65,10 @@ def audit_rows(table: pd.DataFrame, classes: tuple[str, ...]) -> tuple[pd.DataFr
     add(table[table["sex"].eq("unknown")], "sex unknown", METADATA)
     add(table[table["site"].eq("unknown")], "body site unknown", METADATA)
     add(table[table["lesion_id"].eq(table["image_id"])], "no lesion_id (image is its own lesion)", METADATA)
-    bad = (dup | unknown | table["path"].eq("")).to_numpy().copy()
-    bad[np.flatnonzero(~dup & ~unknown)[conflicted.to_numpy()]] = True
-    return pd.DataFrame(found, columns=["image_id", "file", "check", "severity"]), bad
+    if has_masks:
+        add(table[table["mask_path"].eq("")], "no lesion mask", METADATA)
+    bad = dup | unknown | table["path"].eq("") | table.index.isin(usable.index[conflicted])
+    return pd.DataFrame(found, columns=["image_id", "file", "check", "severity"]), bad.to_numpy()
 
 
 # --- image decoding with checks ----------------------------------------------------------
