@@ -43,7 +43,7 @@ def test_variant_overrides_train_defaults():
     (lambda r: r["variants"]["cnn_elu"].update(activation="gelu"), r"variants\.cnn_elu\.activation"),
     (lambda r: r["split"].update(test_fraction=0.7), r"split\.test_fraction"),
     (lambda r: r.update(dataset="isic2031"), r"dataset: .*unknown dataset 'isic2031'"),
-    (lambda r: r["compare"].update(baseline="cnn_nope"), r"compare.baseline 'cnn_nope' is not one of variants"),
+    (lambda r: r["compare"].update(baseline="cnn_nope"), r"compare.baseline 'cnn_nope' is not one of the variants"),
     (lambda r: r["synthetic"]["priors"].pop("df"), r"synthetic\.priors.*missing: \['df'\]"),
     (lambda r: r.update(dataset="ham10000"),
      r"dataset_source must be 'data/ham10000' for dataset 'ham10000'.*-S dataset_source=data/ham10000"),
@@ -79,7 +79,8 @@ def test_dvc_yaml_lists_only_existing_params():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
         body = stage.get("do", stage)
-        keys = [k.replace("${key}", next(iter(RAW["variants"]))) for k in body.get("params", [])]
+        fanned = {"train": "variants", "probe": "probes", "finetune": "finetunes"}.get(name, "variants")
+        keys = [k.replace("${key}", next(iter(RAW[fanned]))) for k in body.get("params", [])]
         for key in keys:
             node = RAW
             for part in key.split("."):

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.slow
 COPY = ["src", "notebooks", "dvc.yaml", "params.yaml", "data.dvc", ".dvcignore", "pyproject.toml", ".gitignore"]
 TINY = {
     "synthetic": {"n_lesions": 90, "width": 64, "height": 48},
-    "prepare": {"image_size": 24},
+    "prepare": {"image_size": 24, "backbone_image_size": 32},
     "train": {"epochs": 2, "patience": 2, "filters": [8, 16], "dense_units": 16},
+    "probe": {"epochs": 4},
+    "finetune": {"epochs": 1, "trainable_blocks": 1},
     "compare": {"bootstrap": 20},
 }
 
@@ -66,9 +68,12 @@ def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_report_and_leaderboard_hold_every_variant(tiny_repo):
     repo, ctx = tiny_repo
-    variants = list(ctx["params"]["variants"])
+    p = ctx["params"]
+    variants = [*p["variants"], *p["probes"], *p["finetunes"]]
     board = pd.read_csv(repo / "reports/synthetic/leaderboard.csv")
-    assert sorted(board["variant"]) == sorted(variants)
+    with_tta = [f"{v}+tta" for v in [*p["probes"], *p["finetunes"]]
+                if {**p["probe" if v in p["probes"] else "finetune"], **p["probes"].get(v, p["finetunes"].get(v, {}))}["tta"]]
+    assert with_tta and sorted(board["variant"]) == sorted(variants + with_tta)
     for metric in ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity", "macro_f1"):
         assert board[metric].between(0, 1).all(), metric
         lo, hi = board[f"{metric}_lo"], board[f"{metric}_hi"]
@@ -80,6 +85,9 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
         assert (repo / f"reports/synthetic/variants/{v}.html").is_file()
         assert (repo / f"results/synthetic/variants/{v}/predictions.csv").is_file()
     assert "Research and education only" in index
+    assert "sha256" in index and "efficientnet-lite0-57934424.pth" in index  # weights provenance per backbone
+    for v in [*p["probes"], *p["finetunes"]]:
+        assert "efficientnet-lite0-57934424.pth" in (repo / f"reports/synthetic/variants/{v}.html").read_text()
     assert "data:image/png;base64" in index  # figures embedded
     assert "<script src=\"http" not in index  # nothing loaded from a CDN
     for page in ("eda.html", "split.html"):
@@ -114,15 +122,16 @@ def test_second_repro_is_a_noop(tiny_repo):
 def test_dvc_metrics_show_every_variant(tiny_repo):
     repo, ctx = tiny_repo
     out = _run(["dvc", "metrics", "show", "--json"], repo, ctx["env"])
-    for v in ctx["params"]["variants"]:
+    for v in [*ctx["params"]["variants"], *ctx["params"]["probes"], *ctx["params"]["finetunes"]]:
         assert f"results/synthetic/metrics/{v}.json" in out
 
 
-def test_retraining_reproduces_the_predictions_exactly(tiny_repo):
+@pytest.mark.parametrize("stage, variant", [("train", "cnn_batchnorm"), ("finetune", "lite0_partial")])
+def test_retraining_reproduces_the_predictions_exactly(tiny_repo, stage, variant):
     repo, ctx = tiny_repo
-    pred = repo / "results/synthetic/variants/cnn_batchnorm/predictions.csv"
+    pred = repo / f"results/synthetic/variants/{variant}/predictions.csv"
     before = pred.read_bytes()
-    _run(["dvc", "repro", "--force", "--single-item", "train@cnn_batchnorm"], repo, ctx["env"])
+    _run(["dvc", "repro", "--force", "--single-item", f"{stage}@{variant}"], repo, ctx["env"])
     assert pred.read_bytes() == before
 
 

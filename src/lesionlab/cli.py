@@ -11,12 +11,14 @@ from pathlib import Path
 
 from lesionlab.config import ParamsError, find_project_root, load_params
 from lesionlab.contracts import ContractError
+from lesionlab.backbones import BackboneError
 from lesionlab.datasets import DatasetError
 
 
 def _check_params(args) -> int:
     params = load_params(args.params)
-    print(f"{args.params or 'params.yaml'}: OK (dataset {params.dataset!r}, variants {list(params.variants)})")
+    print(f"{args.params or 'params.yaml'}: OK (dataset {params.dataset!r}, variants {list(params.variants)}, "
+          f"probes {list(params.probes)}, finetunes {list(params.finetunes)})")
     return 0
 
 
@@ -38,8 +40,45 @@ def _run(args) -> int:
         if not args.variant:
             raise ParamsError("`lesionlab run train` needs --variant NAME")
         params.variant(args.variant)  # unknown variant -> ParamsError naming the defined ones
+    if args.stage == "backbone":
+        if not args.variant:
+            raise ParamsError("`lesionlab run backbone` needs --variant NAME")
+        params.backbone_variant(args.variant)
     run_notebook(root, params.dataset, args.stage, args.variant)
     return 0
+
+
+def _embed(args) -> int:
+    from lesionlab.transfer import embed_backbone
+
+    root = find_project_root()
+    params = load_params(root / "params.yaml")
+    if args.backbone not in params.embed.backbones:
+        raise ParamsError(f"backbone {args.backbone!r} is not in embed.backbones {params.embed.backbones}")
+    embed_backbone(root, params, args.backbone)
+    return 0
+
+
+def _backbones(args) -> int:
+    """Print the backbone registry and where each one's ImageNet weights would be found."""
+    from lesionlab.backbones import BACKBONES
+    from lesionlab.weights import WeightsError, resolve_weights
+
+    root = find_project_root()
+    for spec in BACKBONES.values():
+        try:
+            found = resolve_weights(spec, "imagenet", spec.input_size, root, allow_download=False).describe()
+        except WeightsError:
+            found = f"not on this machine (fetch {spec.url(spec.input_size)})"
+        print(f"{spec.name}  ({spec.framework}: {spec.builder}; native {spec.input_size} px; embedding "
+              f"{spec.features}; licence {spec.licence})\n    preprocessing: {spec.preprocessing}\n    weights: {found}\n")
+    return 0
+
+
+def _predict(args) -> int:
+    from lesionlab.predict import predict_command
+
+    return predict_command(args)
 
 
 def _generate(args) -> int:
@@ -124,9 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_prepare)
     p = sub.add_parser("run", help="execute a stage notebook with papermill and render its HTML report")
-    p.add_argument("stage", choices=["eda", "split", "train", "compare"])
-    p.add_argument("--variant", help="variant name (train only)")
+    p.add_argument("stage", choices=["eda", "split", "train", "backbone", "compare"])
+    p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("embed", help="cache a frozen backbone's embeddings of every image (8 views), for probes")
+    p.add_argument("backbone", help="a backbone listed in embed.backbones")
+    p.set_defaults(func=_embed)
+    p = sub.add_parser("backbones", help="list the backbone registry and where each one's weights are found")
+    p.set_defaults(func=_backbones)
+    p = sub.add_parser("predict", help="a trained variant + an image folder or CSV of paths -> predictions (+ metrics)")
+    p.add_argument("variant", help="a trained variant of the dataset (results/<dataset>/variants/<variant>)")
+    p.add_argument("inputs", help="a folder of images (searched recursively) or a CSV with a path column (+ label)")
+    p.add_argument("--out", default="predictions.csv", help="where to write the predictions (default predictions.csv)")
+    p.add_argument("--dataset", default=None, help="which dataset's variant (default: params.yaml's dataset)")
+    p.add_argument("--tta", action="store_true", help="average over the 8 dihedral views of each image")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_predict)
     p = sub.add_parser("generate-synthetic", help="write the synthetic dataset in HAM10000's layout")
     p.add_argument("out")
     p.add_argument("--params", default=None)
@@ -153,6 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ParamsError, DatasetError, ContractError, FileNotFoundError) as err:
+    except (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError) as err:
         print(f"lesionlab {args.command}: error: {err}", file=sys.stderr)
         return 2

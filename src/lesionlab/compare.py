@@ -15,6 +15,7 @@ from lesionlab.bootstrap import bootstrap_ci
 from lesionlab.contracts import ContractError, read_predictions
 from lesionlab.metrics import HEADLINE, compute_metrics, headline_metrics
 from lesionlab.paths import variant_dir
+from lesionlab.train import metrics_file
 from lesionlab.taxonomy import probability_columns
 
 METRIC_LABELS = {
@@ -27,9 +28,29 @@ METRIC_LABELS = {
 }
 
 
+TTA_SUFFIX = "+tta"
+
+
+def predictions_file(root: Path, dataset: str, name: str) -> Path:
+    """``<variant>/predictions.csv``, or ``predictions_tta.csv`` for the row ``<variant>+tta``."""
+    if name.endswith(TTA_SUFFIX):
+        return variant_dir(root, dataset, name[:-len(TTA_SUFFIX)]) / "predictions_tta.csv"
+    return variant_dir(root, dataset, name) / "predictions.csv"
+
+
+def leaderboard_rows(params) -> list[str]:
+    """Every row of the comparison: CNN ladder, probes, fine-tunes, each followed by its ``+tta`` twin if any."""
+    rows = []
+    for name in params.all_variants():
+        rows.append(name)
+        if name not in params.variants and params.backbone_variant(name).tta:
+            rows.append(name + TTA_SUFFIX)
+    return rows
+
+
 def load_predictions(root: Path, dataset: str, variants: list[str], classes) -> dict[str, pd.DataFrame]:
     """Each variant's predictions, checked to share one test set (same images, same labels)."""
-    preds = {v: read_predictions(variant_dir(root, dataset, v) / "predictions.csv", classes) for v in variants}
+    preds = {v: read_predictions(predictions_file(root, dataset, v), classes) for v in variants}
     reference = None
     for name, df in preds.items():
         test = df[df["split"] == "test"].sort_values("image_id")[["image_id", "label"]].reset_index(drop=True)
@@ -111,11 +132,26 @@ def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
 
 def read_training_figures(root: Path, dataset: str, variants: list[str]) -> dict[str, dict]:
     """Training figures from each variant's metrics file (epochs, time, throughput)."""
-    from lesionlab.train import metrics_file
-
     keys = ("epochs", "best_epoch", "n_params", "train_seconds", "train_images_per_second")
     out = {}
     for v in variants:
-        data = json.loads(metrics_file(root, dataset, v).read_text())
+        data = json.loads(metrics_file(root, dataset, v.removesuffix(TTA_SUFFIX)).read_text())
         out[v] = {k: data.get(k) for k in keys}
     return out
+
+
+def backbone_table(root: Path, dataset: str, params) -> pd.DataFrame:
+    """Per probe / fine-tune: backbone, strategy, the weights it started from (file + sha256), device, cost."""
+    rows = []
+    for name in [*params.probes, *params.finetunes]:
+        cfg = params.backbone_variant(name)
+        info = json.loads((variant_dir(root, dataset, name) / "training.json").read_text())
+        weights = info["weights"]
+        started = ("random initialisation" if weights["weights"] == "random"
+                   else f"ImageNet <code>{weights['file']}</code><br><small>sha256 {weights['sha256']}</small>")
+        metrics = json.loads(metrics_file(root, dataset, name).read_text())
+        rows.append({"variant": name, "backbone": cfg.backbone, "strategy": cfg.strategy,
+                     "input px": info.get("image_size"), "weights": started, "device": info.get("device"),
+                     "trainable params": metrics.get("n_trainable_params"),
+                     "train s": metrics.get("train_seconds"), "train img/s": metrics.get("train_images_per_second")})
+    return pd.DataFrame(rows)

@@ -64,6 +64,7 @@ class SyntheticParams(_Section):
 
 class PrepareParams(_Section):
     image_size: int = Field(48, ge=16, le=512, description="side of the square uint8 image cache")
+    backbone_image_size: int = Field(128, ge=32, le=512, description="side of the second cache, for backbones")
     on_bad: Literal["error", "skip"] = Field("error", description="unusable rows: stop the run, or drop and list them")
 
 
@@ -115,6 +116,106 @@ class VariantParams(_Section):
     activation: Optional[Literal["relu", "elu"]] = None
 
 
+STRATEGIES = ("linear_probe", "partial", "full")
+
+
+class EmbedParams(_Section):
+    """Frozen feature extractors for linear probes: one ``embed@<backbone>`` stage each."""
+
+    backbones: list[str] = Field(default_factory=lambda: ["efficientnet_lite0"])
+    weights: Literal["imagenet", "random"] = "imagenet"
+    batch_size: int = Field(32, ge=1)
+
+    @field_validator("backbones")
+    @classmethod
+    def _registered(cls, v: list[str]) -> list[str]:
+        return [_registered_backbone(b) for b in v]
+
+
+def _registered_backbone(name: str) -> str:
+    from lesionlab.backbones import BACKBONES
+
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
+        raise ValueError(f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                         f"registered: {sorted(BACKBONES)}")
+    return name
+
+
+class BackboneParams(_Section):
+    """Training config of a pretrained-backbone variant (``probe:`` and ``finetune:`` defaults)."""
+
+    backbone: str = "efficientnet_lite0"
+    weights: Literal["imagenet", "random"] = "imagenet"
+    strategy: Literal["linear_probe", "partial", "full"] = "partial"
+    trainable_blocks: int = Field(3, ge=0, description="partial: how many of the last backbone stages train")
+    image_size: Optional[int] = Field(None, ge=32, le=512, description="input side; None = prepare.backbone_image_size")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    patience: int = Field(4, ge=1)
+    head: Literal["linear", "mlp"] = "linear"
+    hidden_units: int = Field(256, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(2.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: bool = False
+    sampler: Literal["shuffle", "class_balanced"] = "shuffle"
+    mixup: float = Field(0.0, ge=0, description="Beta(a, a) mixing coefficient; 0 = off")
+    cutmix: float = Field(0.0, ge=0, description="Beta(a, a) box share; 0 = off")
+    ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of the weights (e.g. 0.999); 0 = off")
+    augment: bool = True
+    tta: bool = False
+
+    @field_validator("backbone")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return _registered_backbone(v)
+
+
+class BackboneVariantParams(_Section):
+    """A probe or fine-tune variant: a description plus any subset of the section's defaults it overrides."""
+
+    description: str = ""
+    backbone: Optional[str] = None
+    weights: Optional[Literal["imagenet", "random"]] = None
+    strategy: Optional[Literal["linear_probe", "partial", "full"]] = None
+    trainable_blocks: Optional[int] = Field(None, ge=0)
+    image_size: Optional[int] = Field(None, ge=32, le=512)
+    epochs: Optional[int] = Field(None, ge=1)
+    batch_size: Optional[int] = Field(None, ge=1)
+    learning_rate: Optional[float] = Field(None, gt=0)
+    weight_decay: Optional[float] = Field(None, ge=0)
+    warmup_epochs: Optional[int] = Field(None, ge=0)
+    patience: Optional[int] = Field(None, ge=1)
+    head: Optional[Literal["linear", "mlp"]] = None
+    hidden_units: Optional[int] = Field(None, ge=1)
+    dropout: Optional[float] = Field(None, ge=0, lt=1)
+    loss: Optional[Literal["cross_entropy", "focal"]] = None
+    focal_gamma: Optional[float] = Field(None, ge=0)
+    label_smoothing: Optional[float] = Field(None, ge=0, lt=1)
+    class_weights: Optional[bool] = None
+    sampler: Optional[Literal["shuffle", "class_balanced"]] = None
+    mixup: Optional[float] = Field(None, ge=0)
+    cutmix: Optional[float] = Field(None, ge=0)
+    ema: Optional[float] = Field(None, ge=0, lt=1)
+    augment: Optional[bool] = None
+    tta: Optional[bool] = None
+
+    @field_validator("backbone")
+    @classmethod
+    def _registered(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else _registered_backbone(v)
+
+
+def _probe_defaults() -> BackboneParams:
+    return BackboneParams(strategy="linear_probe", epochs=60, batch_size=256, learning_rate=1e-3, patience=10,
+                          warmup_epochs=2)
+
+
 class CompareParams(_Section):
     baseline: str = "cnn_baseline"
     bootstrap: int = Field(1000, ge=10, description="bootstrap resamples (by lesion) for the CIs")
@@ -131,11 +232,16 @@ class Params(_Section):
     augment: AugmentParams = AugmentParams()
     train: TrainParams = TrainParams()
     variants: dict[str, VariantParams] = Field(min_length=1)
+    embed: EmbedParams = EmbedParams()
+    probe: BackboneParams = Field(default_factory=_probe_defaults)
+    finetune: BackboneParams = BackboneParams()
+    probes: dict[str, BackboneVariantParams] = Field(default_factory=dict)
+    finetunes: dict[str, BackboneVariantParams] = Field(default_factory=dict)
     compare: CompareParams = CompareParams()
 
-    @field_validator("variants")
+    @field_validator("variants", "probes", "finetunes")
     @classmethod
-    def _variant_names(cls, v: dict[str, VariantParams]) -> dict[str, VariantParams]:
+    def _variant_names(cls, v: dict) -> dict:
         for name in v:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '_'")
@@ -164,9 +270,70 @@ class Params(_Section):
                              f"(sources with one: {[n for n, i in DATASETS.items() if i.has_split]})")
         if self.split.val_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20 % for training")
-        if self.compare.baseline not in self.variants:
-            raise ValueError(f"compare.baseline {self.compare.baseline!r} is not one of variants {list(self.variants)}")
+        names = self.all_variants()
+        if self.compare.baseline not in names:
+            raise ValueError(f"compare.baseline {self.compare.baseline!r} is not one of the variants {names}")
+        seen: dict[str, str] = {}
+        for section in ("variants", "probes", "finetunes"):
+            for name in getattr(self, section):
+                if name in seen:
+                    raise ValueError(f"{section}.{name}: the name is already used in {seen[name]} "
+                                     "(every variant writes results/<dataset>/variants/<name>)")
+                seen[name] = section
+        for name in self.probes:
+            cfg = self.backbone_variant(name)
+            if cfg.strategy != "linear_probe":
+                raise ValueError(f"probes.{name}.strategy must be linear_probe (fine-tuning belongs under finetunes:)")
+            if cfg.backbone not in self.embed.backbones:
+                raise ValueError(f"probes.{name}: backbone {cfg.backbone!r} has no embed stage; add it to "
+                                 f"embed.backbones {self.embed.backbones}")
+            if cfg.weights != self.embed.weights:
+                raise ValueError(f"probes.{name}.weights is {cfg.weights!r} but the cached embeddings use "
+                                 f"embed.weights {self.embed.weights!r}")
+            if cfg.cutmix > 0:
+                raise ValueError(f"probes.{name}.cutmix: cutmix needs images; a probe trains on embeddings (use mixup)")
+        for name in self.finetunes:
+            cfg = self.backbone_variant(name)
+            if cfg.strategy == "linear_probe":
+                raise ValueError(f"finetunes.{name}.strategy: linear_probe variants belong under probes: "
+                                 "(they reuse the cached embeddings)")
+        for section in ("probes", "finetunes"):
+            for name in getattr(self, section):
+                cfg = self.backbone_variant(name)
+                from lesionlab.backbones import BACKBONES
+
+                if BACKBONES[cfg.backbone].framework == "keras":
+                    unsupported = [k for k, off in (("sampler", cfg.sampler == "shuffle"), ("mixup", cfg.mixup == 0),
+                                                    ("cutmix", cfg.cutmix == 0)) if not off]
+                    if unsupported and section == "finetunes":
+                        raise ValueError(f"finetunes.{name}: {unsupported} are implemented by the PyTorch trainer "
+                                         f"only; {cfg.backbone!r} is a Keras backbone")
         return self
+
+    def all_variants(self) -> list[str]:
+        """Every variant the comparison reads: CNN ladder, probes, fine-tunes (in params.yaml order)."""
+        return [*self.variants, *self.probes, *self.finetunes]
+
+    def backbone_variant(self, name: str) -> BackboneParams:
+        """The effective config of a probe or fine-tune variant: its section's defaults + its overrides."""
+        if name in self.probes:
+            defaults, entry = self.probe, self.probes[name]
+        elif name in self.finetunes:
+            defaults, entry = self.finetune, self.finetunes[name]
+        else:
+            raise ParamsError(f"{PARAMS_FILE}: unknown backbone variant {name!r}; probes: {list(self.probes)}, "
+                              f"finetunes: {list(self.finetunes)}")
+        overrides = {k: v for k, v in entry.model_dump().items() if v is not None and k != "description"}
+        cfg = defaults.model_copy(update=overrides)
+        if cfg.image_size is None:
+            cfg = cfg.model_copy(update={"image_size": self.prepare.backbone_image_size})
+        return cfg
+
+    def description(self, name: str) -> str:
+        for section in (self.variants, self.probes, self.finetunes):
+            if name in section:
+                return section[name].description
+        return ""
 
     def variant(self, name: str) -> TrainParams:
         """The effective training config of a variant: ``train`` defaults + the variant's overrides."""
@@ -194,11 +361,11 @@ def _model_for(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (to suggest close names for typos)."""
     model: Any = Params
     for part in loc[:-1]:
-        if model is Params and part == "variants":
-            model = "variants"
+        if model is Params and part in ("variants", "probes", "finetunes"):
+            model = part
             continue
-        if model == "variants":
-            model = VariantParams
+        if model in ("variants", "probes", "finetunes"):
+            model = VariantParams if model == "variants" else BackboneVariantParams
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

@@ -27,15 +27,16 @@ STAGES = {
     "eda": NotebookStage("01_eda.ipynb", "Exploratory data analysis"),
     "split": NotebookStage("02_split.ipynb", "Lesion-grouped stratified split"),
     "train": NotebookStage("03_train.ipynb", "Variant"),
-    "compare": NotebookStage("06_compare.ipynb", "Comparison of every variant"),
+    "backbone": NotebookStage("04_backbone.ipynb", "Backbone variant"),
+    "compare": NotebookStage("07_compare.ipynb", "Comparison of every variant"),
 }
 
 
 def stage_paths(root: Path, dataset: str, stage: str, variant: str | None = None) -> tuple[Path, Path]:
     """(executed notebook, HTML report) of a stage."""
     executed_dir = results_dir(root, dataset) / "notebooks"
-    if stage == "train":
-        return executed_dir / f"train@{variant}.ipynb", variant_report(root, dataset, variant)
+    if stage in ("train", "backbone"):
+        return executed_dir / f"{stage}@{variant}.ipynb", variant_report(root, dataset, variant)
     html = reports_dir(root, dataset) / ("index.html" if stage == "compare" else f"{stage}.html")
     return executed_dir / f"{stage}.ipynb", html
 

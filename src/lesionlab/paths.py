@@ -29,3 +29,13 @@ def variant_dir(root: Path, dataset: str, variant: str) -> Path:
 
 def variant_report(root: Path, dataset: str, variant: str) -> Path:
     return reports_dir(root, dataset) / "variants" / f"{variant}.html"
+
+
+def backbone_cache_dir(root: Path, dataset: str) -> Path:
+    """Second output of ``prepare``: images.npy at ``prepare.backbone_image_size`` + image_ids.csv."""
+    return results_dir(root, dataset) / "cache"
+
+
+def embeddings_dir(root: Path, dataset: str, backbone: str) -> Path:
+    """Output of ``embed@<backbone>``: features.npy (N, 8 views, D) float16 + embed.json."""
+    return results_dir(root, dataset) / "embeddings" / backbone

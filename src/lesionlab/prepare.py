@@ -7,6 +7,9 @@ Outputs, under ``results/<dataset>/prepared/``:
 - ``masks.npy``: uint8 array (N, S, S), 1 = lesion (zeros where a source has no mask);
 - ``summary.json``: counts, the class list (model-output order) and the malignant classes;
 - ``problems.csv`` / ``quality.csv``: every data-quality finding and the per-check table (lesionlab.quality);
+- ``results/<dataset>/cache/images.npy``: the same images at ``prepare.backbone_image_size`` for the
+  pretrained backbones (a separate output, so that changing its size leaves ``prepared/`` and every
+  CNN variant untouched);
 - ``source/``: for the synthetic dataset, the generated files in HAM10000's layout.
 
 Images are decoded once here (EXIF orientation applied, converted to 8-bit RGB) and never again.
@@ -29,24 +32,28 @@ from lesionlab import quality
 from lesionlab.config import Params
 from lesionlab.contracts import read_dataset_table, validate_dataset_table
 from lesionlab.datasets import ARRAY_REF, TABLE_COLUMNS, DatasetError, dataset_info, import_dataset, infer_classes
-from lesionlab.paths import prepared_dir
+from lesionlab.paths import backbone_cache_dir, prepared_dir
 from lesionlab.taxonomy import malignant_classes
 
 
-def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress: bool = True):
+def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress: bool = True,
+                      extra_size: int | None = None):
     """Decode every image (and mask) once, resized to ``size`` x ``size``; row order = table order.
 
-    Returns ``images, masks, has_mask, findings``: rows whose image is bad keep zeros and appear in
-    ``findings`` (image_id, file, check, severity) with every conversion that was applied.
+    Returns ``images, masks, has_mask, findings, extra``: rows whose image is bad keep zeros and appear in
+    ``findings`` (image_id, file, check, severity) with every conversion that was applied. ``extra`` is
+    the same images at ``extra_size`` (the backbone cache) from the same decode, or None.
     """
     from tqdm.auto import tqdm
 
     n = len(table)
     images = np.zeros((n, size, size, 3), dtype=np.uint8)
+    extra = np.zeros((n, extra_size, extra_size, 3), dtype=np.uint8) if extra_size else None
     masks = np.zeros((n, size, size), dtype=np.uint8)
     has_mask = np.zeros(n, dtype=bool)
     found: list[tuple[str, str, str, str]] = []
-    jobs = [(p, m, size) for p, m in zip(table["path"], table["mask_path"])]
+    sizes = (size, extra_size) if extra_size else size
+    jobs = [(p, m, sizes) for p, m in zip(table["path"], table["mask_path"])]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(quality.load_pair, jobs, chunksize=64)
         for i, (img, mask, notes, bad) in enumerate(tqdm(results, total=n, desc="image cache", disable=not progress,
@@ -55,12 +62,14 @@ def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress
             if bad:
                 found.append((image_id, path, bad, quality.BAD))
                 continue
+            if extra is not None:
+                img, extra[i] = img
             images[i] = img
             if mask is not None:
                 masks[i], has_mask[i] = mask, True
             found.extend((image_id, path, note, quality.METADATA if note.startswith("mask") else quality.CONVERTED)
                          for note in notes)
-    return images, masks, has_mask, pd.DataFrame(found, columns=["image_id", "file", "check", "severity"])
+    return images, masks, has_mask, pd.DataFrame(found, columns=["image_id", "file", "check", "severity"]), extra
 
 
 @dataclass
@@ -91,6 +100,28 @@ def load_prepared(root: Path, dataset: str) -> Prepared:
     if len(images) != len(table) or len(masks) != len(table):
         raise DatasetError(f"{folder}: image cache has {len(images)} rows, mask cache {len(masks)}, table {len(table)}")
     return Prepared(table=table, images=images, masks=masks, classes=classes, summary=summary)
+
+
+def write_backbone_cache(root: Path, dataset: str, images: np.ndarray, image_ids) -> Path:
+    """``results/<ds>/cache/``: the images at ``prepare.backbone_image_size`` (same rows as ``prepared/``)."""
+    folder = backbone_cache_dir(root, dataset)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    np.save(folder / "images.npy", images)
+    pd.DataFrame({"image_id": list(image_ids)}).to_csv(folder / "image_ids.csv", index=False)
+    return folder
+
+
+def load_backbone_cache(root: Path, dataset: str, table: pd.DataFrame) -> np.ndarray:
+    """The memory-mapped backbone cache, checked to hold the dataset table's rows in its order."""
+    folder = backbone_cache_dir(root, dataset)
+    if not (folder / "images.npy").is_file():
+        raise FileNotFoundError(f"{folder / 'images.npy'} not found: run `dvc repro prepare` first")
+    ids = pd.read_csv(folder / "image_ids.csv", dtype=str, keep_default_na=False)["image_id"]
+    if list(ids) != list(table["image_id"]):
+        raise DatasetError(f"{folder}: its rows differ from prepared/dataset.csv; re-run `dvc repro prepare`")
+    return np.load(folder / "images.npy", mmap_mode="r")
 
 
 def read_problems(root: Path, dataset: str) -> pd.DataFrame:
@@ -134,8 +165,9 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     print(f"[prepare] {info.name}: {n_source} rows in {source}; classes {list(classes)}", flush=True)
     found, bad_row = quality.audit_rows(table, classes, has_masks=info.has_masks)
     decoded = table[~bad_row].reset_index(drop=True)  # bad rows are reported, never decoded
-    images, masks, has_mask, image_found = build_image_cache(decoded, params.prepare.image_size, workers=workers,
-                                                             progress=progress)
+    images, masks, has_mask, image_found, large = build_image_cache(
+        decoded, params.prepare.image_size, workers=workers, progress=progress,
+        extra_size=params.prepare.backbone_image_size)
     problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), params.prepare.on_bad)
     problems.to_csv(out / "problems.csv", index=False)
     quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)
@@ -145,6 +177,7 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     # skip mode: drop the rows whose image failed too (the table's bad rows were never decoded)
     keep = ~decoded["image_id"].isin(bad_images)
     table, images, masks, has_mask = decoded[keep].reset_index(drop=True), images[keep], masks[keep], has_mask[keep]
+    large = large[keep]
     table.loc[~has_mask, "mask_path"] = ""
     validate_dataset_table(table, classes, source=str(source))
     for col in ("path", "mask_path"):
@@ -152,6 +185,7 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     table[TABLE_COLUMNS].to_csv(out / "dataset.csv", index=False)
     np.save(out / "images.npy", images)
     np.save(out / "masks.npy", masks)
+    write_backbone_cache(root, params.dataset, large, table["image_id"])
     summary = {
         "dataset": info.name,
         "source_rows": n_source,

@@ -103,15 +103,27 @@ def _to_rgb(im) -> tuple[object, list[str]]:
     return im.convert("RGB"), notes
 
 
-def load_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
-    """Decode one image to ``size`` x ``size`` uint8 RGB. Raises :class:`BadImage`; returns conversion notes."""
+def _resized(im, size: int | tuple[int, ...]):
+    """``size`` x ``size`` uint8 RGB array, or a tuple of them for a tuple of sizes (one decode, many caches)."""
+    from PIL import Image
+
+    if isinstance(size, tuple):
+        return tuple(_resized(im, s) for s in size)
+    return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def load_image(path: str, size: int | tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    """Decode one image to ``size`` x ``size`` uint8 RGB (a tuple of sizes gives a tuple of arrays).
+
+    Raises :class:`BadImage`; returns the conversion notes too.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if ARRAY_REF in path:
         file, key, index = path.split(ARRAY_REF)
         arr = _npz_array(file, key)[int(index)]
         im, notes = _to_rgb(Image.fromarray(np.asarray(arr, dtype=np.uint8)))
-        return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8), notes
+        return _resized(im, size), notes
     if not path or not os.path.isfile(path):
         raise BadImage("missing file (not found in the source folder)")
     if os.path.getsize(path) == 0:
@@ -124,7 +136,7 @@ def load_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
                 im = ImageOps.exif_transpose(im)
                 notes.append("EXIF orientation applied")
             im, more = _to_rgb(im)
-            return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8), notes + more
+            return _resized(im, size), notes + more
     except UnidentifiedImageError:
         raise BadImage("not an image") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -145,14 +157,17 @@ def load_mask(path: str, size: int) -> np.ndarray | None:
     return (np.asarray(small) >= 128).astype(np.uint8)
 
 
-def load_pair(args: tuple[str, str, int]):
-    """Worker: (image or None, mask or None, notes, bad-check or None) for one row."""
+def load_pair(args: tuple[str, str, int | tuple[int, ...]]):
+    """Worker: (image(s) or None, mask or None, notes, bad-check or None) for one row.
+
+    With a tuple of sizes the image comes back at each size and the mask at the first.
+    """
     path, mask_path, size = args
     try:
         image, notes = load_image(path, size)
     except BadImage as bad:
         return None, None, [], bad.check
-    mask = load_mask(mask_path, size)
+    mask = load_mask(mask_path, size[0] if isinstance(size, tuple) else size)
     if mask_path and mask is None:
         notes = notes + ["mask unreadable (treated as absent)"]
     return image, mask, notes, None

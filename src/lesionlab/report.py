@@ -34,7 +34,8 @@ def git_commit(root: Path) -> str:
 def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: int) -> str:
     """Where a page came from: stage, dataset, seed, the params it read, package versions."""
     versions = []
-    for pkg in ("lesionlab", "numpy", "pandas", "scikit-learn", "tensorflow-cpu", "keras", "papermill", "dvc"):
+    for pkg in ("lesionlab", "numpy", "pandas", "scikit-learn", "tensorflow-cpu", "keras", "torch", "torchvision",
+                "papermill", "dvc"):
         try:
             versions.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
@@ -59,3 +60,13 @@ def links_html(items: list[tuple[str, str]]) -> str:
 def table_html(df: pd.DataFrame, index: bool = False) -> str:
     """A DataFrame as a plain HTML table (cells are trusted HTML built by this package)."""
     return df.to_html(index=index, escape=False, border=0, classes="dataframe", na_rep="–")
+
+
+def weights_html(weights: dict, device: str) -> str:
+    """Where a variant's starting weights came from (file, sha256, place found) and the device it trained on."""
+    if weights.get("weights") == "random":
+        text = "<b>random initialisation</b> (no pretrained weights)"
+    else:
+        text = (f"ImageNet weights <code>{html.escape(weights['file'])}</code>, sha256 "
+                f"<code>{weights['sha256']}</code>, found in {html.escape(weights['source'])}")
+    return note_html(f"Backbone <b>{html.escape(weights['backbone'])}</b> started from {text}. Device: <b>{device}</b>.")

@@ -1,0 +1,206 @@
+"""``lesionlab predict``: a trained variant + an image folder or a CSV of paths -> predictions (+ metrics).
+
+Images of any size and common format (JPEG, PNG, BMP, TIFF, WebP, 16-bit, CMYK, EXIF-rotated)
+are decoded and resized exactly as the prepare stage does (:func:`lesionlab.quality.load_image`).
+A file that cannot be read is reported and skipped; the batch goes on. With labels (a ``label``
+column in the CSV, HAM10000 codes or their usual names) the metrics of :mod:`lesionlab.metrics`
+are printed and written beside the predictions.
+
+Research and education only: not for diagnosis.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from lesionlab.paths import prepared_dir, variant_dir
+from lesionlab.taxonomy import probability_columns
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+@dataclass
+class Predictor:
+    variant: str
+    kind: str                     # cnn | probe | finetune
+    framework: str
+    classes: tuple[str, ...]
+    input_size: int               # side of the uint8 images it takes
+    proba: Callable[[np.ndarray], np.ndarray]
+
+
+def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
+    """Rebuild a trained variant from its stage outputs (model files + training.json)."""
+    folder = variant_dir(root, dataset, variant)
+    info_file = folder / "training.json"
+    if not info_file.is_file():
+        raise FileNotFoundError(f"{info_file} not found: variant {variant!r} of {dataset!r} has not been trained "
+                                f"(run `dvc repro` or pick one of {sorted(p.name for p in folder.parent.glob('*'))})")
+    info = json.loads(info_file.read_text())
+    summary = json.loads((prepared_dir(root, dataset) / "summary.json").read_text())
+    classes = tuple(info.get("classes") or summary["classes"])
+    kind = info.get("kind", "cnn")
+    if kind == "cnn":
+        from lesionlab import keras_cnn
+
+        keras = keras_cnn._keras(info.get("seed", 0))
+        model = keras.models.load_model(folder / "model.keras")
+        return Predictor(variant, kind, "keras", classes, int(summary["image_size"]),
+                         lambda x: keras_cnn.predict(model, x))
+    from lesionlab.backbones import backbone_spec
+    from lesionlab.config import BackboneParams
+
+    cfg = BackboneParams(**info["config"])
+    spec = backbone_spec(info["backbone"])
+    size = int(info["image_size"])
+    if spec.framework == "keras":
+        if kind == "probe":
+            raise NotImplementedError("predict with a probe on a Keras backbone is not supported yet; "
+                                      "fine-tuned Keras variants and every PyTorch variant are")
+        from lesionlab import keras_backbone, keras_cnn
+
+        keras = keras_cnn._keras(info.get("seed", 0))
+        model = keras.models.load_model(folder / "model.keras", safe_mode=False)
+        return Predictor(variant, kind, "keras", classes, size, lambda x: keras_backbone.predict(model, x))
+    import torch
+
+    from lesionlab import torch_models, torch_train
+
+    device = torch_models.pick_device()
+    if kind == "probe":
+        from lesionlab.transfer import build_probe_head
+        from lesionlab.weights import resolve_weights
+
+        weights = info["weights"]
+        record = resolve_weights(spec, weights["weights"], size, root)
+        if record.sha256 != weights["sha256"]:
+            raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
+                                    f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})")
+        saved = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+        head = build_probe_head(saved["n_features"], saved["n_classes"], cfg)
+        head.load_state_dict(saved["state_dict"])
+        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, record.path), head, size)
+    else:
+        saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        head = torch_models.make_head(spec.features, len(classes), cfg.head, cfg.hidden_units, cfg.dropout)
+        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
+        model.load_state_dict(saved["state_dict"])
+    model.to(device).eval()
+    return Predictor(variant, kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
+
+
+def list_inputs(source: Path) -> pd.DataFrame:
+    """``image_id, path, label`` from a folder (recursively; no labels) or a CSV (``path`` + optional ``label``)."""
+    from lesionlab.datasets import normalise_label
+
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{source}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return pd.DataFrame({"image_id": [str(p.relative_to(source).with_suffix("")) for p in files],
+                             "path": [str(p) for p in files], "label": ""})
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such folder or CSV file")
+    table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    if "path" not in table.columns:
+        raise ValueError(f"{source}: a CSV of inputs needs a 'path' column (found {list(table.columns)})")
+    paths = [str(p if Path(p).is_absolute() else source.parent / p) for p in table["path"]]
+    ids = table["image_id"] if "image_id" in table.columns else [Path(p).stem for p in table["path"]]
+    labels = [normalise_label(v) if v else "" for v in table["label"]] if "label" in table.columns else ""
+    return pd.DataFrame({"image_id": list(ids), "path": paths, "label": labels})
+
+
+def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = False, batch_size: int = 64,
+                    progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predictions, skipped): one row per readable image; unreadable ones listed with the reason."""
+    from tqdm.auto import tqdm
+
+    from lesionlab.quality import BadImage, load_image
+    from lesionlab.tta import average_views
+
+    rows, skipped, batch, batch_rows = [], [], [], []
+
+    def flush():
+        if batch:
+            proba = average_views(predictor.proba, np.stack(batch), tta)
+            rows.extend((r, p) for r, p in zip(batch_rows, proba))
+            batch.clear()
+            batch_rows.clear()
+
+    for _, row in tqdm(inputs.iterrows(), total=len(inputs), desc=f"predict {predictor.variant}", unit="img",
+                       disable=not progress, mininterval=2):
+        try:
+            image, _ = load_image(row["path"], predictor.input_size)
+        except BadImage as bad:
+            skipped.append({"image_id": row["image_id"], "path": row["path"], "problem": bad.check})
+            continue
+        batch.append(image)
+        batch_rows.append(row)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    classes = predictor.classes
+    out = pd.DataFrame({"image_id": [r["image_id"] for r, _ in rows], "path": [r["path"] for r, _ in rows],
+                        "label": [r["label"] for r, _ in rows]})
+    proba = np.array([p for _, p in rows]).reshape(len(rows), len(classes))
+    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+    for j, col in enumerate(probability_columns(classes)):
+        out[col] = proba[:, j]
+    out["predicted"] = [classes[i] for i in proba.argmax(axis=1)] if len(rows) else []
+    return out, pd.DataFrame(skipped, columns=["image_id", "path", "problem"])
+
+
+def labelled_metrics(pred: pd.DataFrame, classes) -> tuple[dict, pd.DataFrame]:
+    """Metrics over the rows whose label is one of ``classes``; the others are returned for the report."""
+    from lesionlab.metrics import compute_metrics
+
+    known = pred["label"].isin(classes)
+    unknown = pred[pred["label"].ne("") & ~known]
+    part = pred[known]
+    if part.empty:
+        return {}, unknown
+    index = {c: i for i, c in enumerate(classes)}
+    metrics = compute_metrics(part["label"].map(index).to_numpy(), part[probability_columns(classes)].to_numpy(float),
+                              classes)
+    metrics["n_images"] = int(len(part))
+    return metrics, unknown
+
+
+def predict_command(args) -> int:
+    from lesionlab.config import find_project_root, load_params
+
+    root = find_project_root()
+    dataset = args.dataset or load_params(root / "params.yaml").dataset
+    inputs = list_inputs(Path(args.inputs))
+    predictor = load_predictor(root, dataset, args.variant)
+    print(f"[predict] {predictor.variant} ({predictor.kind}, {predictor.framework}, {predictor.input_size} px"
+          f"{', TTA over 8 views' if args.tta else ''}) on {len(inputs)} image(s) from {args.inputs}. "
+          "Research and education only: not for diagnosis.", flush=True)
+    pred, skipped = run_predictions(predictor, inputs, tta=args.tta, batch_size=args.batch_size)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pred.to_csv(out, index=False, float_format="%.6f")
+    print(f"[predict] {len(pred)} prediction(s) written to {out}")
+    if len(skipped):
+        print(f"[predict] skipped {len(skipped)} unreadable file(s):")
+        for _, row in skipped.iterrows():
+            print(f"  {row['path']}: {row['problem']}")
+        skipped.to_csv(out.with_name(out.stem + ".skipped.csv"), index=False)
+    metrics, unknown = labelled_metrics(pred, predictor.classes)
+    if len(unknown):
+        print(f"[predict] {len(unknown)} row(s) with a label outside {list(predictor.classes)} are not scored, "
+              f"e.g. {unknown['label'].iloc[0]!r} ({unknown['path'].iloc[0]})")
+    if metrics:
+        keep = ["n_images", "accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "macro_f1", "ece"]
+        shown = {k: metrics[k] for k in keep if k in metrics}
+        print("[predict] metrics on the labelled rows: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()))
+        out.with_name(out.stem + ".metrics.json").write_text(json.dumps(
+            {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in metrics.items()}, indent=2) + "\n")
+    return 0 if len(pred) else 2

@@ -1,0 +1,277 @@
+"""Pretrained backbones end to end on a tiny project: embed -> probe, fine-tune, and `lesionlab predict`.
+
+Also the pieces of the training loop (schedule, losses, sampler, mixup, strategies) and the TTA
+views, each against a property that must hold. PyTorch only in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lesionlab.config import ParamsError, load_params, parse_params
+from lesionlab.contracts import read_predictions
+from lesionlab.tta import N_VIEWS, dihedral
+
+from conftest import REPO
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+
+def test_dihedral_views_are_the_8_distinct_symmetries():
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 255, (2, 5, 5, 3), dtype=np.uint8)
+    views = [dihedral(batch, v) for v in range(N_VIEWS)]
+    assert len({v.tobytes() for v in views}) == N_VIEWS
+    assert np.array_equal(dihedral(views[1], 3), batch)          # rot90 then rot270 = identity
+    assert np.array_equal(dihedral(views[4], 4), batch)          # a mirror is its own inverse
+    assert all(v.flags.writeable for v in views)
+    with pytest.raises(ValueError):
+        dihedral(batch, 8)
+
+
+def test_warmup_then_cosine_schedule():
+    from lesionlab.torch_train import warmup_cosine
+
+    factors = [warmup_cosine(s, 100, 10) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(factors[:10], factors[1:10]))          # rising during warmup
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))           # falling after
+    assert factors[-1] < 0.01
+
+
+def test_focal_loss_down_weights_easy_examples_and_smoothing_spreads_targets():
+    from lesionlab.torch_train import loss_fn, soft_targets
+
+    y = torch.tensor([0, 1])
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0]])  # one easy, one hard example
+    hard = soft_targets(y, 3, 0.0)
+    ce = loss_fn(logits, hard, None, "cross_entropy", 2.0)
+    focal = loss_fn(logits, hard, None, "focal", 2.0)
+    assert 0 < focal < ce
+    smooth = soft_targets(y, 3, 0.3)
+    assert torch.allclose(smooth.sum(dim=1), torch.ones(2)) and smooth[0, 1] == pytest.approx(0.1)
+    weights = torch.tensor([0.0, 1.0, 1.0])
+    assert loss_fn(logits[:1], hard[:1], weights, "cross_entropy", 0) == 0  # class weight 0 silences class 0
+
+
+def test_class_balanced_sampler_evens_out_the_classes():
+    from lesionlab.torch_train import epoch_order
+
+    y = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    rng = np.random.default_rng(0)
+    drawn = np.concatenate([y[epoch_order(y, "class_balanced", rng)] for _ in range(5)])
+    share = np.bincount(drawn, minlength=3) / len(drawn)
+    assert np.allclose(share, 1 / 3, atol=0.03)
+    assert sorted(epoch_order(y, "shuffle", rng)) == list(range(len(y)))
+
+
+def test_mixup_and_cutmix_keep_targets_distributions():
+    from lesionlab.config import BackboneParams
+    from lesionlab.torch_train import mix, soft_targets
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8))
+    targets = soft_targets(torch.arange(8) % 3, 3, 0.0)
+    for cfg in (BackboneParams(mixup=0.4), BackboneParams(cutmix=1.0)):
+        mixed, t = mix(x, targets, cfg, rng)
+        assert mixed.shape == x.shape and torch.allclose(t.sum(dim=1), torch.ones(8))
+        assert not torch.equal(mixed, x)
+    same, t = mix(x, targets, BackboneParams(), rng)
+    assert same is x and t is targets
+
+
+def test_strategies_freeze_what_they_say():
+    from lesionlab import torch_models
+    from lesionlab.backbones import backbone_spec
+
+    spec = backbone_spec("efficientnet_lite0")
+    trainable = {}
+    for strategy, blocks in (("linear_probe", 0), ("partial", 2), ("full", 0)):
+        model = torch_models.BackboneNet(spec, torch_models.build_features(spec), torch.nn.Linear(1280, 7), 64)
+        torch_models.apply_strategy(model, spec, strategy, blocks)
+        trainable[strategy] = torch_models.count_parameters(model)[1]
+        if strategy == "partial":
+            stages = torch_models.blocks(spec, model.features)
+            assert all(p.requires_grad for p in stages[-1].parameters())
+            assert not any(p.requires_grad for p in stages[0].parameters())
+            model.train()
+            assert not stages[0][1].training and stages[-1][1].training   # frozen BatchNorm stays in eval mode
+    assert trainable["linear_probe"] == 1280 * 7 + 7
+    assert trainable["linear_probe"] < trainable["partial"] < trainable["full"]
+
+
+def _params(**sections) -> dict:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in sections.items():
+        raw[key] = value
+    return raw
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"probes": {"p": {"cutmix": 1.0}}}, "cutmix needs images"),
+    ({"probes": {"p": {"backbone": "resnet18"}}}, "has no embed stage"),
+    ({"probes": {"p": {"weights": "random"}}}, "embed.weights"),
+    ({"finetunes": {"f": {"strategy": "linear_probe"}}}, "belong under probes"),
+    ({"finetunes": {"f": {"backbone": "keras_resnet50", "mixup": 0.2}}}, "PyTorch trainer only"),
+    ({"finetunes": {"cnn_aug": {}}}, "already used in variants"),
+    ({"finetunes": {"f": {"backbone": "resnet_18"}}}, "did you mean 'resnet18'"),
+    ({"finetunes": {"f": {"stratgy": "full"}}}, "did you mean 'strategy'"),
+])
+def test_bad_backbone_params_name_the_key(edit, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(_params(**edit))
+
+
+# --- a tiny project, end to end -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    """Synthetic data (60 lesions) prepared with a 32-px backbone cache, split, embedded."""
+    from lesionlab.prepare import prepare
+    from lesionlab.splitting import make_splits
+    from lesionlab.transfer import embed_backbone
+
+    root = tmp_path_factory.mktemp("transfer")
+    raw = _params(probes={"probe_tta": {"tta": True, "epochs": 5}, "probe_mlp": {"head": "mlp", "mixup": 0.2,
+                                                                                   "ema": 0.9, "epochs": 5,
+                                                                                   "sampler": "class_balanced"}},
+                  finetunes={"ft": {"trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True, "cutmix": 1.0,
+                                    "ema": 0.9}})
+    raw["synthetic"].update({"n_lesions": 60, "width": 48, "height": 36})
+    raw["prepare"].update({"image_size": 16, "backbone_image_size": 32})
+    raw["variants"] = {"cnn_baseline": {}}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    params = load_params(root / "params.yaml")
+    prepare(params, root, workers=1, progress=False)
+    from lesionlab.prepare import load_prepared
+
+    table = load_prepared(root, "synthetic").table
+    splits = make_splits(table, "lesion_grouped", 0.2, 0.25, 0)
+    splits.to_csv(root / "results/synthetic/splits.csv", index=False)
+    embed_backbone(root, params, "efficientnet_lite0", progress=False)
+    return root, params
+
+
+def test_embeddings_cache_every_view_with_provenance(tiny_project):
+    root, params = tiny_project
+    folder = root / "results/synthetic/embeddings/efficientnet_lite0"
+    features = np.load(folder / "features.npy")
+    info = json.loads((folder / "embed.json").read_text())
+    n = len(pd.read_csv(root / "results/synthetic/prepared/dataset.csv"))
+    assert features.shape == (n, N_VIEWS, 1280) and features.dtype == np.float16
+    assert not np.allclose(features[:, 0], features[:, 1])   # the views differ
+    assert info["weights"]["sha256"].startswith("57934424") and info["device"] in ("cpu", "cuda")
+
+
+def test_probes_and_finetune_write_the_contracts(tiny_project):
+    from lesionlab.transfer import train_finetune, train_probe
+
+    root, params = tiny_project
+    classes = tuple(json.loads((root / "results/synthetic/prepared/summary.json").read_text())["classes"])
+    for name, train in (("probe_tta", train_probe), ("probe_mlp", train_probe), ("ft", train_finetune)):
+        result = train(root, params, name, progress=False)
+        folder = root / "results/synthetic/variants" / name
+        pred = read_predictions(folder / "predictions.csv", classes)
+        assert set(pred["split"]) == {"train", "val", "test"}
+        metrics = json.loads((root / f"results/synthetic/metrics/{name}.json").read_text())
+        assert 0 <= metrics["balanced_accuracy"] <= 1 and metrics["train_images_per_second"] > 0
+        training = json.loads((folder / "training.json").read_text())
+        assert training["weights"]["file"] == "efficientnet-lite0-57934424.pth"
+        assert training["device"] == result["device"]
+        if params.backbone_variant(name).tta:
+            tta = read_predictions(folder / "predictions_tta.csv", classes)
+            assert "tta_balanced_accuracy" in metrics
+            same = pred["split"] == "train"        # TTA scores val/test; train rows keep the single view
+            assert np.allclose(tta.loc[same, "p_nv"], pred.loc[same, "p_nv"])
+            assert not np.allclose(tta.loc[~same, "p_nv"], pred.loc[~same, "p_nv"])
+    assert (root / "results/synthetic/variants/ft/model.pt").is_file()
+    assert (root / "results/synthetic/variants/probe_tta/head.pt").is_file()
+
+
+def test_probe_training_is_deterministic(tiny_project):
+    from lesionlab.transfer import train_probe
+
+    root, params = tiny_project
+    path = root / "results/synthetic/variants/probe_mlp/predictions.csv"
+    train_probe(root, params, "probe_mlp", progress=False)
+    before = path.read_bytes()
+    train_probe(root, params, "probe_mlp", progress=False)
+    assert path.read_bytes() == before
+
+
+def _write_images(folder: Path, table: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Copies of a few dataset images in other formats and sizes, plus a corrupt file."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (_, row) in enumerate(table.head(6).iterrows()):
+        im = Image.open(root / row["path"]).convert("RGB")
+        if i % 3 == 1:
+            im = im.resize((300, 200))
+            name = f"img{i}.png"
+        elif i % 3 == 2:
+            im = im.convert("L")
+            name = f"img{i}.bmp"
+        else:
+            name = f"img{i}.jpg"
+        im.save(folder / name)
+        rows.append({"path": name, "label": {"mel": "melanoma", "nv": "nevus"}.get(row["label"], row["label"])})
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rows.append({"path": "broken.jpg", "label": "nv"})
+    rows.append({"path": "missing.jpg", "label": "nv"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("variant", ["ft", "probe_tta"])
+def test_predict_command_end_to_end(tiny_project, variant, tmp_path):
+    root, params = tiny_project
+    from lesionlab.transfer import train_finetune, train_probe
+
+    if not (root / "results/synthetic/variants" / variant / "training.json").is_file():
+        (train_finetune if variant == "ft" else train_probe)(root, params, variant, progress=False)
+    table = pd.read_csv(root / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
+    inputs = _write_images(tmp_path / "images", table, root)
+    inputs.to_csv(tmp_path / "images" / "inputs.csv", index=False)
+    env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
+    out = tmp_path / "out" / "pred.csv"
+    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", variant, str(tmp_path / "images" / "inputs.csv"),
+                           "--out", str(out), "--tta"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pred = pd.read_csv(out)
+    assert len(pred) == 6                                   # the two bad rows are skipped, the batch goes on
+    pcols = [c for c in pred.columns if c.startswith("p_")]
+    assert np.allclose(pred[pcols].sum(axis=1), 1, atol=1e-4)
+    skipped = pd.read_csv(out.with_name("pred.skipped.csv"))
+    assert sorted(Path(p).name for p in skipped["path"]) == ["broken.jpg", "missing.jpg"]
+    assert "broken.jpg" in proc.stdout and "missing.jpg" in proc.stdout
+    metrics = json.loads(out.with_name("pred.metrics.json").read_text())
+    assert metrics["n_images"] == 6 and 0 <= metrics["accuracy"] <= 1
+    assert set(pred["label"]) <= set(table["label"])      # "melanoma", "nevus" mapped to mel, nv
+    # a folder works too (no labels: predictions only)
+    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", variant, str(tmp_path / "images"), "--out",
+                           str(tmp_path / "folder.csv")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "folder.csv")) == 6 and not (tmp_path / "folder.metrics.json").exists()
+
+
+def test_predict_names_an_untrained_variant(tiny_project, tmp_path):
+    root, _ = tiny_project
+    env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
+    (tmp_path / "a.png").write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "nope", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "variant 'nope'" in proc.stderr and "has not been trained" in proc.stderr
