@@ -20,7 +20,7 @@ from lesionlab.backbones import BackboneSpec
 from lesionlab.config import AugmentParams, BackboneParams
 from lesionlab.keras_cnn import FitResult, _keras, balanced_class_weights
 from lesionlab.metrics import balanced_accuracy, confusion_matrix
-from lesionlab.tta import N_VIEWS, dihedral
+from lesionlab.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.weights import WeightsRecord
 
 _APPS = {"keras_mobilenet_v2": "MobileNetV2", "keras_efficientnet_b0": "EfficientNetB0", "keras_resnet50": "ResNet50"}
@@ -187,13 +187,7 @@ def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug
     if state["weights"] is not None and not cfg.ema:
         model.set_weights(state["weights"])
     started = time.perf_counter()
-    proba = predict(model, images)
-    proba_tta = None
-    if cfg.tta:
-        scored = rows.scored
-        proba_tta = proba.copy()
-        proba_tta[scored] = np.mean([predict(model, dihedral(np.asarray(images[scored]), v)) for v in range(N_VIEWS)],
-                                    axis=0)
+    proba, proba_tta = predict_with_tta(lambda x: predict(model, x), images, rows.scored, cfg.tta)
     predict_seconds = time.perf_counter() - started
     model.save(out / "model.keras")
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))

@@ -28,12 +28,11 @@ import pandas as pd
 from lesionlab.backbones import backbone_spec
 from lesionlab.config import BackboneParams, Params
 from lesionlab.contracts import read_splits, write_predictions
-from lesionlab.paths import embeddings_dir, results_dir, splits_file, variant_dir
+from lesionlab.paths import embeddings_dir, splits_file, variant_dir
 from lesionlab.prepare import Prepared, load_backbone_cache, load_prepared
-from lesionlab.tta import N_VIEWS, dihedral
+from lesionlab.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.weights import WeightsRecord, resolve_weights
 
-TTA_SUFFIX = "+tta"
 
 
 @dataclass
@@ -313,13 +312,7 @@ def _torch_finetune(spec, record, cfg: BackboneParams, params: Params, images, r
     fit = torch_train.fit(model, make_batch, rows.y[train], lambda m: predict(m, val_images), rows.y[val], cfg,
                           n_classes, seed, device, progress, label=f"[finetune@{name}] ")
     started = time.perf_counter()
-    proba = predict(model, images)
-    proba_tta = None
-    if cfg.tta:
-        scored = rows.scored
-        proba_tta = proba.copy()
-        proba_tta[scored] = np.mean([predict(model, dihedral(np.asarray(images[scored]), v)) for v in range(N_VIEWS)],
-                                    axis=0)
+    proba, proba_tta = predict_with_tta(lambda x: predict(model, x), images, rows.scored, cfg.tta)
     predict_seconds = time.perf_counter() - started
     torch.save({"state_dict": model.state_dict(), "backbone": spec.name, "config": cfg.model_dump(),
                 "classes": list(rows.data.classes)}, out / "model.pt")

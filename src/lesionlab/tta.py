@@ -29,3 +29,14 @@ def average_views(predict, images: np.ndarray, tta: bool) -> np.ndarray:
     if not tta:
         return predict(images)
     return np.mean([predict(dihedral(images, v)) for v in range(N_VIEWS)], axis=0)
+
+
+def predict_with_tta(predict, images: np.ndarray, scored: np.ndarray, tta: bool):
+    """``(proba, proba_tta)``: single-view predictions of every row, and (when ``tta``) a copy whose
+    ``scored`` rows (val/test) are averaged over the 8 views; train rows keep the single view."""
+    proba = predict(images)
+    if not tta:
+        return proba, None
+    proba_tta = proba.copy()
+    proba_tta[scored] = average_views(predict, np.asarray(images[scored]), True)
+    return proba, proba_tta
