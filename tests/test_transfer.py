@@ -146,9 +146,15 @@ def tiny_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
     raw = _params(probes={"probe_tta": {"tta": True, "epochs": 5}, "probe_mlp": {"head": "mlp", "mixup": 0.2,
                                                                                    "ema": 0.9, "epochs": 5,
-                                                                                   "sampler": "class_balanced"}},
+                                                                                   "sampler": "class_balanced"},
+                          "kprobe": {"backbone": "keras_mobilenet_v2", "epochs": 3}},
                   finetunes={"ft": {"trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True, "cutmix": 1.0,
-                                    "ema": 0.9}})
+                                    "ema": 0.9},
+                             "kft": {"backbone": "keras_mobilenet_v2", "weights": "random", "strategy": "partial",
+                                     "trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True,
+                                     "label_smoothing": 0.1, "loss": "focal", "ema": 0.9}})
+    raw.update(dataset="synthetic", dataset_source="src/lesionlab/synthetic.py")
+    raw["embed"]["backbones"] = ["efficientnet_lite0", "keras_mobilenet_v2"]
     raw["synthetic"].update({"n_lesions": 60, "width": 48, "height": 36})
     raw["prepare"].update({"image_size": 16, "backbone_image_size": 32})
     raw["variants"] = {"cnn_baseline": {}}
@@ -275,3 +281,96 @@ def test_predict_names_an_untrained_variant(tiny_project, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "nope", str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "variant 'nope'" in proc.stderr and "has not been trained" in proc.stderr
+
+
+KERAS_FINETUNE = """
+import json, sys
+from pathlib import Path
+from lesionlab.config import load_params
+from lesionlab.transfer import train_finetune
+root = Path(sys.argv[1])
+result = train_finetune(root, load_params(root / "params.yaml"), "kft", progress=False)
+print(json.dumps({"device": result["device"], "epochs": len(result["history"])}))
+"""
+
+
+def test_keras_backbone_finetunes_and_predicts(tiny_project, tmp_path):
+    """A Keras backbone (random initialisation, stated as such) through the same stage and `lesionlab predict`."""
+    root, params = tiny_project
+    env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-c", KERAS_FINETUNE, str(root)], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = root / "results/synthetic/variants/kft"
+    classes = tuple(json.loads((root / "results/synthetic/prepared/summary.json").read_text())["classes"])
+    read_predictions(folder / "predictions.csv", classes)
+    read_predictions(folder / "predictions_tta.csv", classes)
+    training = json.loads((folder / "training.json").read_text())
+    assert training["framework"] == "keras" and training["weights"]["source"] == "random initialisation"
+    metrics = json.loads((root / "results/synthetic/metrics/kft.json").read_text())
+    assert 0 < metrics["n_trainable_params"] < metrics["n_params"]      # partial: most of the backbone frozen
+    assert "tta_macro_auc" in metrics
+    table = pd.read_csv(root / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
+    inputs = _write_images(tmp_path / "images", table, root)
+    inputs.to_csv(tmp_path / "images" / "inputs.csv", index=False)
+    out = tmp_path / "keras.csv"
+    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "kft", str(tmp_path / "images" / "inputs.csv"),
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pred = pd.read_csv(out)
+    assert len(pred) == 6 and (pred["predicted"].isin(classes)).all()
+
+
+KERAS_PROBE = """
+import json, os, sys
+from pathlib import Path
+import h5py
+from keras.src.legacy.saving import legacy_h5_format
+from lesionlab.backbones import backbone_spec
+from lesionlab.config import load_params
+from lesionlab.keras_cnn import _keras
+from lesionlab.transfer import embed_backbone
+root = Path(sys.argv[1])
+params = load_params(root / "params.yaml")
+keras = _keras(0)
+spec = backbone_spec("keras_mobilenet_v2")
+fake = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+target = Path(os.environ["KERAS_HOME"]) / "models" / spec.weights_file(32)
+target.parent.mkdir(parents=True)
+with h5py.File(target, "w") as fh:
+    legacy_h5_format.save_weights_to_hdf5_group(fh, fake)
+embed_backbone(root, params, "keras_mobilenet_v2", progress=False)
+"""
+
+PROBE = """
+import json, sys
+from pathlib import Path
+from lesionlab.config import load_params
+from lesionlab.transfer import train_probe
+root = Path(sys.argv[1])
+result = train_probe(root, load_params(root / "params.yaml"), "kprobe", progress=False)
+print(json.dumps({"weights": result["weights"]}))
+"""
+
+
+def test_keras_backbone_embeds_for_a_probe_and_predicts(tiny_project, tmp_path):
+    """embed@ with a Keras backbone (weights from a temporary Keras cache), a probe on it, and predict."""
+    root, _ = tiny_project
+    env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src"),
+           "KERAS_HOME": str(tmp_path / "keras"), "LESIONLAB_OFFLINE": "1"}
+    # one framework per process, as in the pipeline: embed@ (TensorFlow), then probe@ (PyTorch)
+    for script in (KERAS_PROBE, PROBE):
+        proc = subprocess.run([sys.executable, "-c", script, str(root)], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    weights = json.loads(proc.stdout.strip().splitlines()[-1])["weights"]
+    assert weights["source"] == "keras cache" and len(weights["sha256"]) == 64
+    features = np.load(root / "results/synthetic/embeddings/keras_mobilenet_v2/features.npy")
+    assert features.shape[1:] == (N_VIEWS, 1280)
+    table = pd.read_csv(root / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
+    inputs = _write_images(tmp_path / "images", table, root)
+    inputs.to_csv(tmp_path / "images" / "inputs.csv", index=False)
+    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "kprobe", str(tmp_path / "images" / "inputs.csv"),
+                           "--out", str(tmp_path / "kprobe.csv")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "kprobe.csv")) == 6

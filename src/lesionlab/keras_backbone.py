@@ -110,15 +110,20 @@ def predict(model, images, batch_size: int = 128) -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
+def embedding_model(spec: BackboneSpec, record: WeightsRecord, size: int, seed: int):
+    """uint8 images (size x size) -> pooled embedding, preprocessing included."""
+    keras = _keras(seed)
+    base = build_base(spec, record, size, seed)
+    inputs = keras.Input((size, size, 3))
+    return keras.Model(inputs, base(_preprocess_layer(keras, spec)(inputs), training=False))
+
+
 def embeddings(spec: BackboneSpec, record: WeightsRecord, images, size: int, batch_size: int, seed: int,
                progress: bool) -> np.ndarray:
     """Pooled embeddings of the 8 views of every image: (N, 8, D) float32."""
     from tqdm.auto import tqdm
 
-    keras = _keras(seed)
-    base = build_base(spec, record, size, seed)
-    inputs = keras.Input((size, size, 3))
-    model = keras.Model(inputs, base(_preprocess_layer(keras, spec)(inputs), training=False))
+    model = embedding_model(spec, record, size, seed)
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
     bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
     for i in range(0, len(images), batch_size):

@@ -59,10 +59,9 @@ def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
     cfg = BackboneParams(**info["config"])
     spec = backbone_spec(info["backbone"])
     size = int(info["image_size"])
+    if spec.framework == "keras" and kind == "probe":
+        return _keras_probe(root, folder, info, cfg, spec, classes, size, variant)
     if spec.framework == "keras":
-        if kind == "probe":
-            raise NotImplementedError("predict with a probe on a Keras backbone is not supported yet; "
-                                      "fine-tuned Keras variants and every PyTorch variant are")
         from lesionlab import keras_backbone, keras_cnn
 
         keras = keras_cnn._keras(info.get("seed", 0))
@@ -74,17 +73,8 @@ def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
 
     device = torch_models.pick_device()
     if kind == "probe":
-        from lesionlab.transfer import build_probe_head
-        from lesionlab.weights import resolve_weights
-
-        weights = info["weights"]
-        record = resolve_weights(spec, weights["weights"], size, root)
-        if record.sha256 != weights["sha256"]:
-            raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
-                                    f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})")
-        saved = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
-        head = build_probe_head(saved["n_features"], saved["n_classes"], cfg)
-        head.load_state_dict(saved["state_dict"])
+        record = _embedding_weights(root, info, spec, size)
+        head = _probe_head(folder, cfg)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, record.path), head, size)
     else:
         saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
@@ -93,6 +83,46 @@ def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
         model.load_state_dict(saved["state_dict"])
     model.to(device).eval()
     return Predictor(variant, kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
+
+
+def _embedding_weights(root: Path, info: dict, spec, size: int):
+    """The weights the probe's embeddings were computed with, checked by sha256."""
+    from lesionlab.weights import resolve_weights
+
+    weights = info["weights"]
+    record = resolve_weights(spec, weights["weights"], size, root)
+    if record.sha256 != weights["sha256"]:
+        raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
+                                f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})")
+    return record
+
+
+def _probe_head(folder: Path, cfg):
+    import torch
+
+    from lesionlab.transfer import build_probe_head
+
+    saved = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+    head = build_probe_head(saved["n_features"], saved["n_classes"], cfg)
+    head.load_state_dict(saved["state_dict"])
+    return head.eval()
+
+
+def _keras_probe(root: Path, folder: Path, info: dict, cfg, spec, classes, size: int, variant: str) -> Predictor:
+    """Keras backbone embeddings -> the probe's PyTorch head (torch is imported before TensorFlow)."""
+    import torch
+
+    from lesionlab import keras_backbone
+
+    head = _probe_head(folder, cfg)
+    embedder = keras_backbone.embedding_model(spec, _embedding_weights(root, info, spec, size), size, info.get("seed", 0))
+
+    def proba(images):
+        features = np.asarray(embedder(np.asarray(images, dtype=np.float32), training=False))
+        with torch.no_grad():
+            return torch.softmax(head(torch.from_numpy(features)), dim=1).numpy().astype(np.float64)
+
+    return Predictor(variant, "probe", "keras", classes, size, proba)
 
 
 def list_inputs(source: Path) -> pd.DataFrame:
