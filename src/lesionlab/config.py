@@ -292,22 +292,18 @@ class Params(_Section):
                                  f"embed.weights {self.embed.weights!r}")
             if cfg.cutmix > 0:
                 raise ValueError(f"probes.{name}.cutmix: cutmix needs images; a probe trains on embeddings (use mixup)")
+        from lesionlab.backbones import BACKBONES
+
         for name in self.finetunes:
             cfg = self.backbone_variant(name)
             if cfg.strategy == "linear_probe":
                 raise ValueError(f"finetunes.{name}.strategy: linear_probe variants belong under probes: "
                                  "(they reuse the cached embeddings)")
-        for section in ("probes", "finetunes"):
-            for name in getattr(self, section):
-                cfg = self.backbone_variant(name)
-                from lesionlab.backbones import BACKBONES
-
-                if BACKBONES[cfg.backbone].framework == "keras":
-                    unsupported = [k for k, off in (("sampler", cfg.sampler == "shuffle"), ("mixup", cfg.mixup == 0),
-                                                    ("cutmix", cfg.cutmix == 0)) if not off]
-                    if unsupported and section == "finetunes":
-                        raise ValueError(f"finetunes.{name}: {unsupported} are implemented by the PyTorch trainer "
-                                         f"only; {cfg.backbone!r} is a Keras backbone")
+            unsupported = [k for k, on in (("sampler", cfg.sampler != "shuffle"), ("mixup", cfg.mixup > 0),
+                                           ("cutmix", cfg.cutmix > 0)) if on]
+            if unsupported and BACKBONES[cfg.backbone].framework == "keras":
+                raise ValueError(f"finetunes.{name}: {unsupported} are implemented by the PyTorch trainer "
+                                 f"only; {cfg.backbone!r} is a Keras backbone")
         return self
 
     def all_variants(self) -> list[str]:
