@@ -79,7 +79,8 @@ def test_dvc_yaml_lists_only_existing_params():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
         body = stage.get("do", stage)
-        fanned = {"train": "variants", "probe": "probes", "finetune": "finetunes"}.get(name, "variants")
+        fanned = {"train": "variants", "probe": "probes", "finetune": "finetunes", "tabular": "tabulars",
+                  "ensemble": "ensembles"}.get(name, "variants")
         keys = [k.replace("${key}", next(iter(RAW[fanned]))) for k in body.get("params", [])]
         for key in keys:
             node = RAW

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -28,6 +29,7 @@ TINY = {
     "train": {"epochs": 2, "patience": 2, "filters": [8, 16], "dense_units": 16},
     "probe": {"epochs": 4},
     "finetune": {"epochs": 1, "trainable_blocks": 1},
+    "tabular": {"n_estimators": 20, "patience": 5},
     "compare": {"bootstrap": 20},
 }
 
@@ -69,11 +71,20 @@ def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
 def test_report_and_leaderboard_hold_every_variant(tiny_repo):
     repo, ctx = tiny_repo
     p = ctx["params"]
-    variants = [*p["variants"], *p["probes"], *p["finetunes"]]
+    variants = [*p["variants"], *p["probes"], *p["finetunes"], *p["tabulars"]]
     board = pd.read_csv(repo / "reports/synthetic/leaderboard.csv")
     with_tta = [f"{v}+tta" for v in [*p["probes"], *p["finetunes"]]
                 if {**p["probe" if v in p["probes"] else "finetune"], **p["probes"].get(v, p["finetunes"].get(v, {}))}["tta"]]
-    assert with_tta and sorted(board["variant"]) == sorted(variants + with_tta)
+    rows = variants + with_tta + list(p["ensembles"])
+    assert with_tta and p["tabulars"] and p["ensembles"] and sorted(board["variant"]) == sorted(rows)
+    for extra in ("leaderboard_binary.csv", "leaderboard_triage.csv", "calibration.csv"):
+        assert sorted(pd.read_csv(repo / "reports/synthetic" / extra)["variant"]) == sorted(rows), extra
+    binary = pd.read_csv(repo / "reports/synthetic/leaderboard_binary.csv")
+    assert binary["sensitivity_at_95_specificity"].le(binary["sensitivity_at_90_specificity"] + 1e-9).all()
+    calibration = pd.read_csv(repo / "reports/synthetic/calibration.csv")
+    assert calibration["temperature"].gt(0).all() and calibration["coverage"].between(0, 1).all()
+    paired = pd.read_csv(repo / "reports/synthetic/paired.csv")
+    assert {"image_meta_stack"} <= set(paired["a"]) and (paired["lo"] <= paired["hi"]).all()
     for metric in ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity", "macro_f1"):
         assert board[metric].between(0, 1).all(), metric
         lo, hi = board[f"{metric}_lo"], board[f"{metric}_hi"]
@@ -84,6 +95,13 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
         assert f'href="variants/{v}.html"' in index
         assert (repo / f"reports/synthetic/variants/{v}.html").is_file()
         assert (repo / f"results/synthetic/variants/{v}/predictions.csv").is_file()
+    for e in p["ensembles"]:
+        assert f'href="ensembles/{e}.html"' in index
+        assert "Research and education only" in (repo / f"reports/synthetic/ensembles/{e}.html").read_text()
+        assert (repo / f"results/synthetic/ensembles/{e}/predictions.csv").is_file()
+    for section in ("Malignant vs benign", "Triage (3 levels)", "Does metadata add value?", "Calibration",
+                    "Uncertainty and abstention", "image_meta_stack</b> (image + metadata) minus its image-only twin"):
+        assert section in index, section
     assert "Research and education only" in index
     assert "sha256" in index and "efficientnet-lite0-57934424.pth" in index  # weights provenance per backbone
     for v in [*p["probes"], *p["finetunes"]]:
@@ -122,14 +140,17 @@ def test_second_repro_is_a_noop(tiny_repo):
 def test_dvc_metrics_show_every_variant(tiny_repo):
     repo, ctx = tiny_repo
     out = _run(["dvc", "metrics", "show", "--json"], repo, ctx["env"])
-    for v in [*ctx["params"]["variants"], *ctx["params"]["probes"], *ctx["params"]["finetunes"]]:
+    p = ctx["params"]
+    for v in [*p["variants"], *p["probes"], *p["finetunes"], *p["tabulars"], *p["ensembles"]]:
         assert f"results/synthetic/metrics/{v}.json" in out
 
 
-@pytest.mark.parametrize("stage, variant", [("train", "cnn_batchnorm"), ("finetune", "lite0_partial")])
+@pytest.mark.parametrize("stage, variant", [("train", "cnn_batchnorm"), ("finetune", "lite0_partial"),
+                                            ("tabular", "meta_gbm"), ("ensemble", "image_meta_stack")])
 def test_retraining_reproduces_the_predictions_exactly(tiny_repo, stage, variant):
     repo, ctx = tiny_repo
-    pred = repo / f"results/synthetic/variants/{variant}/predictions.csv"
+    folder = "ensembles" if stage == "ensemble" else "variants"
+    pred = repo / f"results/synthetic/{folder}/{variant}/predictions.csv"
     before = pred.read_bytes()
     _run(["dvc", "repro", "--force", "--single-item", f"{stage}@{variant}"], repo, ctx["env"])
     assert pred.read_bytes() == before
@@ -140,4 +161,36 @@ def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     # a key the variant does not list yet is added with a leading "+" (as the README says)
     out = _run(["dvc", "exp", "run", "-S", "+variants.cnn_aug.learning_rate=0.002"], repo, ctx["env"])
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    assert ran == ["compare", "train@cnn_aug"], out[-3000:]
+    # ensembles read the whole variants/ folder (DVC cannot take a params list as deps), so they re-run too
+    ensembles = [f"ensemble@{e}" for e in ctx["params"]["ensembles"]]
+    assert ran == sorted(["compare", "train@cnn_aug", *ensembles]), out[-3000:]
+
+
+def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path):
+    """`lesionlab predict <ensemble>` rebuilds every member (Keras CNN, PyTorch probe and fine-tunes with TTA,
+    LightGBM on the CSV's metadata) and the fitted meta-learner: it must give the stage's own probabilities."""
+    repo, ctx = tiny_repo
+    stage = pd.read_csv(repo / "results/synthetic/ensembles/image_meta_stack/predictions.csv", dtype={"image_id": str})
+    test_ids = stage.loc[stage["split"] == "test", "image_id"].head(8)
+    table = pd.read_csv(repo / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
+    inputs = table[table["image_id"].isin(test_ids)][["image_id", "path", "label", "age", "sex", "site"]].copy()
+    inputs["path"] = [str(repo / p) for p in inputs["path"]]
+    inputs.to_csv(tmp_path / "inputs.csv", index=False)
+    env = {**ctx["env"], "LESIONLAB_ROOT": str(repo)}
+    out = _run([sys.executable, "-m", "lesionlab", "predict", "image_meta_stack", str(tmp_path / "inputs.csv"), "--out",
+                str(tmp_path / "pred.csv")], repo, env)
+    assert "after the validation temperature" in out and "uncertain" in out
+    pred = pd.read_csv(tmp_path / "pred.csv", dtype={"image_id": str}).set_index("image_id")
+    expected = stage.set_index("image_id").loc[pred.index]
+    pcols = [c for c in stage.columns if c.startswith("p_")]
+    assert len(pred) == 8 and pred["uncertain"].isin([True, False]).all() and pred["confidence"].between(0, 1).all()
+    # float16 embedding cache vs float32 at predict time: tiny differences, the same decisions
+    assert np.abs(pred[pcols].to_numpy() - expected[pcols].to_numpy()).max() < 0.02
+    assert (pred[pcols].to_numpy().argmax(1) == expected[pcols].to_numpy().argmax(1)).all()
+    # a folder has no metadata: the metadata member says what it needs instead of crashing
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(inputs["path"].iloc[0], folder / "a.jpg")
+    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "image_meta_stack", str(folder), "--out",
+                           str(tmp_path / "f.csv")], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "needs the column(s) ['age', 'sex', 'site']" in proc.stderr

@@ -259,6 +259,7 @@ def test_predict_command_end_to_end(tiny_project, variant, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     pred = pd.read_csv(out)
     assert len(pred) == 6                                   # the two bad rows are skipped, the batch goes on
+    assert pred["uncertain"].isin([True, False]).all() and "uncertain (max p <" in proc.stdout
     pcols = [c for c in pred.columns if c.startswith("p_")]
     assert np.allclose(pred[pcols].sum(axis=1), 1, atol=1e-4)
     skipped = pd.read_csv(out.with_name("pred.skipped.csv"))

@@ -18,7 +18,8 @@ from lesionlab.datasets import DatasetError
 def _check_params(args) -> int:
     params = load_params(args.params)
     print(f"{args.params or 'params.yaml'}: OK (dataset {params.dataset!r}, variants {list(params.variants)}, "
-          f"probes {list(params.probes)}, finetunes {list(params.finetunes)})")
+          f"probes {list(params.probes)}, finetunes {list(params.finetunes)}, tabulars {list(params.tabulars)}, "
+          f"ensembles {list(params.ensembles)})")
     return 0
 
 
@@ -44,6 +45,10 @@ def _run(args) -> int:
         if not args.variant:
             raise ParamsError("`lesionlab run backbone` needs --variant NAME")
         params.backbone_variant(args.variant)
+    if args.stage in ("tabular", "ensemble"):
+        if not args.variant:
+            raise ParamsError(f"`lesionlab run {args.stage}` needs --variant NAME")
+        (params.tabular_variant if args.stage == "tabular" else params.ensemble_config)(args.variant)
     run_notebook(root, params.dataset, args.stage, args.variant)
     return 0
 
@@ -163,21 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_prepare)
     p = sub.add_parser("run", help="execute a stage notebook with papermill and render its HTML report")
-    p.add_argument("stage", choices=["eda", "split", "train", "backbone", "compare"])
-    p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:)")
+    p.add_argument("stage", choices=["eda", "split", "train", "backbone", "tabular", "ensemble", "compare"])
+    p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:, "
+                   "tabular: tabulars:, ensemble: ensembles:)")
     p.set_defaults(func=_run)
     p = sub.add_parser("embed", help="cache a frozen backbone's embeddings of every image (8 views), for probes")
     p.add_argument("backbone", help="a backbone listed in embed.backbones")
     p.set_defaults(func=_embed)
     p = sub.add_parser("backbones", help="list the backbone registry and where each one's weights are found")
     p.set_defaults(func=_backbones)
-    p = sub.add_parser("predict", help="a trained variant + an image folder or CSV of paths -> predictions (+ metrics)")
-    p.add_argument("variant", help="a trained variant of the dataset (results/<dataset>/variants/<variant>)")
+    p = sub.add_parser("predict", help="a trained variant or ensemble + an image folder or CSV of paths -> predictions "
+                       "with an 'uncertain' flag (+ metrics when labelled)")
+    p.add_argument("variant", help="a trained variant or ensemble of the dataset (results/<dataset>/variants/<name>, "
+                   "results/<dataset>/ensembles/<name>); metadata models need age/sex/site columns in the CSV")
     p.add_argument("inputs", help="a folder of images (searched recursively) or a CSV with a path column (+ label)")
     p.add_argument("--out", default="predictions.csv", help="where to write the predictions (default predictions.csv)")
     p.add_argument("--dataset", default=None, help="which dataset's variant (default: params.yaml's dataset)")
     p.add_argument("--tta", action="store_true", help="average over the 8 dihedral views of each image")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-prob-below", type=float, default=None,
+                   help="flag 'uncertain' when the top probability is below this (default: params.yaml uncertainty:)")
+    p.add_argument("--entropy-above", type=float, default=None,
+                   help="flag 'uncertain' when entropy / log(k) is above this (default: params.yaml uncertainty:)")
     p.set_defaults(func=_predict)
     p = sub.add_parser("generate-synthetic", help="write the synthetic dataset in HAM10000's layout")
     p.add_argument("out")

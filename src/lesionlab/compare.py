@@ -13,8 +13,11 @@ import pandas as pd
 
 from lesionlab.bootstrap import bootstrap_ci
 from lesionlab.contracts import ContractError, read_predictions
+from lesionlab.calibration import apply_temperature, calibrate
 from lesionlab.metrics import HEADLINE, compute_metrics, headline_metrics
-from lesionlab.paths import variant_dir
+from lesionlab.tasks import TASK_HEADLINE, TASK_METRICS
+from lesionlab.uncertainty import selective_summary, uncertain_flags
+from lesionlab.paths import ensemble_dir, variant_dir
 from lesionlab.train import metrics_file
 from lesionlab.taxonomy import probability_columns
 
@@ -25,7 +28,15 @@ METRIC_LABELS = {
     "malignant_auc": "malignant AUC",
     "melanoma_sensitivity": "melanoma sensitivity",
     "macro_f1": "macro F1",
+    "sensitivity_at_90_specificity": "sensitivity at 90 % specificity",
+    "sensitivity_at_95_specificity": "sensitivity at 95 % specificity",
+    "triage_balanced_accuracy": "triage balanced accuracy",
+    "triage_macro_auc": "triage macro AUC",
+    "high_risk_sensitivity": "high-risk sensitivity",
+    "under_triage_rate": "under-triage (high → low)",
 }
+#: metrics where lower is better (bold marks the minimum)
+LOWER_IS_BETTER = {"under_triage_rate", "over_triage_rate", "ece", "brier"}
 
 
 TTA_SUFFIX = "+tta"
@@ -38,19 +49,30 @@ def predictions_file(root: Path, dataset: str, name: str) -> Path:
     return variant_dir(root, dataset, name) / "predictions.csv"
 
 
+def row_predictions_file(root: Path, dataset: str, name: str, params) -> Path:
+    """The predictions file of any leaderboard row: an ensemble's, a model's or a model's ``+tta`` scoring."""
+    if name in params.ensembles:
+        return ensemble_dir(root, dataset, name) / "predictions.csv"
+    return predictions_file(root, dataset, name)
+
+
+def row_report(name: str, params) -> str:
+    """The row's page, relative to reports/<ds>/index.html."""
+    if name in params.ensembles:
+        return f"ensembles/{name}.html"
+    return f"variants/{name.removesuffix(TTA_SUFFIX)}.html"
+
+
 def leaderboard_rows(params) -> list[str]:
-    """Every row of the comparison: CNN ladder, probes, fine-tunes, each followed by its ``+tta`` twin if any."""
-    rows = []
-    for name in params.all_variants():
-        rows.append(name)
-        if name not in params.variants and params.backbone_variant(name).tta:
-            rows.append(name + TTA_SUFFIX)
-    return rows
+    """Every row of the comparison: CNN ladder, probes, fine-tunes (each followed by its ``+tta`` twin if any),
+    metadata models, then ensembles."""
+    return [*params.scored_rows(), *params.ensembles]
 
 
-def load_predictions(root: Path, dataset: str, variants: list[str], classes) -> dict[str, pd.DataFrame]:
-    """Each variant's predictions, checked to share one test set (same images, same labels)."""
-    preds = {v: read_predictions(predictions_file(root, dataset, v), classes) for v in variants}
+def load_predictions(root: Path, dataset: str, variants: list[str], classes, params=None) -> dict[str, pd.DataFrame]:
+    """Each row's predictions, checked to share one test set (same images, same labels)."""
+    preds = {v: read_predictions(predictions_file(root, dataset, v) if params is None
+                                 else row_predictions_file(root, dataset, v, params), classes) for v in variants}
     reference = None
     for name, df in preds.items():
         test = df[df["split"] == "test"].sort_values("image_id")[["image_id", "label"]].reset_index(drop=True)
@@ -76,18 +98,89 @@ def leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, st
 
     Every variant is resampled with the same seed, hence the same lesions, so intervals are comparable.
     """
+    board = task_leaderboard(preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed)
+    eces = {name: compute_metrics(*split_arrays(pred, classes, lesion_of)[:2], classes)["ece"]
+            for name, pred in preds.items()}
+    board["ece"] = board["variant"].map(eces)
+    for col in sorted({k for v in (extra or {}).values() for k in v}):
+        board[col] = board["variant"].map(lambda n: (extra or {}).get(n, {}).get(col))
+    return board
+
+
+def task_headline(task: str) -> tuple[str, ...]:
+    return HEADLINE if task == "diagnosis" else TASK_HEADLINE[task]
+
+
+def task_statistic(task: str, classes):
+    """metrics(y, proba) of a task view: the diagnosis headline or the binary / triage view's metrics."""
+    if task == "diagnosis":
+        return lambda y, p: headline_metrics(y, p, classes)
+    return lambda y, p: TASK_METRICS[task](y, p, classes)
+
+
+def task_leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], task: str,
+                     n_resamples: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """One row per variant for one task view (tasks.TASKS): test metrics + lesion-bootstrap CI columns."""
+    names, statistic = task_headline(task), task_statistic(task, classes)
     rows = []
     for name, pred in preds.items():
         y, p, groups = split_arrays(pred, classes, lesion_of)
-        point = compute_metrics(y, p, classes)
-        cis = bootstrap_ci(lambda r: headline_metrics(y[r], p[r], classes), groups, HEADLINE,
-                           n_resamples=n_resamples, ci=ci, seed=seed)
+        point = statistic(y, p)
+        cis = bootstrap_ci(lambda r: statistic(y[r], p[r]), groups, names, n_resamples=n_resamples, ci=ci, seed=seed)
         row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups))}
-        for m in HEADLINE:
+        for m in names:
             row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) = point[m], cis[m]
-        row["ece"] = point["ece"]
-        row.update((extra or {}).get(name, {}))
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_differences(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], pairs: list[list[str]],
+                       metrics: tuple[str, ...] = ("balanced_accuracy", "macro_auc", "malignant_auc"),
+                       n_resamples: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """For each pair (a, b): a - b of each metric with a paired lesion-bootstrap CI (both scored on the same
+    resampled lesions), and whether the CI excludes 0."""
+    rows = []
+    for a, b in pairs:
+        ya, pa, groups = split_arrays(preds[a], classes, lesion_of)
+        yb, pb, _ = split_arrays(preds[b], classes, lesion_of)
+
+        def diff(r):
+            ma, mb = headline_metrics(ya[r], pa[r], classes), headline_metrics(yb[r], pb[r], classes)
+            return {m: ma[m] - mb[m] for m in metrics}
+
+        point = diff(np.arange(len(ya)))
+        cis = bootstrap_ci(diff, groups, metrics, n_resamples=n_resamples, ci=ci, seed=seed)
+        for m in metrics:
+            lo, hi = cis[m]
+            rows.append({"a": a, "b": b, "metric": m, "difference": point[m], "lo": lo, "hi": hi,
+                         "ci_excludes_zero": bool(lo > 0 or hi < 0)})
+    return pd.DataFrame(rows)
+
+
+def metadata_pairs(params) -> list[list[str]]:
+    """[meta-ensemble, image-only twin]: ensembles whose members differ exactly by metadata (tabular) models,
+    with the same method."""
+    out = []
+    for a, ea in params.ensembles.items():
+        for b, eb in params.ensembles.items():
+            extra, missing = set(ea.members) - set(eb.members), set(eb.members) - set(ea.members)
+            if (a != b and extra and not missing and extra <= set(params.tabulars)
+                    and params.ensemble_config(a).method == params.ensemble_config(b).method):
+                out.append([a, b])
+    return out
+
+
+def calibration_table(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], uncertainty) -> pd.DataFrame:
+    """Per row: temperature fitted on val; test ECE / Brier / NLL before and after; abstention on test with the
+    ``uncertainty:`` thresholds (on calibrated probabilities when ``uncertainty.calibrated``)."""
+    rows = []
+    for name, pred in preds.items():
+        yv, pv, _ = split_arrays(pred, classes, lesion_of, split="val")
+        yt, pt, _ = split_arrays(pred, classes, lesion_of)
+        cal = calibrate(yv, pv, yt, pt)
+        scored = apply_temperature(pt, cal.temperature) if uncertainty.calibrated else pt
+        flags = uncertain_flags(scored, uncertainty.max_prob_below, uncertainty.entropy_above)
+        rows.append({"variant": name, **cal.as_row(), **selective_summary(yt, scored, flags)})
     return pd.DataFrame(rows)
 
 
@@ -97,11 +190,11 @@ def format_ci(value: float, lo: float, hi: float, digits: int = 3, bold: bool = 
     return f"{shown} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def with_ci_text(board: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Display table: 'value [lo, hi]' per headline metric, best value of each column in bold (HTML)."""
+def with_ci_text(board: pd.DataFrame, digits: int = 3, metrics: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
+    """Display table: 'value [lo, hi]' per metric, best value of each column in bold (HTML)."""
     shown = pd.DataFrame({"variant": board["variant"]})
-    for m in HEADLINE:
-        best = board[m].max()
+    for m in metrics:
+        best = board[m].min() if m in LOWER_IS_BETTER else board[m].max()
         shown[METRIC_LABELS[m]] = [
             format_ci(v, lo, hi, digits, bold=bool(np.isclose(v, best)))
             for v, lo, hi in zip(board[m], board[f"{m}_lo"], board[f"{m}_hi"])
@@ -155,3 +248,24 @@ def backbone_table(root: Path, dataset: str, params) -> pd.DataFrame:
                      "trainable params": metrics.get("n_trainable_params"),
                      "train s": metrics.get("train_seconds"), "train img/s": metrics.get("train_images_per_second")})
     return pd.DataFrame(rows)
+
+
+def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
+    """One sentence: does the meta-ensemble beat its image-only twin, metric by metric, with the paired CI?"""
+    part = paired[(paired["a"] == meta) & (paired["b"] == twin)]
+    pieces, gains, losses = [], [], []
+    for _, r in part.iterrows():
+        label = METRIC_LABELS.get(r["metric"], r["metric"])
+        pieces.append(f"{label} {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]")
+        if r["ci_excludes_zero"]:
+            (gains if r["difference"] > 0 else losses).append(label)
+    if gains and not losses:
+        verdict = f"metadata adds measurable value ({', '.join(gains)}: the paired CI excludes 0)"
+    elif losses and not gains:
+        verdict = f"metadata measurably <b>hurts</b> ({', '.join(losses)})"
+    elif gains and losses:
+        verdict = f"mixed: better {', '.join(gains)}, worse {', '.join(losses)}"
+    else:
+        verdict = "metadata adds <b>no measurable value</b> here: every paired CI includes 0"
+    return (f"<b>{meta}</b> (image + metadata) minus its image-only twin <b>{twin}</b>: " + "; ".join(pieces)
+            + f". Verdict: {verdict}.")

@@ -20,6 +20,10 @@ from lesionlab.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
 PARAMS_FILE = "params.yaml"
 
 
+#: the sections of params.yaml that name leaderboard rows (names are unique across all of them)
+SECTIONS = ("variants", "probes", "finetunes", "tabulars", "ensembles")
+
+
 class ParamsError(ValueError):
     """params.yaml is malformed; the message names every offending key."""
 
@@ -216,10 +220,85 @@ def _probe_defaults() -> BackboneParams:
                           warmup_epochs=2)
 
 
+class TabularParams(_Section):
+    """A metadata-only model (``tabular:`` defaults; ``tabulars:`` entries override any key)."""
+
+    model: Literal["gbm", "logistic"] = "gbm"
+    features: list[Literal["age", "sex", "site"]] = Field(default_factory=lambda: ["age", "sex", "site"],
+                                                          min_length=1)
+    class_weights: bool = True
+    n_estimators: int = Field(400, ge=1, description="gbm: boosting rounds (early stopping may use fewer)")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    patience: int = Field(30, ge=1, description="gbm: rounds without a better val log-loss before stopping")
+    C: float = Field(1.0, gt=0, description="logistic: inverse L2 regularisation strength")
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"features must not repeat: {v}")
+        return v
+
+
+class TabularVariantParams(_Section):
+    description: str = ""
+    model: Optional[Literal["gbm", "logistic"]] = None
+    features: Optional[list[Literal["age", "sex", "site"]]] = Field(None, min_length=1)
+    class_weights: Optional[bool] = None
+    n_estimators: Optional[int] = Field(None, ge=1)
+    learning_rate: Optional[float] = Field(None, gt=0)
+    num_leaves: Optional[int] = Field(None, ge=2)
+    min_child_samples: Optional[int] = Field(None, ge=1)
+    patience: Optional[int] = Field(None, ge=1)
+    C: Optional[float] = Field(None, gt=0)
+
+
+class EnsembleParams(_Section):
+    """Defaults of every ensemble (``ensembles:`` entries name their members and override any key)."""
+
+    method: Literal["mean", "weighted", "stacking"] = "stacking"
+    folds: int = Field(5, ge=2, description="stacking: cross-fitting folds over the validation lesions")
+    C: float = Field(1.0, gt=0, description="stacking: inverse L2 strength of the meta-learner's penalty")
+    class_weights: bool = Field(True, description="weighted / stacking: every class weighs the same in the fit")
+
+
+class EnsembleVariantParams(_Section):
+    description: str = ""
+    members: list[str] = Field(min_length=2)
+    method: Optional[Literal["mean", "weighted", "stacking"]] = None
+    folds: Optional[int] = Field(None, ge=2)
+    C: Optional[float] = Field(None, gt=0)
+    class_weights: Optional[bool] = None
+
+
+class EnsembleConfig(EnsembleParams):
+    members: list[str]
+
+
+class UncertaintyParams(_Section):
+    """When a prediction is flagged 'uncertain' (abstention): either condition suffices."""
+
+    max_prob_below: float = Field(0.5, ge=0, le=1, description="flag when the top probability is below this")
+    entropy_above: float = Field(0.6, ge=0, le=1, description="flag when entropy / log(k) is above this")
+    calibrated: bool = Field(True, description="apply the variant's validation temperature before flagging")
+
+
 class CompareParams(_Section):
     baseline: str = "cnn_baseline"
     bootstrap: int = Field(1000, ge=10, description="bootstrap resamples (by lesion) for the CIs")
     ci: float = Field(0.95, gt=0.5, lt=1)
+    pairs: list[list[str]] = Field(default_factory=list,
+                                   description="[a, b] pairs shown as paired bootstrap CIs of a - b")
+
+    @field_validator("pairs")
+    @classmethod
+    def _two(cls, v: list[list[str]]) -> list[list[str]]:
+        for pair in v:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"each pair must name two different rows, got {pair}")
+        return v
 
 
 class Params(_Section):
@@ -237,9 +316,14 @@ class Params(_Section):
     finetune: BackboneParams = BackboneParams()
     probes: dict[str, BackboneVariantParams] = Field(default_factory=dict)
     finetunes: dict[str, BackboneVariantParams] = Field(default_factory=dict)
+    tabular: TabularParams = TabularParams()
+    tabulars: dict[str, TabularVariantParams] = Field(default_factory=dict)
+    ensemble: EnsembleParams = EnsembleParams()
+    ensembles: dict[str, EnsembleVariantParams] = Field(default_factory=dict)
+    uncertainty: UncertaintyParams = UncertaintyParams()
     compare: CompareParams = CompareParams()
 
-    @field_validator("variants", "probes", "finetunes")
+    @field_validator("variants", "probes", "finetunes", "tabulars", "ensembles")
     @classmethod
     def _variant_names(cls, v: dict) -> dict:
         for name in v:
@@ -274,7 +358,7 @@ class Params(_Section):
         if self.compare.baseline not in names:
             raise ValueError(f"compare.baseline {self.compare.baseline!r} is not one of the variants {names}")
         seen: dict[str, str] = {}
-        for section in ("variants", "probes", "finetunes"):
+        for section in SECTIONS:
             for name in getattr(self, section):
                 if name in seen:
                     raise ValueError(f"{section}.{name}: the name is already used in {seen[name]} "
@@ -304,11 +388,46 @@ class Params(_Section):
             if unsupported and BACKBONES[cfg.backbone].framework == "keras":
                 raise ValueError(f"finetunes.{name}: {unsupported} are implemented by the PyTorch trainer "
                                  f"only; {cfg.backbone!r} is a Keras backbone")
+        rows = self.scored_rows()
+        for name, entry in self.ensembles.items():
+            unknown = [m for m in entry.members if m not in rows]
+            if unknown:
+                raise ValueError(f"ensembles.{name}.members: {unknown} not trained by this params.yaml; members "
+                                 f"can be {rows}")
+            if len(set(entry.members)) != len(entry.members):
+                raise ValueError(f"ensembles.{name}.members: a member is listed twice: {entry.members}")
+        for pair in self.compare.pairs:
+            unknown = [m for m in pair if m not in rows + list(self.ensembles)]
+            if unknown:
+                raise ValueError(f"compare.pairs: {unknown} is not a leaderboard row; rows: {rows + list(self.ensembles)}")
         return self
 
     def all_variants(self) -> list[str]:
-        """Every variant the comparison reads: CNN ladder, probes, fine-tunes (in params.yaml order)."""
-        return [*self.variants, *self.probes, *self.finetunes]
+        """Every trained model the comparison reads: CNN ladder, probes, fine-tunes, tabular (params.yaml order)."""
+        return [*self.variants, *self.probes, *self.finetunes, *self.tabulars]
+
+    def scored_rows(self) -> list[str]:
+        """Every model row an ensemble may combine: each trained model, plus ``<name>+tta`` where TTA is on."""
+        rows = []
+        for name in self.all_variants():
+            rows.append(name)
+            if (name in self.probes or name in self.finetunes) and self.backbone_variant(name).tta:
+                rows.append(name + "+tta")
+        return rows
+
+    def tabular_variant(self, name: str) -> TabularParams:
+        """The effective config of a metadata model: ``tabular`` defaults + its overrides."""
+        if name not in self.tabulars:
+            raise ParamsError(f"{PARAMS_FILE}: unknown tabular model {name!r}; tabulars: {list(self.tabulars)}")
+        overrides = {k: v for k, v in self.tabulars[name].model_dump().items() if v is not None and k != "description"}
+        return self.tabular.model_copy(update=overrides)
+
+    def ensemble_config(self, name: str) -> EnsembleConfig:
+        """The effective config of an ensemble: ``ensemble`` defaults + its members and overrides."""
+        if name not in self.ensembles:
+            raise ParamsError(f"{PARAMS_FILE}: unknown ensemble {name!r}; ensembles: {list(self.ensembles)}")
+        overrides = {k: v for k, v in self.ensembles[name].model_dump().items() if v is not None and k != "description"}
+        return EnsembleConfig(**{**self.ensemble.model_dump(), **overrides})
 
     def backbone_variant(self, name: str) -> BackboneParams:
         """The effective config of a probe or fine-tune variant: its section's defaults + its overrides."""
@@ -326,7 +445,7 @@ class Params(_Section):
         return cfg
 
     def description(self, name: str) -> str:
-        for section in (self.variants, self.probes, self.finetunes):
+        for section in (self.variants, self.probes, self.finetunes, self.tabulars, self.ensembles):
             if name in section:
                 return section[name].description
         return ""
@@ -357,11 +476,12 @@ def _model_for(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (to suggest close names for typos)."""
     model: Any = Params
     for part in loc[:-1]:
-        if model is Params and part in ("variants", "probes", "finetunes"):
+        if model is Params and part in SECTIONS:
             model = part
             continue
-        if model in ("variants", "probes", "finetunes"):
-            model = VariantParams if model == "variants" else BackboneVariantParams
+        if model in SECTIONS:
+            model = {"variants": VariantParams, "probes": BackboneVariantParams, "finetunes": BackboneVariantParams,
+                     "tabulars": TabularVariantParams, "ensembles": EnsembleVariantParams}[model]
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

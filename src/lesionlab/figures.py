@@ -277,3 +277,42 @@ def forest_plot(board: pd.DataFrame, metrics: list[str], labels: dict[str, str])
     fig.tight_layout()
     return fig
 
+
+
+def reliability_grid(curves: dict[str, tuple[dict, dict, float]], ncols: int = 5) -> plt.Figure:
+    """Reliability diagrams: per row, test accuracy against confidence before (grey) and after (blue) temperature
+    scaling; the diagonal is perfect calibration. ``curves``: name -> (bins before, bins after, temperature)."""
+    n = len(curves)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 3.0, nrows * 3.0), squeeze=False, sharex=True, sharey=True)
+    for ax, (name, (before, after, t)) in zip(axes.flat, curves.items()):
+        ax.plot([0, 1], [0, 1], color="lightgray", ls="--", lw=1)
+        for bins, colour, label in ((before, "gray", "raw"), (after, "#2c7fb8", f"T = {t:.2f}")):
+            ok = bins["count"] > 0
+            ax.plot(bins["confidence"][ok], bins["accuracy"][ok], "o-", color=colour, ms=3, lw=1.2, label=label)
+        ax.set_title(name, fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def coverage_overlay(curves: dict[str, dict]) -> plt.Figure:
+    """Selective prediction: accuracy and balanced accuracy on the most confident share of test cases."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    colours = sns.color_palette("husl", len(curves))
+    for (name, c), colour in zip(curves.items(), colours):
+        axes[0].plot(c["coverage"], c["accuracy"], color=colour, label=name)
+        axes[1].plot(c["coverage"], c["balanced_accuracy"], color=colour, label=name)
+    for ax, title in zip(axes, ("accuracy on the kept cases", "balanced accuracy on the kept cases")):
+        ax.set_xlabel("coverage (share of test cases not referred)")
+        ax.set_title(title)
+        ax.invert_xaxis()
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

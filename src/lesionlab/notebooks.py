@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionlab.paths import reports_dir, results_dir, variant_report
+from lesionlab.paths import ensemble_report, reports_dir, results_dir, variant_report
 
 KERNEL = "python3"  # the interpreter running this code (the project's .venv)
 
@@ -28,6 +28,8 @@ STAGES = {
     "split": NotebookStage("02_split.ipynb", "Lesion-grouped stratified split"),
     "train": NotebookStage("03_train.ipynb", "Variant"),
     "backbone": NotebookStage("04_backbone.ipynb", "Backbone variant"),
+    "tabular": NotebookStage("05_tabular.ipynb", "Metadata model"),
+    "ensemble": NotebookStage("06_ensemble.ipynb", "Ensemble"),
     "compare": NotebookStage("07_compare.ipynb", "Comparison of every variant"),
 }
 
@@ -35,8 +37,10 @@ STAGES = {
 def stage_paths(root: Path, dataset: str, stage: str, variant: str | None = None) -> tuple[Path, Path]:
     """(executed notebook, HTML report) of a stage."""
     executed_dir = results_dir(root, dataset) / "notebooks"
-    if stage in ("train", "backbone"):
+    if stage in ("train", "backbone", "tabular"):
         return executed_dir / f"{stage}@{variant}.ipynb", variant_report(root, dataset, variant)
+    if stage == "ensemble":
+        return executed_dir / f"{stage}@{variant}.ipynb", ensemble_report(root, dataset, variant)
     html = reports_dir(root, dataset) / ("index.html" if stage == "compare" else f"{stage}.html")
     return executed_dir / f"{stage}.ipynb", html
 

@@ -39,3 +39,12 @@ def backbone_cache_dir(root: Path, dataset: str) -> Path:
 def embeddings_dir(root: Path, dataset: str, backbone: str) -> Path:
     """Output of ``embed@<backbone>``: features.npy (N, 8 views, D) float16 + embed.json."""
     return results_dir(root, dataset) / "embeddings" / backbone
+
+
+def ensemble_dir(root: Path, dataset: str, name: str) -> Path:
+    """Output of ``ensemble@<name>``: predictions.csv + ensemble.json (kept apart from variants/, which it reads)."""
+    return results_dir(root, dataset) / "ensembles" / name
+
+
+def ensemble_report(root: Path, dataset: str, name: str) -> Path:
+    return reports_dir(root, dataset) / "ensembles" / f"{name}.html"

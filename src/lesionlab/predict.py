@@ -19,24 +19,100 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lesionlab.paths import prepared_dir, variant_dir
+from lesionlab.contracts import ContractError
+from lesionlab.paths import ensemble_dir, prepared_dir, variant_dir
 from lesionlab.taxonomy import probability_columns
 
+METADATA_COLUMNS = ("age", "sex", "site")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
 @dataclass
 class Predictor:
     variant: str
-    kind: str                     # cnn | probe | finetune
+    kind: str                     # cnn | probe | finetune | tabular | ensemble
     framework: str
     classes: tuple[str, ...]
     input_size: int               # side of the uint8 images it takes
     proba: Callable[[np.ndarray], np.ndarray]
+    #: ensembles and metadata models: more image sizes to decode, and a function of
+    #: ({size: images}, the batch's input rows, tta) -> probabilities that replaces ``proba``
+    extra_sizes: tuple[int, ...] = ()
+    combine: Callable[[dict, pd.DataFrame, bool], np.ndarray] | None = None
+
+    def batch_proba(self, images: dict, rows: pd.DataFrame, tta: bool) -> np.ndarray:
+        from lesionlab.tta import average_views
+
+        if self.combine is not None:
+            return self.combine(images, rows, tta)
+        return average_views(self.proba, images[self.input_size], tta)
+
+
+def _tabular_predictor(root: Path, dataset: str, variant: str, info: dict) -> Predictor:
+    """A metadata model: reads age / sex / site from the input CSV (the images are not used)."""
+    from lesionlab.tabular import MetadataEncoder
+
+    folder = variant_dir(root, dataset, variant)
+    enc = MetadataEncoder(**info["encoder"])
+    classes = tuple(info["classes"])
+    impute = info["config"]["model"] == "logistic"
+    if impute:
+        model = json.loads((folder / "model.json").read_text())
+        coef, intercept = np.asarray(model["coef"]), np.asarray(model["intercept"])
+    else:
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_file=str(folder / "model.txt"))
+
+    def combine(images, rows: pd.DataFrame, tta: bool) -> np.ndarray:
+        missing = [f for f in enc.features if f not in rows.columns]
+        if missing:
+            raise ContractError(f"{variant} is a metadata model: the input CSV needs the column(s) {missing} "
+                             f"(a folder of images has no metadata)")
+        x = enc.transform(rows, impute=impute).to_numpy(dtype=float)
+        if not impute:
+            return booster.predict(x)
+        from scipy.special import expit, softmax
+
+        logits = x @ coef.T + intercept
+        if coef.shape[0] == 1:  # scikit-learn keeps one row of coefficients when training saw two classes
+            present = np.column_stack([1 - expit(logits[:, 0]), expit(logits[:, 0])])
+        else:
+            present = softmax(logits, axis=1)
+        out = np.zeros((len(x), len(classes)))
+        out[:, model["classes_present"]] = present
+        return out
+
+    size = int(json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["image_size"])
+    return Predictor(variant, "tabular", info["framework"], classes, size, lambda x: None, combine=combine)
+
+
+def _ensemble_predictor(root: Path, dataset: str, name: str) -> Predictor:
+    """Rebuild each member, then combine them as ``ensemble.json`` records (weights or the meta-learner)."""
+    from lesionlab.ensemble import PooledMetaLearner, mean_ensemble, stack_features
+
+    record = json.loads((ensemble_dir(root, dataset, name) / "ensemble.json").read_text())
+    members = record["config"]["members"]
+    loaded = {m: load_predictor(root, dataset, m.removesuffix("+tta")) for m in members}
+    classes = next(iter(loaded.values())).classes
+    sizes = sorted({p.input_size for p in loaded.values()})
+    meta = (PooledMetaLearner.from_record(record, members, list(classes))
+            if record["config"]["method"] == "stacking" else None)
+
+    def combine(images: dict, rows: pd.DataFrame, tta: bool) -> np.ndarray:
+        proba = np.stack([p.batch_proba(images, rows, m.endswith("+tta")) for m, p in loaded.items()])
+        if meta is not None:
+            return meta.predict_proba(stack_features(proba))
+        return mean_ensemble(proba, [record["weights"][m] for m in members])
+
+    return Predictor(name, "ensemble", "+".join(sorted({p.framework for p in loaded.values()})), classes, sizes[-1],
+                     lambda x: None, extra_sizes=tuple(sizes[:-1]), combine=combine)
 
 
 def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
-    """Rebuild a trained variant from its stage outputs (model files + training.json)."""
+    """Rebuild a trained variant (or an ensemble of them) from its stage outputs (model files + training.json)."""
+    if (ensemble_dir(root, dataset, variant) / "ensemble.json").is_file():
+        return _ensemble_predictor(root, dataset, variant)
     folder = variant_dir(root, dataset, variant)
     info_file = folder / "training.json"
     if not info_file.is_file():
@@ -46,6 +122,8 @@ def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
     summary = json.loads((prepared_dir(root, dataset) / "summary.json").read_text())
     classes = tuple(info.get("classes") or summary["classes"])
     kind = info.get("kind", "cnn")
+    if kind == "tabular":
+        return _tabular_predictor(root, dataset, variant, info)
     if kind == "cnn":
         from lesionlab import keras_cnn
 
@@ -143,7 +221,11 @@ def list_inputs(source: Path) -> pd.DataFrame:
     paths = [str(p if Path(p).is_absolute() else source.parent / p) for p in table["path"]]
     ids = table["image_id"] if "image_id" in table.columns else [Path(p).stem for p in table["path"]]
     labels = [normalise_label(v) if v else "" for v in table["label"]] if "label" in table.columns else ""
-    return pd.DataFrame({"image_id": list(ids), "path": paths, "label": labels})
+    out = pd.DataFrame({"image_id": list(ids), "path": paths, "label": labels})
+    for col in METADATA_COLUMNS:  # metadata models (and ensembles holding one) read these
+        if col in table.columns:
+            out[col] = table[col].to_numpy()
+    return out
 
 
 def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = False, batch_size: int = 64,
@@ -152,27 +234,30 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
     from tqdm.auto import tqdm
 
     from lesionlab.quality import BadImage, load_image
-    from lesionlab.tta import average_views
 
-    rows, skipped, batch, batch_rows = [], [], [], []
+    sizes = (predictor.input_size, *predictor.extra_sizes)
+    rows, skipped, batch, batch_rows = [], [], {size: [] for size in sizes}, []
 
     def flush():
-        if batch:
-            proba = average_views(predictor.proba, np.stack(batch), tta)
+        if batch_rows:
+            images = {size: np.stack(batch[size]) for size in sizes}
+            proba = predictor.batch_proba(images, pd.DataFrame(batch_rows), tta)
             rows.extend((r, p) for r, p in zip(batch_rows, proba))
-            batch.clear()
+            for size in sizes:
+                batch[size].clear()
             batch_rows.clear()
 
     for _, row in tqdm(inputs.iterrows(), total=len(inputs), desc=f"predict {predictor.variant}", unit="img",
                        disable=not progress, mininterval=2):
         try:
-            image, _ = load_image(row["path"], predictor.input_size)
+            decoded = {size: load_image(row["path"], size)[0] for size in sizes}
         except BadImage as bad:
             skipped.append({"image_id": row["image_id"], "path": row["path"], "problem": bad.check})
             continue
-        batch.append(image)
+        for size in sizes:
+            batch[size].append(decoded[size])
         batch_rows.append(row)
-        if len(batch) >= batch_size:
+        if len(batch_rows) >= batch_size:
             flush()
     flush()
     classes = predictor.classes
@@ -184,6 +269,35 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
         out[col] = proba[:, j]
     out["predicted"] = [classes[i] for i in proba.argmax(axis=1)] if len(rows) else []
     return out, pd.DataFrame(skipped, columns=["image_id", "path", "problem"])
+
+
+def validation_temperature(root: Path, dataset: str, row: str) -> float | None:
+    """The temperature the comparison fitted on validation for this leaderboard row (None if not compared yet)."""
+    from lesionlab.paths import reports_dir
+
+    table = reports_dir(root, dataset) / "calibration.csv"
+    if not table.is_file():
+        return None
+    cal = pd.read_csv(table)
+    match = cal.loc[cal["variant"] == row, "temperature"]
+    return float(match.iloc[0]) if len(match) else None
+
+
+def flag_uncertain(pred: pd.DataFrame, classes, max_prob_below: float, entropy_above: float,
+                   temperature: float | None = None) -> pd.DataFrame:
+    """Add ``confidence`` (top probability), ``entropy`` (normalised) and ``uncertain`` (either threshold crossed),
+    computed after ``temperature`` when given. The p_ columns stay the model's own probabilities."""
+    from lesionlab.calibration import apply_temperature
+    from lesionlab.uncertainty import normalized_entropy, uncertain_flags
+
+    proba = pred[probability_columns(classes)].to_numpy(dtype=float)
+    if temperature and len(proba):
+        proba = apply_temperature(proba, temperature)
+    out = pred.copy()
+    out["confidence"] = proba.max(axis=1) if len(proba) else []
+    out["entropy"] = normalized_entropy(proba) if len(proba) else []
+    out["uncertain"] = uncertain_flags(proba, max_prob_below, entropy_above) if len(proba) else []
+    return out
 
 
 def labelled_metrics(pred: pd.DataFrame, classes) -> tuple[dict, pd.DataFrame]:
@@ -206,13 +320,25 @@ def predict_command(args) -> int:
     from lesionlab.config import find_project_root, load_params
 
     root = find_project_root()
-    dataset = args.dataset or load_params(root / "params.yaml").dataset
+    params = load_params(root / "params.yaml")
+    dataset = args.dataset or params.dataset
     inputs = list_inputs(Path(args.inputs))
     predictor = load_predictor(root, dataset, args.variant)
     print(f"[predict] {predictor.variant} ({predictor.kind}, {predictor.framework}, {predictor.input_size} px"
           f"{', TTA over 8 views' if args.tta else ''}) on {len(inputs)} image(s) from {args.inputs}. "
           "Research and education only: not for diagnosis.", flush=True)
     pred, skipped = run_predictions(predictor, inputs, tta=args.tta, batch_size=args.batch_size)
+    row = args.variant + ("+tta" if args.tta and predictor.kind in ("probe", "finetune") else "")
+    u = params.uncertainty
+    thresholds = (u.max_prob_below if args.max_prob_below is None else args.max_prob_below,
+                  u.entropy_above if args.entropy_above is None else args.entropy_above)
+    temperature = validation_temperature(root, dataset, row) if u.calibrated else None
+    pred = flag_uncertain(pred, predictor.classes, *thresholds, temperature)
+    print(f"[predict] uncertain (max p < {thresholds[0]} or entropy / log k > {thresholds[1]}"
+          + (f", after the validation temperature T = {temperature:.3f} of {row}" if temperature else
+             ", on uncalibrated probabilities" + ("" if not u.calibrated else
+                                                  f": no temperature for {row} in reports/{dataset}/calibration.csv"))
+          + f"): {int(pred['uncertain'].sum())} of {len(pred)} image(s)", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pred.to_csv(out, index=False, float_format="%.6f")

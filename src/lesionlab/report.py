@@ -70,3 +70,23 @@ def weights_html(weights: dict, device: str) -> str:
         text = (f"ImageNet weights <code>{html.escape(weights['file'])}</code>, sha256 "
                 f"<code>{weights['sha256']}</code>, found in {html.escape(weights['source'])}")
     return note_html(f"Backbone <b>{html.escape(weights['backbone'])}</b> started from {text}. Device: <b>{device}</b>.")
+
+
+_TABS_CSS = """<style>
+.ll-tabs > input {{ position:absolute; opacity:0; }}
+.ll-tabs > label {{ display:inline-block; padding:6px 14px; margin-right:4px; border:1px solid #ccc;
+  border-bottom:none; border-radius:6px 6px 0 0; background:#f3f3f3; cursor:pointer; font-weight:600; }}
+.ll-tabs > .ll-panel {{ display:none; border-top:1px solid #ccc; padding-top:8px; }}
+{rules}
+</style>"""
+
+
+def tabs_html(panels: dict[str, str], group: str) -> str:
+    """Tabs without JavaScript (radio buttons + CSS): the first panel shows, a click on a label shows another."""
+    ids = [f"{group}-{i}" for i in range(len(panels))]
+    rules = "\n".join(f"#{i}:checked ~ #{i}-panel {{ display:block; }}\n#{i}:checked + label {{ background:#fff; "
+                      "border-color:#2c7fb8; }" for i in ids)
+    heads = "".join(f'<input type="radio" name="{group}" id="{i}"{" checked" if n == 0 else ""}>'
+                    f'<label for="{i}">{html.escape(title)}</label>' for n, (i, title) in enumerate(zip(ids, panels)))
+    bodies = "".join(f'<div class="ll-panel" id="{i}-panel">{body}</div>' for i, body in zip(ids, panels.values()))
+    return _TABS_CSS.format(rules=rules) + f'<div class="ll-tabs">{heads}{bodies}</div>'

@@ -64,3 +64,24 @@ def malignant_classes(classes) -> list[str]:
 def probability_columns(classes: tuple[str, ...] | list[str]) -> list[str]:
     """Column names of the predictions contract, in class order."""
     return [f"p_{c}" for c in classes]
+
+
+#: The 3-level triage view (research illustration, not a clinical pathway). Each diagnosis maps to the
+#: action a dermatology service would typically take for it:
+#:   high     melanoma (and a source's generic ``malignant``): urgent referral;
+#:   moderate basal cell carcinoma, actinic keratosis / intraepithelial carcinoma, squamous cell
+#:            carcinoma: malignant or pre-malignant but slow, routine referral / treatment;
+#:   low      naevus, benign keratosis, dermatofibroma, vascular lesion (and ``benign``): reassurance.
+TRIAGE_LEVELS: tuple[str, ...] = ("low", "moderate", "high")
+TRIAGE: dict[str, str] = {
+    "mel": "high", "malignant": "high",
+    "bcc": "moderate", "akiec": "moderate", "scc": "moderate",
+    "nv": "low", "bkl": "low", "df": "low", "vasc": "low", "benign": "low",
+}
+
+
+def triage_level(code: str) -> str:
+    """The triage level of a class code; an unmapped code is an error (never a silent 'low')."""
+    if code not in TRIAGE:
+        raise KeyError(f"class {code!r} has no triage level; add it to taxonomy.TRIAGE")
+    return TRIAGE[code]
