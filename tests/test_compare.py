@@ -54,3 +54,20 @@ def test_variants_on_different_test_sets_are_refused(tmp_path, labels):
                           df["label"], p, HAM10000_CLASSES)
     with pytest.raises(ContractError, match="different test sets"):
         compare.load_predictions(tmp_path, "toy", ["a", "b"], HAM10000_CLASSES)
+
+
+def test_task_leaderboards_and_their_markdown(tmp_path, labels, capsys):
+    from lesionlab.cli import main
+
+    preds = {"weak": _preds(labels, 0.0, 1), "strong": _preds(labels, 3.0, 2)}
+    lesion_of = {f"i{n}": f"L{n // 2}" for n in range(len(labels))}
+    for task, first in (("binary", "malignant AUC"), ("triage", "triage balanced accuracy")):
+        board = compare.task_leaderboard(preds, HAM10000_CLASSES, lesion_of, task, n_resamples=50)
+        rows = board.set_index("variant")
+        main_metric = compare.task_headline(task)[0]
+        assert rows.loc["strong", main_metric] > rows.loc["weak", main_metric]
+        assert (board[f"{main_metric}_lo"] <= board[main_metric]).all()
+        compare.write_leaderboard(board, tmp_path / f"{task}.csv")
+        assert main([ "leaderboard", str(tmp_path / f"{task}.csv")]) == 0
+        table = capsys.readouterr().out
+        assert first in table.splitlines()[0] and "`strong`" in table and "[" in table  # CI of the main metric

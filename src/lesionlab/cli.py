@@ -148,10 +148,13 @@ def _leaderboard(args) -> int:
 
     board = pd.read_csv(args.csv)
     metrics = [m for m in METRIC_LABELS if m in board.columns]
+    if not metrics:
+        raise ContractError(f"{args.csv}: no leaderboard metric columns (expected some of {list(METRIC_LABELS)})")
+    with_ci = "balanced_accuracy" if "balanced_accuracy" in metrics else metrics[0]  # the CI of the main metric
     print("| variant | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for _, row in board.iterrows():
-        cells = [format_ci(row[m], row[f"{m}_lo"], row[f"{m}_hi"]) if m == "balanced_accuracy"
+        cells = [format_ci(row[m], row[f"{m}_lo"], row[f"{m}_hi"]) if m == with_ci
                  else f"{row[m]:.3f}" for m in metrics]
         print(f"| `{row['variant']}` | " + " | ".join(cells) + " |")
     return 0
@@ -207,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "tracks the link target's files only if the link is resolved: prefer copy/hardlink)")
     p.add_argument("--force", action="store_true", help="replace an existing data/<dataset>")
     p.set_defaults(func=_import_data)
-    p = sub.add_parser("leaderboard", help="print a leaderboard.csv as a Markdown table")
+    p = sub.add_parser("leaderboard", help="print a leaderboard CSV (leaderboard.csv, leaderboard_binary.csv, "
+                       "leaderboard_triage.csv) as a Markdown table")
     p.add_argument("csv", nargs="?", default="reports/synthetic/leaderboard.csv")
     p.set_defaults(func=_leaderboard)
     return parser
