@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test lab check-params metrics plots clean-venv
+.PHONY: setup browser repro test lab check-params metrics plots clean-venv
 
 setup: $(STAMP)
 
@@ -27,11 +27,17 @@ check-params: setup
 repro: check-params  ## the main job: the whole pipeline on params.yaml's dataset (default: synthetic, offline)
 	dvc repro
 
-test: setup  ## unit tests + one end-to-end `dvc repro` on a tiny config
+browser:  ## headless Chromium (Debian package) for the report-site test and `lesionlab screenshot`
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "installing chromium (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser  ## unit tests + one end-to-end `dvc repro` on a tiny config + the report site in Chromium
 	$(PY) -m pytest
 
-lab: setup  ## JupyterLab with the project's kernel
-	jupyter lab notebooks/
+lab: setup  ## JupyterLab on notebooks/ with the project's kernel (the .venv); every notebook runs as committed
+	jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 metrics: setup
 	dvc metrics show

@@ -87,3 +87,18 @@ def test_dvc_yaml_lists_only_existing_params():
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"stage {name}: param {key} not in params.yaml"
                 node = node[part]
+
+
+def test_explain_variants_must_be_image_models():
+    import yaml
+
+    from conftest import REPO
+    from lesionlab.config import ParamsError, parse_params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["explain"]["variants"] = ["cnn_baseline", "meta_gbm"]
+    with pytest.raises(ParamsError, match=r"explain.variants: \['meta_gbm'\] is not an image model"):
+        parse_params(raw)
+    raw["explain"]["variants"] = ["cnn_baseline", "cnn_baseline"]
+    with pytest.raises(ParamsError, match="listed twice"):
+        parse_params(raw)

@@ -7,6 +7,7 @@ variant and the comparison.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import yaml
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
+ARTIFACTS = REPO / "test-artifacts"   # screenshots of the report site (not committed)
 
 COPY = ["src", "notebooks", "dvc.yaml", "params.yaml", "data.dvc", ".dvcignore", "pyproject.toml", ".gitignore"]
 TINY = {
@@ -30,6 +32,7 @@ TINY = {
     "probe": {"epochs": 4},
     "finetune": {"epochs": 1, "trainable_blocks": 1},
     "tabular": {"n_estimators": 20, "patience": 5},
+    "explain": {"variants": ["cnn_baseline", "cnn_aug", "lite0_probe_mlp", "lite0_full"]},
     "compare": {"bootstrap": 20},
 }
 
@@ -91,29 +94,121 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
         assert lo.between(0, 1).all() and hi.between(0, 1).all() and (lo <= hi).all(), metric
     assert board["n_test_images"].nunique() == 1  # one test set for all
     index = (repo / "reports/synthetic/index.html").read_text()
+    comparison = (repo / "reports/synthetic/compare.html").read_text()
     for v in variants:
-        assert f'href="variants/{v}.html"' in index
+        assert f"href='variants/{v}.html'" in index
         assert (repo / f"reports/synthetic/variants/{v}.html").is_file()
         assert (repo / f"results/synthetic/variants/{v}/predictions.csv").is_file()
     for e in p["ensembles"]:
-        assert f'href="ensembles/{e}.html"' in index
+        assert f"href='ensembles/{e}.html'" in index
         assert "Research and education only" in (repo / f"reports/synthetic/ensembles/{e}.html").read_text()
         assert (repo / f"results/synthetic/ensembles/{e}/predictions.csv").is_file()
     for section in ("Malignant vs benign", "Triage (3 levels)", "Does metadata add value?", "Calibration",
-                    "Uncertainty and abstention", "image_meta_stack</b> (image + metadata) minus its image-only twin"):
-        assert section in index, section
-    assert "Research and education only" in index
-    assert "sha256" in index and "efficientnet-lite0-57934424.pth" in index  # weights provenance per backbone
+                    "Uncertainty and abstention", "image_meta_stack</b> (image + metadata) minus its image-only twin",
+                    "Paired comparisons: every row against the baseline and the best", "McNemar",
+                    "Subgroups: who is served worst?", "Where do the models look?"):
+        assert section in comparison, section
+    assert "Research and education only" in index and "Research and education only" in comparison
+    assert "sha256" in comparison and "efficientnet-lite0-57934424.pth" in comparison  # weights provenance
     for v in [*p["probes"], *p["finetunes"]]:
         assert "efficientnet-lite0-57934424.pth" in (repo / f"reports/synthetic/variants/{v}.html").read_text()
-    assert "data:image/png;base64" in index  # figures embedded
-    assert "<script src=\"http" not in index  # nothing loaded from a CDN
+    assert "data:image/png;base64" in index and "data:image/png;base64" in comparison  # figures embedded
+    for page in (repo / "reports/synthetic").rglob("*.html"):
+        text = page.read_text()
+        assert "<script src=\"http" not in text, page  # nothing loaded from a CDN
+        assert "class='ll-nav'" in text and "Research and education only" in text, page
+        if page.name != "index.html":
+            assert "params of this stage (dvc.lock)" in text and "wall time" in text and "seed 42" in text, page
     for page in ("eda.html", "split.html"):
         assert "data:image/png;base64" in (repo / "reports/synthetic" / page).read_text()
     eda = (repo / "reports/synthetic/eda.html").read_text()
     quality = pd.read_csv(repo / "results/synthetic/prepared/quality.csv", keep_default_na=False)
     assert "Data quality" in eda and all(check in eda for check in quality["check"])  # the table is shown
     assert "Lesion area" in eda and "images with mask" in eda  # per-class lesion-area statistics from the masks
+
+
+def test_paired_subgroup_and_explanation_tables(tiny_repo):
+    repo, ctx = tiny_repo
+    p = ctx["params"]
+    board = pd.read_csv(repo / "reports/synthetic/leaderboard.csv")
+    paired = pd.read_csv(repo / "reports/synthetic/paired.csv")
+    rows = set(board["variant"])
+    for label in ("vs baseline", "vs best"):
+        part = paired[(paired["comparison"] == label) & (paired["metric"] == "balanced_accuracy")]
+        assert len(part) == len(rows) - 1 and (part["lo"] <= part["hi"]).all()
+        assert part["mcnemar_p"].between(0, 1).all()
+    assert set(paired[paired["comparison"] == "vs baseline"]["b"]) == {p["compare"]["baseline"]}
+    slices = pd.read_csv(repo / "reports/synthetic/slices.csv")
+    assert set(slices["attribute"]) == {"sex", "age", "site"} and set(slices["variant"]) == rows
+    n_test = int(board["n_test_images"].iloc[0])
+    assert (slices.groupby(["variant", "attribute"])["n_images"].sum() == n_test).all()
+    explained = pd.read_csv(repo / "reports/synthetic/explanations.csv")
+    assert sorted(explained["variant"]) == sorted(p["explain"]["variants"])
+    assert explained["mask_energy"].between(0, 1).all() and explained["chance"].between(0, 1).all()
+    for v in p["explain"]["variants"]:
+        summary = json.loads((repo / f"results/synthetic/explanations/{v}/summary.json").read_text())
+        # the explained model is the trained one: its predictions equal the stage's (probes: float16 embedding cache)
+        assert summary["max_abs_diff_vs_stage_predictions"] < 0.02, v
+        assert (repo / f"reports/synthetic/explanations/{v}.html").is_file()
+    assert board.set_index("variant").loc[p["explain"]["variants"], "mask_energy"].notna().all()
+
+
+def test_report_site_renders_in_a_browser(tiny_repo):
+    """Headless Chromium opens the index from disk: the leaderboard and figures render, sorting works, the
+    navigation reaches every page and back, nothing is fetched off disk. The screenshot is kept in test-artifacts/."""
+    from lesionlab.browser import Browser, check_page
+
+    repo, ctx = tiny_repo
+    reports = repo / "reports/synthetic"
+    rows = len(pd.read_csv(reports / "leaderboard.csv"))
+    with Browser() as b:
+        found = check_page(b, reports / "index.html")
+        assert found["leaderboard_rows"] == rows and found["disclaimer"] and not found["remote"], found
+        assert found["images"] and all(w > 0 for w in found["images"]), found["images"]  # every figure decoded
+        b.screenshot(ARTIFACTS / "synthetic-tiny-index.png")
+        column = ("Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => "
+                  "parseFloat(r.cells[2].textContent))")
+        b.evaluate("document.querySelectorAll('#leaderboard thead th')[2].click()")
+        values = b.evaluate(column)
+        assert values == sorted(values, reverse=True) and len(values) == rows
+        b.evaluate("document.querySelectorAll('#leaderboard thead th')[2].click()")
+        assert b.evaluate(column) == sorted(values)
+        links = b.evaluate("Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))")
+        pages = {link for link in links if link.endswith(".html")}
+        assert {"eda.html", "split.html", "compare.html"} <= pages
+        for page in sorted(pages):
+            assert (reports / page).is_file(), page
+        for page in ("compare.html", "variants/cnn_baseline.html", f"explanations/{ctx['params']['explain']['variants'][-1]}.html"):
+            found = check_page(b, reports / page)
+            assert found["disclaimer"] and not found["remote"] and all(w > 0 for w in found["images"]), (page, found)
+            assert any(h.endswith("index.html") for h in found["nav"]), found["nav"]
+        b.screenshot(ARTIFACTS / "synthetic-tiny-explanation.png")
+
+
+def test_notebooks_run_top_to_bottom_with_their_defaults(tiny_repo, tmp_path):
+    """What a data scientist does in JupyterLab: open each notebook and run it as committed (default parameters,
+    no papermill), against the existing results. Done in a copy so the pipeline's own outputs stay untouched."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    repo, ctx = tiny_repo
+    copy = tmp_path / "lab"
+    shutil.copytree(repo, copy, symlinks=True, ignore=shutil.ignore_patterns(".dvc", ".git"))
+    env = {**ctx["env"], "PYTHONPATH": str(copy / "src")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for path in sorted((copy / "notebooks").glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy / "notebooks")}}).execute()
+            errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            assert not errors, (path.name, errors)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def test_switching_to_a_dataset_without_its_download_fails_clearly(tiny_repo):
@@ -163,7 +258,7 @@ def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
     # ensembles read the whole variants/ folder (DVC cannot take a params list as deps), so they re-run too
     ensembles = [f"ensemble@{e}" for e in ctx["params"]["ensembles"]]
-    assert ran == sorted(["compare", "train@cnn_aug", *ensembles]), out[-3000:]
+    assert ran == sorted(["compare", "train@cnn_aug", "explain@cnn_aug", "site", *ensembles]), out[-3000:]
 
 
 def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path):

@@ -115,7 +115,7 @@ def _params(**sections) -> dict:
     """The repository's params with some sections replaced; the ensembles (whose members are the repository's
     variants) are dropped unless given, so that an error a test expects is the only one."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["ensembles"], raw["compare"]["pairs"] = {}, []
+    raw["ensembles"], raw["compare"]["pairs"], raw["explain"]["variants"] = {}, [], []
     for key, value in sections.items():
         raw[key] = value
     return raw

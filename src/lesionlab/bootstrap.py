@@ -45,3 +45,79 @@ def bootstrap_ci(
         v = v[np.isfinite(v)]
         out[name] = (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if len(v) else (np.nan, np.nan)
     return out
+
+
+# --- every resample at once ------------------------------------------------------------------------------------
+# A resample is a vector of multiplicities (how often each row was drawn); metrics computed with those weights
+# equal the metrics of the resampled rows. One (resamples x rows) matrix then serves every model, task and
+# subgroup, and paired differences are differences of the same draws.
+
+
+def resample_weights(groups: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_rows) multiplicities; resample b draws the same lesions as ``group_resamples`` does."""
+    codes, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_resamples, len(inverse)), dtype=np.float64)
+    for b in range(n_resamples):
+        counts = np.bincount(rng.integers(0, len(codes), len(codes)), minlength=len(codes))
+        out[b] = counts[inverse]
+    return out
+
+
+def weighted_balanced_accuracy(weights: np.ndarray, y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """Per resample: mean recall over the classes drawn (metrics.balanced_accuracy on the resampled rows)."""
+    onehot = np.eye(k)[np.asarray(y)]
+    support = weights @ onehot
+    hits = weights @ (onehot * (np.asarray(predicted) == np.asarray(y))[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, np.nan)
+    present = np.isfinite(recall)
+    return np.where(present.any(axis=1), np.nansum(recall, axis=1) / np.maximum(present.sum(axis=1), 1), np.nan)
+
+
+def weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Per resample: the Mann-Whitney AUC (ties count one half) of the resampled rows; NaN without both outcomes."""
+    positive = np.asarray(positive, dtype=bool)
+    order = np.argsort(score, kind="mergesort")
+    s, pos = np.asarray(score)[order], positive[order]
+    w = weights[:, order]
+    neg_cum = np.cumsum(w * ~pos, axis=1)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])          # tie groups are runs of equal scores
+    ends = np.r_[starts[1:], len(s)] - 1
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))[pos]
+    before = np.where(starts > 0, neg_cum[:, np.maximum(starts - 1, 0)], 0.0)
+    tied = neg_cum[:, ends] - before
+    w_pos = w[:, pos]
+    n_pos, n_neg = w_pos.sum(axis=1), neg_cum[:, -1] if len(s) else np.zeros(len(w))
+    num = (w_pos * (before[:, group] + 0.5 * tied[:, group])).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), num / (n_pos * n_neg), np.nan)
+
+
+def weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per resample: the mean of ``values`` over the resampled rows (NaN values are left out)."""
+    values = np.asarray(values, dtype=float)
+    ok = np.isfinite(values)
+    total = weights[:, ok].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, weights[:, ok] @ values[ok] / total, np.nan)
+
+
+def percentile_ci(draws: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite draws (NaN, NaN when there are none)."""
+    v = np.asarray(draws, dtype=float)
+    v = v[np.isfinite(v)]
+    alpha = (1 - ci) / 2
+    return (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if len(v) else (np.nan, np.nan)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+    """McNemar's exact test on paired right/wrong decisions: counts of discordant pairs and the two-sided p-value
+    (binomial, p = 1/2). It treats images as independent, which views of one lesion are not; read it beside the
+    lesion-bootstrap CI."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a_correct": only_a, "only_b_correct": only_b, "mcnemar_p": float(p)}

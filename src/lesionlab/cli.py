@@ -49,8 +49,28 @@ def _run(args) -> int:
         if not args.variant:
             raise ParamsError(f"`lesionlab run {args.stage}` needs --variant NAME")
         (params.tabular_variant if args.stage == "tabular" else params.ensemble_config)(args.variant)
+    if args.stage == "explain" and args.variant not in params.explain.variants:
+        raise ParamsError(f"`lesionlab run explain` needs --variant NAME, one of explain.variants {params.explain.variants}")
     run_notebook(root, params.dataset, args.stage, args.variant)
     return 0
+
+
+def _site(args) -> int:
+    from lesionlab.site import build_site
+
+    root = find_project_root()
+    build_site(root, load_params(root / "params.yaml"))
+    return 0
+
+
+def _screenshot(args) -> int:
+    from lesionlab.browser import screenshot
+
+    found = screenshot(args.page, args.out, args.width, args.height)
+    broken = [i for i, w in enumerate(found["images"]) if not w]
+    print(f"{args.out}: {found['title']!r}, {found['leaderboard_rows']} leaderboard rows, {len(found['images'])} "
+          f"images ({len(broken)} not decoded), {len(found['remote'])} requests off disk")
+    return 1 if broken or found["remote"] else 0
 
 
 def _embed(args) -> int:
@@ -170,11 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="dataset -> results/<ds>/prepared (table + image cache)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_prepare)
-    p = sub.add_parser("run", help="execute a stage notebook with papermill and render its HTML report")
-    p.add_argument("stage", choices=["eda", "split", "train", "backbone", "tabular", "ensemble", "compare"])
+    p = sub.add_parser("run", help="execute a stage notebook with papermill (results/<ds>/notebooks/)")
+    p.add_argument("stage", choices=["eda", "split", "train", "backbone", "tabular", "ensemble", "explain", "compare"])
     p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:, "
-                   "tabular: tabulars:, ensemble: ensembles:)")
+                   "tabular: tabulars:, ensemble: ensembles:, explain: explain.variants)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("site", help="render every executed notebook + reports/<ds>/index.html (navigation, provenance)")
+    p.set_defaults(func=_site)
+    p = sub.add_parser("screenshot", help="open a report page in headless Chromium, check it and save a PNG")
+    p.add_argument("page", help="an HTML file, e.g. reports/ham10000/index.html")
+    p.add_argument("out", help="where to write the PNG")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=1600)
+    p.set_defaults(func=_screenshot)
     p = sub.add_parser("embed", help="cache a frozen backbone's embeddings of every image (8 views), for probes")
     p.add_argument("backbone", help="a backbone listed in embed.backbones")
     p.set_defaults(func=_embed)

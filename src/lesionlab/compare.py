@@ -6,20 +6,22 @@ Reads predictions files only (contract 3), so it never imports a framework.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lesionlab.bootstrap import bootstrap_ci
+from lesionlab.bootstrap import (bootstrap_ci, mcnemar, percentile_ci, resample_weights, weighted_auc,
+                                 weighted_balanced_accuracy, weighted_mean)
 from lesionlab.contracts import ContractError, read_predictions
 from lesionlab.calibration import apply_temperature, calibrate
-from lesionlab.metrics import HEADLINE, compute_metrics, headline_metrics
+from lesionlab.metrics import HEADLINE, class_indices, compute_metrics, headline_metrics, malignant_score
 from lesionlab.tasks import TASK_HEADLINE, TASK_METRICS
 from lesionlab.uncertainty import selective_summary, uncertain_flags
 from lesionlab.paths import ensemble_dir, variant_dir
 from lesionlab.train import metrics_file
-from lesionlab.taxonomy import probability_columns
+from lesionlab.taxonomy import malignant_classes, probability_columns
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -34,6 +36,9 @@ METRIC_LABELS = {
     "triage_macro_auc": "triage macro AUC",
     "high_risk_sensitivity": "high-risk sensitivity",
     "under_triage_rate": "under-triage (high → low)",
+    "malignant_sensitivity": "malignant sensitivity",
+    "mask_energy": "Grad-CAM energy in mask",
+    "pointing_hit_rate": "pointing-game hits",
 }
 #: metrics where lower is better (bold marks the minimum)
 LOWER_IS_BETTER = {"under_triage_rate", "over_triage_rate", "ece", "brier"}
@@ -134,26 +139,177 @@ def task_leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[st
     return pd.DataFrame(rows)
 
 
+#: the metrics with per-resample draws (paired differences, subgroups)
+RESAMPLED = ("balanced_accuracy", "macro_auc", "malignant_auc")
+
+
+def test_weights(preds: dict[str, pd.DataFrame], lesion_of: dict[str, str], n_resamples: int, seed: int) -> np.ndarray:
+    """The lesion resamples of the test split as (resamples x test images) multiplicities, images in image_id
+    order (as :func:`split_arrays`); every row of the comparison is scored on these same draws."""
+    test = next(iter(preds.values()))
+    ids = test[test["split"] == "test"].sort_values("image_id")["image_id"]
+    return resample_weights(ids.map(lesion_of).to_numpy(), n_resamples, seed)
+
+
+def resampled_metrics(y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Balanced accuracy, macro AUC and malignant AUC for every resample (rows of ``weights``) at once."""
+    classes = list(classes)
+    predicted = proba.argmax(axis=1)
+    per_class = np.stack([weighted_auc(weights, y == j, proba[:, j]) for j in range(len(classes))])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a resample without a class: that class is left out
+        macro = np.nanmean(per_class, axis=0)
+    malignant = np.isin(y, class_indices(classes, malignant_classes(classes)))
+    return {"balanced_accuracy": weighted_balanced_accuracy(weights, y, predicted, len(classes)),
+            "macro_auc": macro, "malignant_auc": weighted_auc(weights, malignant, malignant_score(proba, classes))}
+
+
 def paired_differences(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], pairs: list[list[str]],
-                       metrics: tuple[str, ...] = ("balanced_accuracy", "macro_auc", "malignant_auc"),
-                       n_resamples: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                       metrics: tuple[str, ...] = RESAMPLED, n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
+                       comparison: list[str] | None = None) -> pd.DataFrame:
     """For each pair (a, b): a - b of each metric with a paired lesion-bootstrap CI (both scored on the same
-    resampled lesions), and whether the CI excludes 0."""
+    resampled lesions), whether the CI excludes 0, and McNemar's exact test on the 7-class right/wrong decisions.
+    ``comparison`` labels each pair (e.g. 'vs baseline')."""
+    weights = test_weights(preds, lesion_of, n_resamples, seed)
+    ones = np.ones((1, weights.shape[1]))
+    cache: dict[str, tuple] = {}
+
+    def scored(name):
+        if name not in cache:
+            y, p, _ = split_arrays(preds[name], classes, lesion_of)
+            cache[name] = (resampled_metrics(y, p, classes, ones), resampled_metrics(y, p, classes, weights),
+                           p.argmax(axis=1) == y)
+        return cache[name]
+
     rows = []
-    for a, b in pairs:
-        ya, pa, groups = split_arrays(preds[a], classes, lesion_of)
-        yb, pb, _ = split_arrays(preds[b], classes, lesion_of)
-
-        def diff(r):
-            ma, mb = headline_metrics(ya[r], pa[r], classes), headline_metrics(yb[r], pb[r], classes)
-            return {m: ma[m] - mb[m] for m in metrics}
-
-        point = diff(np.arange(len(ya)))
-        cis = bootstrap_ci(diff, groups, metrics, n_resamples=n_resamples, ci=ci, seed=seed)
+    for i, (a, b) in enumerate(pairs):
+        (pa, da, ca), (pb, db, cb) = scored(a), scored(b)
+        test = mcnemar(ca, cb)
         for m in metrics:
-            lo, hi = cis[m]
-            rows.append({"a": a, "b": b, "metric": m, "difference": point[m], "lo": lo, "hi": hi,
-                         "ci_excludes_zero": bool(lo > 0 or hi < 0)})
+            lo, hi = percentile_ci(da[m] - db[m], ci)
+            rows.append({"a": a, "b": b, "comparison": comparison[i] if comparison else "listed", "metric": m,
+                         "difference": float(pa[m][0] - pb[m][0]), "lo": lo, "hi": hi,
+                         "ci_excludes_zero": bool(lo > 0 or hi < 0), **test})
+    return pd.DataFrame(rows)
+
+
+def reference_pairs(board: pd.DataFrame, baseline: str, metric: str = "balanced_accuracy") -> tuple[list, list, str]:
+    """(pairs, labels, best): every row against the baseline and against the best row on ``metric``."""
+    best = str(board.loc[board[metric].idxmax(), "variant"])
+    pairs, labels = [], []
+    for ref, label in ((baseline, "vs baseline"), (best, "vs best")):
+        for v in board["variant"]:
+            if v != ref:
+                pairs.append([v, ref])
+                labels.append(label)
+    return pairs, labels, best
+
+
+def difference_marks(paired: pd.DataFrame, comparison: str, metric: str = "balanced_accuracy") -> dict[str, str]:
+    """Display text per row 'a': '+0.012 [-0.010, +0.035]', with ▲ / ▼ when the paired CI excludes 0."""
+    part = paired[(paired["comparison"] == comparison) & (paired["metric"] == metric)]
+    return {r["a"]: _signed_ci(r["difference"], r["lo"], r["hi"], r["ci_excludes_zero"]) for _, r in part.iterrows()}
+
+
+# --- subgroups ---------------------------------------------------------------------------------------------------
+
+def age_bands(age: pd.Series, edges: list[float]) -> pd.Series:
+    """'<30', '30-44', ..., '≥75' from the band edges; a missing age is 'unknown'."""
+    labels = [f"<{edges[0]:g}"] + [f"{a:g}-{b - 1:g}" for a, b in zip(edges, edges[1:])] + [f"≥{edges[-1]:g}"]
+    band = pd.cut(pd.to_numeric(age, errors="coerce"), [-np.inf, *edges, np.inf], right=False, labels=labels)
+    return band.astype(object).where(band.notna(), "unknown")
+
+
+def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], table: pd.DataFrame,
+                    age_edges: list[float], min_lesions: int = 30, min_malignant: int = 10, n_resamples: int = 1000,
+                    ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per row and subgroup (sex, age band, body site): balanced accuracy, malignant AUC and malignant sensitivity
+    (a malignant lesion's arg-max is a malignant class), with lesion-bootstrap CIs and counts. Slices with fewer
+    than ``min_lesions`` lesions (or ``min_malignant`` malignant images, for the two malignant metrics) are
+    marked ``too_small``, not dropped."""
+    weights = test_weights(preds, lesion_of, n_resamples, seed)
+    first = next(iter(preds.values()))
+    ids = first[first["split"] == "test"].sort_values("image_id")["image_id"]
+    meta = table.set_index("image_id").loc[ids]
+    attributes = {"sex": meta["sex"].fillna("unknown").astype(str), "age": age_bands(meta["age"], age_edges),
+                  "site": meta["site"].fillna("unknown").astype(str)}
+    groups = ids.map(lesion_of).to_numpy()
+    classes = list(classes)
+    malignant_idx = class_indices(classes, malignant_classes(classes))
+    rows = []
+    for name, pred in preds.items():
+        y, p, _ = split_arrays(pred, classes, lesion_of)
+        predicted = p.argmax(axis=1)
+        malignant, flagged = np.isin(y, malignant_idx), np.isin(predicted, malignant_idx)
+        score = malignant_score(p, classes)
+        for attribute, values in attributes.items():
+            for value in _slice_order(attribute, values, age_edges):
+                cols = np.flatnonzero(values.to_numpy() == value)
+                w, one = weights[:, cols], np.ones((1, len(cols)))
+                pos = cols[malignant[cols]]
+                row = {"variant": name, "attribute": attribute, "slice": f"{attribute}: {value}",
+                       "n_images": len(cols), "n_lesions": len(set(groups[cols])), "n_malignant": len(pos)}
+                for metric, fn in (
+                        ("balanced_accuracy", lambda ww: weighted_balanced_accuracy(ww, y[cols], predicted[cols],
+                                                                                    len(classes))),
+                        ("malignant_auc", lambda ww: weighted_auc(ww, malignant[cols], score[cols])),
+                        ("malignant_sensitivity", lambda ww: weighted_mean(ww[:, malignant[cols]],
+                                                                           flagged[pos].astype(float)))):
+                    row[metric] = float(fn(one)[0])
+                    row[f"{metric}_lo"], row[f"{metric}_hi"] = percentile_ci(fn(w), ci)
+                row["too_small"] = row["n_lesions"] < min_lesions
+                row["too_few_malignant"] = row["n_malignant"] < min_malignant
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _slice_order(attribute: str, values: pd.Series, age_edges: list[float]) -> list[str]:
+    """Age bands young to old; other attributes by size (largest first); 'unknown' last."""
+    present = set(values)
+    if attribute == "age":
+        order = list(age_bands(pd.Series([-1.0, *age_edges]), age_edges)) + ["unknown"]
+        return [v for v in order if v in present]
+    counts = values.value_counts()
+    return sorted(present, key=lambda v: (v == "unknown", -counts[v], v))
+
+
+def worst_slice(slices: pd.DataFrame, variant: str, metric: str = "balanced_accuracy") -> str:
+    """One sentence: the subgroup served worst by ``variant`` among slices large enough to say anything."""
+    part = slices[(slices["variant"] == variant) & ~slices["too_small"] & slices[metric].notna()]
+    if part.empty:
+        return f"No subgroup of {variant} has enough lesions to compare."
+    worst = part.loc[part[metric].idxmin()]
+    same = part[part["attribute"] == worst["attribute"]]
+    best = same.loc[same[metric].idxmax()]
+    label = METRIC_LABELS.get(metric, metric)
+    return (f"<b>{variant}</b> serves <b>{worst['slice']}</b> worst on {label}: "
+            f"{format_ci(worst[metric], worst[f'{metric}_lo'], worst[f'{metric}_hi'])} "
+            f"({worst['n_images']} images, {worst['n_lesions']} lesions), against "
+            f"{format_ci(best[metric], best[f'{metric}_lo'], best[f'{metric}_hi'])} for {best['slice']}.")
+
+
+# --- explanations -------------------------------------------------------------------------------------------------
+
+def explanation_summary(explained: dict[str, pd.DataFrame], preds: dict[str, pd.DataFrame], lesion_of: dict[str, str],
+                        n_resamples: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per explained variant: mean share of Grad-CAM energy inside the lesion mask and pointing-game hit rate, with
+    lesion-bootstrap CIs (the test images with a mask), and chance (the mean mask area)."""
+    weights = test_weights(preds, lesion_of, n_resamples, seed)
+    first = next(iter(preds.values()))
+    ids = first[first["split"] == "test"].sort_values("image_id")["image_id"]
+    rows = []
+    for name, per_image in explained.items():
+        t = per_image.set_index("image_id").reindex(ids)
+        if t["label"].isna().any():
+            raise ContractError(f"explanations of {name!r} do not cover the current test split; re-run "
+                                f"`dvc repro explain@{name}`")
+        row = {"variant": name, "n_with_mask": int(t["has_mask"].astype(bool).sum())}
+        for col, metric in (("energy_in_mask", "mask_energy"), ("pointing_hit", "pointing_hit_rate")):
+            values = t[col].to_numpy(dtype=float)
+            row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = percentile_ci(weighted_mean(weights, values), ci)
+        row["chance"] = float(np.nanmean(t["mask_area"].to_numpy(dtype=float))) if row["n_with_mask"] else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -269,3 +425,71 @@ def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
         verdict = "metadata adds <b>no measurable value</b> here: every paired CI includes 0"
     return (f"<b>{meta}</b> (image + metadata) minus its image-only twin <b>{twin}</b>: " + "; ".join(pieces)
             + f". Verdict: {verdict}.")
+
+
+# --- display tables (HTML cells) ----------------------------------------------------------------------------------
+
+def _signed_ci(d: float, lo: float, hi: float, excludes: bool) -> str:
+    mark = ((" <b style='color:#1a7f37'>▲</b>" if d > 0 else " <b style='color:#b42318'>▼</b>") if excludes else "")
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+
+
+def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
+    """One line per pair: a − b [CI] per metric (▲ / ▼ when the CI excludes 0), McNemar's counts and p-value."""
+    rows = []
+    for (a, b), part in paired.groupby(["a", "b"], sort=False):
+        first = part.iloc[0]
+        row = {"a": a, "b": b}
+        for _, r in part.iterrows():
+            row[f"Δ {METRIC_LABELS.get(r['metric'], r['metric'])}"] = _signed_ci(r["difference"], r["lo"], r["hi"],
+                                                                                   r["ci_excludes_zero"])
+        row["only a right / only b right"] = f"{first['only_a_correct']} / {first['only_b_correct']}"
+        row["McNemar p"] = f"{first['mcnemar_p']:.2g}" if first["mcnemar_p"] >= 1e-4 else "<1e-4"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def slices_display(slices: pd.DataFrame) -> pd.DataFrame:
+    """Slice, counts, and each metric as 'value [lo, hi]'; values of slices too small to say anything are greyed
+    and marked."""
+    def cell(r, m, small):
+        if not np.isfinite(r[m]):
+            return "–"
+        text = format_ci(r[m], r[f"{m}_lo"], r[f"{m}_hi"])
+        return f"<span style='color:#999'>{text} (too small)</span>" if small else text
+
+    return pd.DataFrame([{
+        "slice": r["slice"], "images": r["n_images"], "lesions": r["n_lesions"], "malignant": r["n_malignant"],
+        "balanced accuracy": cell(r, "balanced_accuracy", r["too_small"]),
+        "malignant AUC": cell(r, "malignant_auc", r["too_small"] or r["too_few_malignant"]),
+        "malignant sensitivity": cell(r, "malignant_sensitivity", r["too_small"] or r["too_few_malignant"]),
+    } for _, r in slices.iterrows()])
+
+
+def explanation_display(explained: pd.DataFrame) -> pd.DataFrame:
+    first = ["page"] if "page" in explained else ["variant"]
+    return pd.DataFrame({
+        first[0]: explained[first[0]],
+        "Grad-CAM energy in mask": [format_ci(v, lo, hi) for v, lo, hi in
+                                    zip(explained["mask_energy"], explained["mask_energy_lo"], explained["mask_energy_hi"])],
+        "pointing-game hits": [format_ci(v, lo, hi) for v, lo, hi in zip(explained["pointing_hit_rate"],
+                               explained["pointing_hit_rate_lo"], explained["pointing_hit_rate_hi"])],
+        "chance (mask area)": explained["chance"].map(lambda x: f"{x:.3f}"),
+        "images with a mask": explained["n_with_mask"],
+    })
+
+
+def explanation_verdict(explained: pd.DataFrame) -> str:
+    """Which variants' explanations fall mostly outside the lesion (energy share < 1/2), and which do no better
+    than chance (the CI's upper end below or at the mask area)."""
+    outside = explained[explained["mask_energy"] < 0.5]["variant"].tolist()
+    blind = explained[explained["mask_energy_hi"] <= explained["chance"]]["variant"].tolist()
+    best = explained.loc[explained["mask_energy"].idxmax()]
+    parts = [f"Most focused on the lesion: <b>{best['variant']}</b> "
+             f"({format_ci(best['mask_energy'], best['mask_energy_lo'], best['mask_energy_hi'])} of its energy inside the "
+             f"mask; chance {best['chance']:.3f})."]
+    parts.append(f"Mostly <b>outside</b> the lesion (less than half the energy inside): {', '.join(outside)}."
+                 if outside else "Every explained variant puts at least half its energy inside the lesion.")
+    if blind:
+        parts.append(f"No better than chance (CI at or below the mask area): {', '.join(blind)}.")
+    return " ".join(parts)

@@ -285,12 +285,38 @@ class UncertaintyParams(_Section):
     calibrated: bool = Field(True, description="apply the variant's validation temperature before flagging")
 
 
+class ExplainParams(_Section):
+    """Grad-CAM of the image models (stage ``explain@<variant>``), scored against the lesion masks."""
+
+    variants: list[str] = Field(default_factory=list, description="image models to explain (CNNs, probes, fine-tunes)")
+    panels_per_class: int = Field(3, ge=1, le=10, description="correct and incorrect test cases shown per class")
+    batch_size: int = Field(64, ge=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"a variant is listed twice: {v}")
+        return v
+
+
 class CompareParams(_Section):
     baseline: str = "cnn_baseline"
     bootstrap: int = Field(1000, ge=10, description="bootstrap resamples (by lesion) for the CIs")
     ci: float = Field(0.95, gt=0.5, lt=1)
     pairs: list[list[str]] = Field(default_factory=list,
                                    description="[a, b] pairs shown as paired bootstrap CIs of a - b")
+    age_bands: list[float] = Field(default_factory=lambda: [30, 45, 60, 75],
+                                   description="subgroup slices: upper edges of the age bands (years)")
+    min_slice_lesions: int = Field(30, ge=1, description="slices with fewer lesions are marked 'too small'")
+    min_slice_malignant: int = Field(10, ge=1, description="... or with fewer malignant images (AUC, sensitivity)")
+
+    @field_validator("age_bands")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"age_bands must increase strictly, got {v}")
+        return v
 
     @field_validator("pairs")
     @classmethod
@@ -321,6 +347,7 @@ class Params(_Section):
     ensemble: EnsembleParams = EnsembleParams()
     ensembles: dict[str, EnsembleVariantParams] = Field(default_factory=dict)
     uncertainty: UncertaintyParams = UncertaintyParams()
+    explain: ExplainParams = ExplainParams()
     compare: CompareParams = CompareParams()
 
     @field_validator("variants", "probes", "finetunes", "tabulars", "ensembles")
@@ -396,6 +423,11 @@ class Params(_Section):
                                  f"can be {rows}")
             if len(set(entry.members)) != len(entry.members):
                 raise ValueError(f"ensembles.{name}.members: a member is listed twice: {entry.members}")
+        images = self.image_variants()
+        unknown = [v for v in self.explain.variants if v not in images]
+        if unknown:
+            raise ValueError(f"explain.variants: {unknown} is not an image model of this params.yaml; Grad-CAM "
+                             f"explains {images}")
         for pair in self.compare.pairs:
             unknown = [m for m in pair if m not in rows + list(self.ensembles)]
             if unknown:
@@ -405,6 +437,10 @@ class Params(_Section):
     def all_variants(self) -> list[str]:
         """Every trained model the comparison reads: CNN ladder, probes, fine-tunes, tabular (params.yaml order)."""
         return [*self.variants, *self.probes, *self.finetunes, *self.tabulars]
+
+    def image_variants(self) -> list[str]:
+        """The models that look at pixels (CNN ladder, probes, fine-tunes): what Grad-CAM can explain."""
+        return [*self.variants, *self.probes, *self.finetunes]
 
     def scored_rows(self) -> list[str]:
         """Every model row an ensemble may combine: each trained model, plus ``<name>+tta`` where TTA is on."""

@@ -316,3 +316,71 @@ def coverage_overlay(curves: dict[str, dict]) -> plt.Figure:
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+# --- explanations and subgroups ----------------------------------------------------------
+
+
+def explanation_panels(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, table: pd.DataFrame,
+                       picks: pd.DataFrame, classes, per_class: int) -> plt.Figure:
+    """Grad-CAM over the image (jet, translucent) with the lesion mask's outline (white): per true class (rows),
+    the most confident correct cases, then the most confident errors (columns). Titles: predicted class and p."""
+    position = {image_id: i for i, image_id in enumerate(table["image_id"])}
+    cols = 2 * per_class
+    fig, axes = plt.subplots(len(classes), cols, figsize=(1.3 * cols + 0.8, 1.45 * len(classes) + 0.5), squeeze=False)
+    fig.subplots_adjust(left=0.1, right=0.99, top=1 - 0.45 / fig.get_figheight(), bottom=0.01, wspace=0.06, hspace=0.3)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, c in enumerate(classes):
+        axes[r, 0].text(-0.12, 0.5, c, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=10,
+                        fontweight="bold")
+        for kind, offset in (("correct", 0), ("incorrect", per_class)):
+            rows = picks[(picks["label"] == c) & (picks["panel"] == kind)]
+            for j, (_, row) in enumerate(rows.iterrows()):
+                ax, i = axes[r, offset + j], position[row["image_id"]]
+                ax.imshow(images[i])
+                ax.imshow(maps[i], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+                if masks[i].any():
+                    ax.contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
+                ax.set_title(f"{row['predicted']} {row['confidence']:.2f}", fontsize=7, pad=2,
+                             color="#1a7f37" if kind == "correct" else "#b42318")
+    top = 1 - 0.15 / fig.get_figheight()
+    for kind, offset in (("correct (most confident)", 0), ("incorrect (most confident)", per_class)):
+        box = axes[0, offset].get_position()
+        fig.text(box.x0, top, kind, fontsize=9, fontweight="bold", va="top")
+    return fig
+
+
+def mask_energy_plot(summary: pd.DataFrame) -> plt.Figure:
+    """Per explained variant: share of Grad-CAM energy inside the lesion mask and pointing-game hit rate, with
+    CIs; the grey mark is chance (the mean mask area)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(summary) + 1.5), sharey=True)
+    y = np.arange(len(summary))[::-1]
+    for ax, m, title in zip(axes, ("mask_energy", "pointing_hit_rate"),
+                            ("Grad-CAM energy inside the lesion mask", "pointing game: maximum inside the mask")):
+        ax.errorbar(summary[m], y, xerr=[summary[m] - summary[f"{m}_lo"], summary[f"{m}_hi"] - summary[m]],
+                    fmt="o", color="black", ecolor="gray", capsize=3)
+        ax.scatter(summary["chance"], y, marker="|", s=200, color="#b42318", label="chance (mask area)")
+        ax.set_xlim(0, 1)
+        ax.set_title(title, fontsize=10)
+        ax.set_yticks(y, summary["variant"])
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def slice_heatmap(table: pd.DataFrame, metric: str = "balanced_accuracy") -> plt.Figure:
+    """Rows x subgroup slices of one metric (point estimates); hatched cells are slices marked too small."""
+    pivot = table.pivot(index="variant", columns="slice", values=metric).reindex(index=table["variant"].unique(),
+                                                                                   columns=table["slice"].unique())
+    small = table.pivot(index="variant", columns="slice", values="too_small").reindex_like(pivot).fillna(False)
+    fig, ax = plt.subplots(figsize=(0.55 * pivot.shape[1] + 3, 0.38 * pivot.shape[0] + 2))
+    sns.heatmap(pivot, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0, vmax=1, ax=ax, cbar=False, annot_kws={"size": 7})
+    for (r, c), too_small in np.ndenumerate(small.to_numpy(dtype=bool)):
+        if too_small:
+            ax.add_patch(plt.Rectangle((c, r), 1, 1, fill=False, hatch="///", edgecolor="gray", lw=0))
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(f"{metric.replace('_', ' ')} by subgroup (hatched: too few lesions to say anything)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,18 +1,18 @@
-"""Run a stage's notebook with papermill, keep the executed copy, render it with nbconvert.
+"""Run a stage's notebook with papermill and keep the executed copy in ``results/<ds>/notebooks/``.
 
-Executed copies go to ``results/<ds>/notebooks/``; HTML (inputs hidden, figures
-embedded as data URIs, no script loaded from a CDN) to ``reports/<ds>/``.
+The HTML pages are rendered from those copies by the ``site`` stage (:mod:`lesionlab.site`), which
+adds the navigation, the provenance header and the index.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionlab.paths import ensemble_report, reports_dir, results_dir, variant_report
+from lesionlab.paths import results_dir
+from lesionlab.report import git_commit
 
 KERNEL = "python3"  # the interpreter running this code (the project's .venv)
 
@@ -30,49 +30,23 @@ STAGES = {
     "backbone": NotebookStage("04_backbone.ipynb", "Backbone variant"),
     "tabular": NotebookStage("05_tabular.ipynb", "Metadata model"),
     "ensemble": NotebookStage("06_ensemble.ipynb", "Ensemble"),
-    "compare": NotebookStage("07_compare.ipynb", "Comparison of every variant"),
+    "explain": NotebookStage("07_explain.ipynb", "Explanations"),
+    "compare": NotebookStage("08_compare.ipynb", "Comparison of every variant"),
 }
 
 
-def stage_paths(root: Path, dataset: str, stage: str, variant: str | None = None) -> tuple[Path, Path]:
-    """(executed notebook, HTML report) of a stage."""
-    executed_dir = results_dir(root, dataset) / "notebooks"
-    if stage in ("train", "backbone", "tabular"):
-        return executed_dir / f"{stage}@{variant}.ipynb", variant_report(root, dataset, variant)
-    if stage == "ensemble":
-        return executed_dir / f"{stage}@{variant}.ipynb", ensemble_report(root, dataset, variant)
-    html = reports_dir(root, dataset) / ("index.html" if stage == "compare" else f"{stage}.html")
-    return executed_dir / f"{stage}.ipynb", html
+def executed_path(root: Path, dataset: str, stage: str, variant: str | None = None) -> Path:
+    """The executed copy of a stage's notebook: ``results/<ds>/notebooks/<stage>[@<variant>].ipynb``."""
+    return results_dir(root, dataset) / "notebooks" / (f"{stage}@{variant}.ipynb" if variant else f"{stage}.ipynb")
 
 
-_EXTERNAL_SCRIPT = re.compile(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>\s*', re.IGNORECASE)
-
-
-def render_html(executed: Path, html: Path, title: str) -> Path:
-    """nbconvert the executed notebook to a self-contained HTML page with inputs hidden."""
+def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = None) -> Path:
+    """Execute ``notebooks/<stage notebook>`` with papermill; returns the executed copy (git commit recorded)."""
     import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(executed, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    # MathJax / require.js come from a CDN in nbconvert's template; our reports need neither,
-    # and a reviewer's browser offline must not wait for them.
-    body = _EXTERNAL_SCRIPT.sub("", body)
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(body, encoding="utf-8")
-    return html
-
-
-def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = None) -> tuple[Path, Path]:
-    """Execute ``notebooks/<stage notebook>`` with papermill, then render it; returns (executed, html)."""
     import papermill as pm
 
     spec = STAGES[stage]
-    executed, html = stage_paths(root, dataset, stage, variant)
+    executed = executed_path(root, dataset, stage, variant)
     executed.parent.mkdir(parents=True, exist_ok=True)
     parameters = {"dataset": dataset}
     if variant is not None:
@@ -90,8 +64,9 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
         log_output=True,
         progress_bar=False,
     )
-    title = f"{spec.title}: {variant}" if variant else spec.title
-    render_html(executed, html, f"{title} ({dataset})")
-    print(f"[{stage}{'@' + variant if variant else ''}] report {html.relative_to(root)} "
-          f"({time.perf_counter() - started:.1f} s)", flush=True)
-    return executed, html
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["lesionlab"] = {"stage": stage, "variant": variant, "dataset": dataset, "git_commit": git_commit(root)}
+    nbformat.write(nb, executed)
+    print(f"[{stage}{'@' + variant if variant else ''}] executed in {time.perf_counter() - started:.1f} s; "
+          "`python -m lesionlab site` renders its page", flush=True)
+    return executed

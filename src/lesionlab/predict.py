@@ -127,10 +127,8 @@ def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
     if kind == "cnn":
         from lesionlab import keras_cnn
 
-        keras = keras_cnn._keras(info.get("seed", 0))
-        model = keras.models.load_model(folder / "model.keras")
-        return Predictor(variant, kind, "keras", classes, int(summary["image_size"]),
-                         lambda x: keras_cnn.predict(model, x))
+        model, size = load_keras_model(root, dataset, variant, info)
+        return Predictor(variant, kind, "keras", classes, size, lambda x: keras_cnn.predict(model, x))
     from lesionlab.backbones import backbone_spec
     from lesionlab.config import BackboneParams
 
@@ -140,27 +138,54 @@ def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
     if spec.framework == "keras" and kind == "probe":
         return _keras_probe(root, folder, info, cfg, spec, classes, size, variant)
     if spec.framework == "keras":
-        from lesionlab import keras_backbone, keras_cnn
+        from lesionlab import keras_backbone
 
-        keras = keras_cnn._keras(info.get("seed", 0))
-        model = keras.models.load_model(folder / "model.keras", safe_mode=False)
+        model, size = load_keras_model(root, dataset, variant, info)
         return Predictor(variant, kind, "keras", classes, size, lambda x: keras_backbone.predict(model, x))
+    from lesionlab import torch_train
+
+    model, spec, size, device = load_torch_model(root, dataset, variant, info)
+    return Predictor(variant, kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
+
+
+def load_keras_model(root: Path, dataset: str, variant: str, info: dict):
+    """(Keras model, input size) of a CNN-ladder variant or a fine-tuned Keras backbone."""
+    from lesionlab import keras_cnn
+
+    folder = variant_dir(root, dataset, variant)
+    keras = keras_cnn._keras(info.get("seed", 0))
+    if info.get("kind", "cnn") == "cnn":
+        size = int(json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["image_size"])
+        return keras.models.load_model(folder / "model.keras"), size
+    if info.get("kind") == "probe":
+        raise ValueError(f"{variant}: a Keras probe is a Keras embedder + a PyTorch head, not one model")
+    return keras.models.load_model(folder / "model.keras", safe_mode=False), int(info["image_size"])
+
+
+def load_torch_model(root: Path, dataset: str, variant: str, info: dict):
+    """(BackboneNet in eval mode, backbone spec, input size, device) of a PyTorch probe or fine-tune."""
     import torch
 
-    from lesionlab import torch_models, torch_train
+    from lesionlab import torch_models
+    from lesionlab.backbones import backbone_spec
+    from lesionlab.config import BackboneParams
 
+    folder = variant_dir(root, dataset, variant)
+    cfg = BackboneParams(**info["config"])
+    spec = backbone_spec(info["backbone"])
+    size = int(info["image_size"])
     device = torch_models.pick_device()
-    if kind == "probe":
+    if info.get("kind") == "probe":
         record = _embedding_weights(root, info, spec, size)
         head = _probe_head(folder, cfg)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, record.path), head, size)
     else:
         saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-        head = torch_models.make_head(spec.features, len(classes), cfg.head, cfg.hidden_units, cfg.dropout)
+        n_classes = len(info.get("classes") or json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["classes"])
+        head = torch_models.make_head(spec.features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
         model.load_state_dict(saved["state_dict"])
-    model.to(device).eval()
-    return Predictor(variant, kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
+    return model.to(device).eval(), spec, size, device
 
 
 def _embedding_weights(root: Path, info: dict, spec, size: int):

@@ -25,7 +25,7 @@ def git_commit(root: Path) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "notebooks",
-                                "params.yaml", "dvc.yaml"], cwd=root, capture_output=True, text=True, check=True)
+                                "dvc.yaml"], cwd=root, capture_output=True, text=True, check=True)
         return out.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -57,9 +57,9 @@ def links_html(items: list[tuple[str, str]]) -> str:
     return " · ".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in items)
 
 
-def table_html(df: pd.DataFrame, index: bool = False) -> str:
+def table_html(df: pd.DataFrame, index: bool = False, table_id: str | None = None) -> str:
     """A DataFrame as a plain HTML table (cells are trusted HTML built by this package)."""
-    return df.to_html(index=index, escape=False, border=0, classes="dataframe", na_rep="–")
+    return df.to_html(index=index, escape=False, border=0, na_rep="–", table_id=table_id)
 
 
 def weights_html(weights: dict, device: str) -> str:
