@@ -72,3 +72,23 @@ def test_provenance_names_stage_data_hash_seed_wall_time_and_params(tmp_path):
         assert expected in text, expected
     missing = site.provenance_html(tmp_path, "ham10000", page, None, {}, {}, "")
     assert "not in dvc.lock" in missing and "not recorded" in missing
+
+
+@pytest.mark.parametrize("dataset", sorted(p.name for p in (REPO / "reports").iterdir() if (p / "index.html").is_file()))
+def test_committed_report_opens_in_a_browser(dataset):
+    """The reports in git (what reviewers open) render in headless Chromium from disk: every leaderboard row,
+    every figure decoded, nothing fetched off disk; each page the index links to exists."""
+    import pandas as pd
+
+    from lesionlab.browser import Browser, check_page
+
+    reports = REPO / "reports" / dataset
+    with Browser() as b:
+        found = check_page(b, reports / "index.html")
+        assert found["leaderboard_rows"] == len(pd.read_csv(reports / "leaderboard.csv")), found
+        assert found["images"] and all(w > 0 for w in found["images"]) and not found["remote"], found
+        assert found["disclaimer"]
+        b.screenshot(REPO / "test-artifacts" / f"{dataset}-index.png")
+        links = b.evaluate("Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))")
+    missing = [link for link in links if link.endswith((".html", ".csv")) and not (reports / link).is_file()]
+    assert not missing, missing
