@@ -492,4 +492,8 @@ def explanation_verdict(explained: pd.DataFrame) -> str:
                  if outside else "Every explained variant puts at least half its energy inside the lesion.")
     if blind:
         parts.append(f"No better than chance (CI at or below the mask area): {', '.join(blind)}.")
+    off = explained[explained["pointing_hit_rate_hi"] < explained["chance"]]["variant"].tolist()
+    if off:
+        parts.append("Maximum outside the lesion more often than a blind map's would be (pointing-game CI below "
+                     f"chance): {', '.join(off)}.")
     return " ".join(parts)
