@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test lab check-params metrics plots clean-venv
+.PHONY: setup browser repro test bench lab check-params metrics plots clean-venv
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ browser:  ## headless Chromium (Debian package) for the report-site test and `le
 
 test: setup browser  ## unit tests + one end-to-end `dvc repro` on a tiny config + the report site in Chromium
 	$(PY) -m pytest
+
+bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + README table
+	$(PY) -m lesionlab bench $(BENCH_ARGS)
 
 lab: setup  ## JupyterLab on notebooks/ with the project's kernel (the .venv); every notebook runs as committed
 	jupyter lab --notebook-dir=notebooks $(LAB_ARGS)

@@ -94,6 +94,34 @@ def test_resampled_metrics_equal_the_metrics_of_the_resampled_rows():
         assert mean[b] == pytest.approx(np.nanmean(values[rows]), abs=1e-12)
 
 
+@pytest.mark.parametrize("task", ["diagnosis", "binary", "triage"])
+def test_task_metrics_from_the_resample_matrix_equal_the_metrics_of_each_resample(task):
+    """The leaderboards' CIs come from weighted metrics; each draw must equal the task's own metric function
+    evaluated on the explicitly resampled rows (small, tied, class-starved samples included)."""
+    from lesionlab.bootstrap import group_resamples, resample_weights
+
+    rng = np.random.default_rng(7)
+    n = 90
+    groups = rng.integers(0, 45, n)
+    y = rng.choice(K, n, p=[0.04, 0.06, 0.1, 0.02, 0.12, 0.62, 0.04])   # rare classes go missing in resamples
+    proba = np.round(rng.dirichlet(np.ones(K), n) + 1.5 * np.eye(K)[y] * (rng.random(n) < 0.6)[:, None], 1)
+    proba /= proba.sum(axis=1, keepdims=True)                           # rounded first: many tied scores
+    weights = resample_weights(groups, 60, seed=5)
+    draws = compare.resampled_task_metrics(task, y, proba, HAM10000_CLASSES, weights)
+    statistic = compare.task_statistic(task, HAM10000_CLASSES)
+    assert set(draws) == set(compare.task_headline(task))
+    checked = 0
+    for b, rows in enumerate(group_resamples(groups, 60, seed=5)):
+        expected = statistic(y[rows], proba[rows])
+        for m, values in draws.items():
+            if np.isnan(expected[m]):
+                assert np.isnan(values[b]), (m, b)
+            else:
+                assert values[b] == pytest.approx(expected[m], abs=1e-12), (m, b)
+                checked += 1
+    assert checked > 0.9 * 60 * len(draws)
+
+
 def test_mcnemar_exact_test():
     from lesionlab.bootstrap import mcnemar
 
@@ -166,3 +194,18 @@ def test_explanation_summary_has_cis_and_chance():
     assert "at least half" in text
     with pytest.raises(ContractError, match="explain@m"):
         compare.explanation_summary({"m": per_image.iloc[:-1]}, preds, lesion_of, n_resamples=5)
+
+
+def test_forest_plot_draws_a_percentile_interval_that_misses_its_point():
+    """With few test lesions the percentile CI can exclude the point estimate; the figure must still draw it
+    (matplotlib's errorbar refuses negative error lengths)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lesionlab import figures
+
+    board = pd.DataFrame({"variant": ["a", "b"], "balanced_accuracy": [0.50, 0.62],
+                          "balanced_accuracy_lo": [0.52, 0.55], "balanced_accuracy_hi": [0.70, 0.66]})
+    fig = figures.forest_plot(board, ["balanced_accuracy"], compare.METRIC_LABELS)
+    segments = fig.axes[0].collections[0].get_segments()
+    assert [tuple(s[:, 0]) for s in segments] == [(0.52, 0.70), (0.55, 0.66)]

@@ -39,9 +39,11 @@ def test_navigation_links_are_relative_to_the_page():
 
 def test_inject_adds_the_header_and_sorting_and_drops_cdn_scripts():
     page = ('<html><head><script src="https://cdnjs.cloudflare.com/x/require.min.js"></script></head>'
-            '<body class="jp-Notebook"><p>cells</p></body></html>')
+            '<body class="jp-Notebook"><p>cells</p><script type="module">const m = await import('
+            '"https://cdnjs.cloudflare.com/ajax/libs/mermaid/11.10.0/mermaid.esm.min.mjs");</script>'
+            '<script>init_local();</script></body></html>')
     out = site.inject(page, "<div id='top'>TOP</div>")
-    assert "cdnjs" not in out
+    assert "cdnjs" not in out and "init_local();" in out
     assert out.index("<div id='top'>") == out.index('<body class="jp-Notebook">') + len('<body class="jp-Notebook">')
     assert out.index("click to sort") < out.index("</body>") and out.index("<p>cells</p>") < out.index("<script>")
     with pytest.raises(ValueError, match="no <body>"):
@@ -66,11 +68,12 @@ def test_provenance_names_stage_data_hash_seed_wall_time_and_params(tmp_path):
             "train@cnn_aug": {"deps": [], "params": {"params.yaml": {"base.seed": 42, "variants.cnn_aug": {"augment": True}}}}}
     page = site.Page("train@cnn_aug", "train@cnn_aug.ipynb", "variants/cnn_aug.html", "cnn_aug", "CNN ladder")
     text = site.provenance_html(tmp_path, "ham10000", page, lock["train@cnn_aug"],
-                                {"seconds": 12.34, "started": "2026-11-23T10:00:00.1", "commit": "abc1234"}, lock, "numpy 2")
+                                {"seconds": 12.34, "started": "2026-11-23T10:00:00.1", "commit": "abc1234"}, lock, "numpy 2",
+                                commit="def5678", source_path="data/ham10000")
     for expected in ("train@cnn_aug", "ham10000", "data/ham10000", "0123456789ab", "fedcba987654", "seed 42",
-                     "12.3 s", "2026-11-23 10:00:00", "abc1234", "variants.cnn_aug", "augment", "numpy 2"):
+                     "12.3 s", "2026-11-23 10:00:00", "abc1234", "def5678", "variants.cnn_aug", "augment", "numpy 2"):
         assert expected in text, expected
-    missing = site.provenance_html(tmp_path, "ham10000", page, None, {}, {}, "")
+    missing = site.provenance_html(tmp_path, "ham10000", page, None, {}, {}, "", commit="x", source_path="data/ham10000")
     assert "not in dvc.lock" in missing and "not recorded" in missing
 
 

@@ -94,6 +94,31 @@ def weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -
         return np.where((n_pos > 0) & (n_neg > 0), num / (n_pos * n_neg), np.nan)
 
 
+def weighted_confusion(weights: np.ndarray, y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """(n_resamples, k, k) confusion matrices of the resampled rows (rows = true class, columns = predicted)."""
+    cell = np.asarray(y) * k + np.asarray(predicted)
+    return (weights @ np.eye(k * k)[cell]).reshape(len(weights), k, k)
+
+
+def weighted_sensitivity_at_specificity(weights: np.ndarray, positive: np.ndarray, score: np.ndarray,
+                                        specificity: float) -> np.ndarray:
+    """Per resample: tasks.sensitivity_at_specificity of the resampled rows. The threshold sits just above the
+    negative score that keeps ``specificity`` of the (weighted) negatives below it; NaN without both outcomes."""
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    order = np.argsort(score[~positive], kind="mergesort")
+    neg, w_neg, w_pos = score[~positive][order], weights[:, ~positive][:, order], weights[:, positive]
+    n_neg, n_pos = w_neg.sum(axis=1), w_pos.sum(axis=1)
+    allowed = np.floor((1 - specificity) * n_neg + 1e-9)           # negatives that may score >= the threshold
+    position = n_neg - allowed - 1                                  # 0-based, in the resample's sorted negatives
+    cumulative = np.cumsum(w_neg, axis=1)
+    at = np.minimum((cumulative <= position[:, None]).sum(axis=1), max(len(neg) - 1, 0))
+    cut = neg[at] if len(neg) else np.full(len(weights), np.inf)
+    above = (score[positive][None, :] > cut[:, None]) | (allowed >= n_neg)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), (w_pos * above).sum(axis=1) / n_pos, np.nan)
+
+
 def weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per resample: the mean of ``values`` over the resampled rows (NaN values are left out)."""
     values = np.asarray(values, dtype=float)

@@ -6,13 +6,11 @@ Every command validates params.yaml first, so a typo fails before any work.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from lesionlab.config import ParamsError, find_project_root, load_params
-from lesionlab.contracts import ContractError
-from lesionlab.backbones import BackboneError
-from lesionlab.datasets import DatasetError
 
 
 def _check_params(args) -> int:
@@ -52,6 +50,24 @@ def _run(args) -> int:
     if args.stage == "explain" and args.variant not in params.explain.variants:
         raise ParamsError(f"`lesionlab run explain` needs --variant NAME, one of explain.variants {params.explain.variants}")
     run_notebook(root, params.dataset, args.stage, args.variant)
+    return 0
+
+
+def _bench(args) -> int:
+    from lesionlab import bench
+
+    root = find_project_root()
+    result = bench.run_bench(root, repeats=args.repeats, cold_repeats=args.cold_repeats, variant=args.variant,
+                             queue=not args.no_queue, workdir=Path(args.workdir) if args.workdir else None, keep=args.keep,
+                             queue_variants=args.queue_variants)
+    out = root / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    table = bench.markdown_table(result)
+    if not args.no_readme:
+        bench.update_readme(root / "README.md", table)
+    print(table)
+    print(f"[bench] wrote {out}" + ("" if args.no_readme else " and the table in README.md"))
     return 0
 
 
@@ -133,7 +149,7 @@ def _import_data(args) -> int:
     import os
     import shutil
 
-    from lesionlab.datasets import dataset_info, import_dataset
+    from lesionlab.datasets import DatasetError, dataset_info, import_dataset
 
     info = dataset_info(args.dataset)
     if info.raw_dir is None:
@@ -165,6 +181,7 @@ def _leaderboard(args) -> int:
     import pandas as pd
 
     from lesionlab.compare import METRIC_LABELS, format_ci
+    from lesionlab.contracts import ContractError
 
     board = pd.read_csv(args.csv)
     metrics = [m for m in METRIC_LABELS if m in board.columns]
@@ -195,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:, "
                    "tabular: tabulars:, ensemble: ensembles:, explain: explain.variants)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("bench", help="measure the pipeline's cost in a scratch copy (cold run, no-op, one-variant "
+                       "change, notebook overhead, cache/loader/training throughput, queue) -> reports/bench.json + README")
+    p.add_argument("--repeats", type=int, default=3, help="runs per figure (median, min, max); default 3")
+    p.add_argument("--cold-repeats", type=int, default=1, help="cold pipeline runs (each is the whole pipeline); default 1")
+    p.add_argument("--variant", default="cnn_aug", help="the variant whose dropout the one-variant change edits")
+    p.add_argument("--no-queue", action="store_true", help="skip the 1-vs-2-jobs `dvc queue` measurement")
+    p.add_argument("--queue-variants", nargs="+", default=None,
+                   help="the two (or more) variants changed in the queued experiments (default: the first two probes)")
+    p.add_argument("--workdir", default=None, help="an empty folder for the scratch copy (default: a temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch copy and its logs")
+    p.add_argument("--out", default="reports/bench.json")
+    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's benchmark table")
+    p.set_defaults(func=_bench)
     p = sub.add_parser("site", help="render every executed notebook + reports/<ds>/index.html (navigation, provenance)")
     p.set_defaults(func=_site)
     p = sub.add_parser("screenshot", help="open a report page in headless Chromium, check it and save a PNG")
@@ -245,10 +275,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input (params, data, contracts, weights): imported only when one was raised, so a
+    command does not pay for pandas before it needs it."""
+    from lesionlab.backbones import BackboneError
+    from lesionlab.contracts import ContractError
+    from lesionlab.datasets import DatasetError
+
+    return (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError)
+
+
+def _stage_name(args) -> str:
+    """The dvc.yaml stage a command runs (``train@cnn_aug``, ``embed@efficientnet_lite0``, ``site``)."""
+    if args.command == "run":
+        return args.stage if not args.variant else f"{args.stage}@{args.variant}"
+    if args.command == "embed":
+        return f"embed@{args.backbone}"
+    return args.command
+
+
 def main(argv: list[str] | None = None) -> int:
+    from lesionlab import timing
+
     args = build_parser().parse_args(argv)
+    status = 1
     try:
-        return args.func(args)
-    except (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError) as err:
+        status = args.func(args)
+        return status
+    except Exception as err:  # noqa: BLE001 - a user error is reported in one line, anything else re-raised
+        if not isinstance(err, _user_errors()):
+            raise
         print(f"lesionlab {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        status = 2
+        return status
+    finally:
+        timing.record(args.command, _stage_name(args), status)  # only with $LESIONLAB_TIMINGS (`lesionlab bench`)

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.bootstrap import (bootstrap_ci, mcnemar, percentile_ci, resample_weights, weighted_auc,
-                                 weighted_balanced_accuracy, weighted_mean)
+from lesionlab.bootstrap import (mcnemar, percentile_ci, resample_weights, weighted_auc, weighted_balanced_accuracy,
+                                 weighted_confusion, weighted_mean, weighted_sensitivity_at_specificity)
 from lesionlab.contracts import ContractError, read_predictions
 from lesionlab.calibration import apply_temperature, calibrate
 from lesionlab.metrics import HEADLINE, class_indices, compute_metrics, headline_metrics, malignant_score
-from lesionlab.tasks import TASK_HEADLINE, TASK_METRICS
+from lesionlab.tasks import SPECIFICITIES, TASK_HEADLINE, TASK_METRICS, triage_view
+from lesionlab.taxonomy import TRIAGE_LEVELS
 from lesionlab.uncertainty import selective_summary, uncertain_flags
 from lesionlab.paths import ensemble_dir, variant_dir
 from lesionlab.train import metrics_file
@@ -98,12 +99,14 @@ def split_arrays(pred: pd.DataFrame, classes, lesion_of: dict[str, str], split: 
 
 
 def leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], n_resamples: int = 1000,
-                ci: float = 0.95, seed: int = 0, extra: dict[str, dict] | None = None) -> pd.DataFrame:
+                ci: float = 0.95, seed: int = 0, extra: dict[str, dict] | None = None,
+                weights: np.ndarray | None = None) -> pd.DataFrame:
     """One row per variant: headline test metrics with ``_lo``/``_hi`` bootstrap CI columns.
 
-    Every variant is resampled with the same seed, hence the same lesions, so intervals are comparable.
+    Every variant is scored on the same lesion resamples (``weights``, else :func:`test_weights`), so intervals
+    are comparable.
     """
-    board = task_leaderboard(preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed)
+    board = task_leaderboard(preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed, weights=weights)
     eces = {name: compute_metrics(*split_arrays(pred, classes, lesion_of)[:2], classes)["ece"]
             for name, pred in preds.items()}
     board["ece"] = board["variant"].map(eces)
@@ -124,17 +127,21 @@ def task_statistic(task: str, classes):
 
 
 def task_leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], task: str,
-                     n_resamples: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """One row per variant for one task view (tasks.TASKS): test metrics + lesion-bootstrap CI columns."""
+                     n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
+                     weights: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per variant for one task view (tasks.TASKS): test metrics + lesion-bootstrap CI columns.
+
+    The CIs come from the resample matrix (:func:`resampled_task_metrics`): the same draws, and the same numbers,
+    as evaluating the task's metrics on each explicitly resampled test set, at a fraction of the cost."""
     names, statistic = task_headline(task), task_statistic(task, classes)
+    weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
     rows = []
     for name, pred in preds.items():
         y, p, groups = split_arrays(pred, classes, lesion_of)
-        point = statistic(y, p)
-        cis = bootstrap_ci(lambda r: statistic(y[r], p[r]), groups, names, n_resamples=n_resamples, ci=ci, seed=seed)
+        point, draws = statistic(y, p), resampled_task_metrics(task, y, p, classes, weights)
         row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups))}
         for m in names:
-            row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) = point[m], cis[m]
+            row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) = point[m], percentile_ci(draws[m], ci)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -143,34 +150,86 @@ def task_leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[st
 RESAMPLED = ("balanced_accuracy", "macro_auc", "malignant_auc")
 
 
+def test_ids(preds: dict[str, pd.DataFrame]) -> pd.Series:
+    """The test split's image ids in image_id order: the column order of :func:`test_weights` and the row order
+    of :func:`split_arrays` (``load_predictions`` checked that every row shares them)."""
+    first = next(iter(preds.values()))
+    return first[first["split"] == "test"]["image_id"].sort_values().reset_index(drop=True)
+
+
 def test_weights(preds: dict[str, pd.DataFrame], lesion_of: dict[str, str], n_resamples: int, seed: int) -> np.ndarray:
     """The lesion resamples of the test split as (resamples x test images) multiplicities, images in image_id
-    order (as :func:`split_arrays`); every row of the comparison is scored on these same draws."""
-    test = next(iter(preds.values()))
-    ids = test[test["split"] == "test"].sort_values("image_id")["image_id"]
-    return resample_weights(ids.map(lesion_of).to_numpy(), n_resamples, seed)
+    order (as :func:`split_arrays`); every row of the comparison is scored on these same draws. Build it once
+    per comparison and pass it to each table (``weights=``)."""
+    return resample_weights(test_ids(preds).map(lesion_of).to_numpy(), n_resamples, seed)
+
+
+def _mean_over_present(values: np.ndarray, axis: int) -> np.ndarray:
+    """nanmean along ``axis``; NaN (without a warning) where every value is NaN, as the metrics module does."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a resample without a class: that class is left out
+        return np.nanmean(values, axis=axis)
+
+
+def _recall(cm: np.ndarray) -> np.ndarray:
+    """(resamples, k) recall per true class from (resamples, k, k) confusion matrices; NaN for absent classes."""
+    support = cm.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diagonal(cm, axis1=1, axis2=2) / support, np.nan)
+
+
+def resampled_task_metrics(task: str, y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of a task view's leaderboard (:func:`task_headline`) for every resample (rows of ``weights``)
+    at once; each equals metrics.headline_metrics / tasks.TASK_METRICS evaluated on the resampled rows."""
+    classes, y = list(classes), np.asarray(y)
+    malignant = np.isin(y, class_indices(classes, malignant_classes(classes)))
+    score = malignant_score(proba, classes)
+    if task == "binary":
+        out = {"malignant_auc": weighted_auc(weights, malignant, score)}
+        for spec in SPECIFICITIES:
+            out[f"sensitivity_at_{round(spec * 100)}_specificity"] = weighted_sensitivity_at_specificity(
+                weights, malignant, score, spec)
+        return out
+    if task == "triage":
+        level, p = triage_view(y, proba, classes)
+        cm = weighted_confusion(weights, level, p.argmax(axis=1), len(TRIAGE_LEVELS))
+        recall = _recall(cm)
+        high, low = TRIAGE_LEVELS.index("high"), TRIAGE_LEVELS.index("low")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            under = cm[:, high, low] / cm[:, high].sum(axis=1)
+        aucs = np.stack([weighted_auc(weights, level == j, p[:, j]) for j in range(len(TRIAGE_LEVELS))])
+        return {"triage_balanced_accuracy": _mean_over_present(recall, 1), "triage_macro_auc": _mean_over_present(aucs, 0),
+                "high_risk_sensitivity": recall[:, high], "under_triage_rate": under}
+    k, predicted = len(classes), proba.argmax(axis=1)
+    cm = weighted_confusion(weights, y, predicted, k)
+    recall = _recall(cm)
+    tp, support, called = np.diagonal(cm, axis1=1, axis2=2), cm.sum(axis=2), cm.sum(axis=1)
+    denom = support + called
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = denom > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        macro_f1 = np.where(present.any(axis=1), (f1 * present).sum(axis=1) / present.sum(axis=1), np.nan)
+        accuracy = tp.sum(axis=1) / support.sum(axis=1)
+    per_class = np.stack([weighted_auc(weights, y == j, proba[:, j]) for j in range(k)])
+    return {"accuracy": accuracy, "balanced_accuracy": _mean_over_present(recall, 1),
+            "macro_auc": _mean_over_present(per_class, 0), "malignant_auc": weighted_auc(weights, malignant, score),
+            "melanoma_sensitivity": recall[:, classes.index("mel")] if "mel" in classes else np.full(len(weights), np.nan),
+            "macro_f1": macro_f1}
 
 
 def resampled_metrics(y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Balanced accuracy, macro AUC and malignant AUC for every resample (rows of ``weights``) at once."""
-    classes = list(classes)
-    predicted = proba.argmax(axis=1)
-    per_class = np.stack([weighted_auc(weights, y == j, proba[:, j]) for j in range(len(classes))])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a resample without a class: that class is left out
-        macro = np.nanmean(per_class, axis=0)
-    malignant = np.isin(y, class_indices(classes, malignant_classes(classes)))
-    return {"balanced_accuracy": weighted_balanced_accuracy(weights, y, predicted, len(classes)),
-            "macro_auc": macro, "malignant_auc": weighted_auc(weights, malignant, malignant_score(proba, classes))}
+    """Balanced accuracy, macro AUC and malignant AUC (:data:`RESAMPLED`) for every resample at once."""
+    draws = resampled_task_metrics("diagnosis", y, proba, classes, weights)
+    return {m: draws[m] for m in RESAMPLED}
 
 
 def paired_differences(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], pairs: list[list[str]],
                        metrics: tuple[str, ...] = RESAMPLED, n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
-                       comparison: list[str] | None = None) -> pd.DataFrame:
+                       comparison: list[str] | None = None, weights: np.ndarray | None = None) -> pd.DataFrame:
     """For each pair (a, b): a - b of each metric with a paired lesion-bootstrap CI (both scored on the same
     resampled lesions), whether the CI excludes 0, and McNemar's exact test on the 7-class right/wrong decisions.
     ``comparison`` labels each pair (e.g. 'vs baseline')."""
-    weights = test_weights(preds, lesion_of, n_resamples, seed)
+    weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
     ones = np.ones((1, weights.shape[1]))
     cache: dict[str, tuple] = {}
 
@@ -222,14 +281,13 @@ def age_bands(age: pd.Series, edges: list[float]) -> pd.Series:
 
 def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], table: pd.DataFrame,
                     age_edges: list[float], min_lesions: int = 30, min_malignant: int = 10, n_resamples: int = 1000,
-                    ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                    ci: float = 0.95, seed: int = 0, weights: np.ndarray | None = None) -> pd.DataFrame:
     """Per row and subgroup (sex, age band, body site): balanced accuracy, malignant AUC and malignant sensitivity
     (a malignant lesion's arg-max is a malignant class), with lesion-bootstrap CIs and counts. Slices with fewer
     than ``min_lesions`` lesions (or ``min_malignant`` malignant images, for the two malignant metrics) are
     marked ``too_small``, not dropped."""
-    weights = test_weights(preds, lesion_of, n_resamples, seed)
-    first = next(iter(preds.values()))
-    ids = first[first["split"] == "test"].sort_values("image_id")["image_id"]
+    weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
+    ids = test_ids(preds)
     meta = table.set_index("image_id").loc[ids]
     attributes = {"sex": meta["sex"].fillna("unknown").astype(str), "age": age_bands(meta["age"], age_edges),
                   "site": meta["site"].fillna("unknown").astype(str)}
@@ -291,12 +349,12 @@ def worst_slice(slices: pd.DataFrame, variant: str, metric: str = "balanced_accu
 # --- explanations -------------------------------------------------------------------------------------------------
 
 def explanation_summary(explained: dict[str, pd.DataFrame], preds: dict[str, pd.DataFrame], lesion_of: dict[str, str],
-                        n_resamples: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                        n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
+                        weights: np.ndarray | None = None) -> pd.DataFrame:
     """Per explained variant: mean share of Grad-CAM energy inside the lesion mask and pointing-game hit rate, with
     lesion-bootstrap CIs (the test images with a mask), and chance (the mean mask area)."""
-    weights = test_weights(preds, lesion_of, n_resamples, seed)
-    first = next(iter(preds.values()))
-    ids = first[first["split"] == "test"].sort_values("image_id")["image_id"]
+    weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
+    ids = test_ids(preds)
     rows = []
     for name, per_image in explained.items():
         t = per_image.set_index("image_id").reindex(ids)

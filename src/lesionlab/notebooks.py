@@ -7,10 +7,12 @@ adds the navigation, the provenance header and the index.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lesionlab import timing
 from lesionlab.paths import results_dir
 from lesionlab.report import git_commit
 
@@ -35,6 +37,17 @@ STAGES = {
 }
 
 
+def skip_slow_schema_formats() -> None:
+    """Keep jsonschema from importing ``rfc3987_syntax`` in this process.
+
+    nbformat validates notebooks with jsonschema, whose format checkers import ``rfc3987_syntax`` when it is
+    installed (jupyter-events pulls it in); that module compiles a Lark grammar at import, about 2 s per process
+    on a 2-core CPU, and only serves the ``iri`` formats, which no notebook schema uses. jsonschema imports it
+    under ``suppress(ImportError)``, so marking it absent only drops those two checkers.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
+
 def executed_path(root: Path, dataset: str, stage: str, variant: str | None = None) -> Path:
     """The executed copy of a stage's notebook: ``results/<ds>/notebooks/<stage>[@<variant>].ipynb``."""
     return results_dir(root, dataset) / "notebooks" / (f"{stage}@{variant}.ipynb" if variant else f"{stage}.ipynb")
@@ -42,6 +55,7 @@ def executed_path(root: Path, dataset: str, stage: str, variant: str | None = No
 
 def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = None) -> Path:
     """Execute ``notebooks/<stage notebook>`` with papermill; returns the executed copy (git commit recorded)."""
+    skip_slow_schema_formats()
     import nbformat
     import papermill as pm
 
@@ -65,6 +79,11 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
         progress_bar=False,
     )
     nb = nbformat.read(executed, as_version=4)
+    timing.note(papermill_seconds=nb.metadata.get("papermill", {}).get("duration"),
+                cells_seconds=round(sum(c.metadata.get("papermill", {}).get("duration") or 0 for c in nb.cells), 3),
+                first_cell_seconds=next((c.metadata.get("papermill", {}).get("duration") for c in nb.cells
+                                         if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+                                         and "injected-parameters" not in c.metadata.get("tags", [])), None))
     nb.metadata["lesionlab"] = {"stage": stage, "variant": variant, "dataset": dataset, "git_commit": git_commit(root)}
     nbformat.write(nb, executed)
     print(f"[{stage}{'@' + variant if variant else ''}] executed in {time.perf_counter() - started:.1f} s; "

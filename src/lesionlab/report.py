@@ -10,8 +10,10 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 _BOX = "border-left:4px solid {c};background:{bg};padding:8px 12px;margin:8px 0;"

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from lesionlab import timing
 from lesionlab.paths import reports_dir, results_dir
 from lesionlab.report import git_commit
 
@@ -88,11 +89,11 @@ def code_check(root: Path, entry: dict) -> tuple[list[str], list[str]]:
     return same, differ
 
 
-def data_hash(lock: dict, dataset: str) -> str:
-    """The dataset's DVC hash: the prepare stage's source dependency (data/<ds> or the generator) and output."""
+def data_hash(lock: dict, dataset: str, source_path: str) -> str:
+    """The dataset's DVC hash: the prepare stage's dependency on ``source_path`` (params ``dataset_source``:
+    data/<ds> or the generator) and its output."""
     entry = lock.get("prepare", {})
-    source = next((d for d in entry.get("deps", []) if not d["path"].startswith("src/lesionlab/prepare")
-                   and d["path"] not in ("src/lesionlab/datasets.py", "src/lesionlab/quality.py")), None)
+    source = next((d for d in entry.get("deps", []) if d["path"] == source_path), None)
     prepared = next((o for o in entry.get("outs", []) if o["path"] == f"results/{dataset}/prepared"), None)
     if source is None:
         return "not recorded (run `dvc repro`)"
@@ -120,15 +121,14 @@ def run_record(notebook: dict) -> dict:
 
 
 def provenance_html(root: Path, dataset: str, page: Page, entry: dict | None, record: dict, lock: dict,
-                    versions: str) -> str:
-    """The header's facts: stage, dataset + DVC hash, seed, wall time, git commit and code check, params,
-    packages."""
+                    versions: str, commit: str, source_path: str) -> str:
+    """The header's facts: stage, dataset + DVC hash (of ``source_path``), seed, wall time, git ``commit`` (of the
+    checkout, computed once per site) and code check, params, packages."""
     params = (entry or {}).get("params", {}).get("params.yaml", {})
     seed = params.get("base.seed", "–")
     seconds = record.get("seconds")
     wall = f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "–"
     started = (record.get("started") or "")[:19].replace("T", " ")
-    commit = git_commit(root)
     if entry is None:
         code = "stage not in dvc.lock (executed outside `dvc repro`)"
     else:
@@ -136,7 +136,7 @@ def provenance_html(root: Path, dataset: str, page: Page, entry: dict | None, re
         code = (f"the {len(same)} code files this stage ran match this checkout (dvc.lock md5)" if not differ else
                 f"<b>differs from this checkout</b>: {', '.join(differ)}")
     executed = f" · executed at <code>{html.escape(record['commit'])}</code>" if record.get("commit") else ""
-    facts = [f"stage <code>{html.escape(page.stage)}</code>", f"dataset <b>{html.escape(dataset)}</b> ({data_hash(lock, dataset)})",
+    facts = [f"stage <code>{html.escape(page.stage)}</code>", f"dataset <b>{html.escape(dataset)}</b> ({data_hash(lock, dataset, source_path)})",
              f"seed {seed}", f"wall time {wall}" + (f" (started {started} UTC)" if started else ""),
              f"git <code>{html.escape(commit)}</code>{executed} · {code}"]
     shown = "".join(f"<tr><th>{html.escape(str(k))}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
@@ -210,12 +210,16 @@ def chrome(page_html: str, dataset: str, provenance: str) -> str:
 
 
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>\s*', re.IGNORECASE)
+#: inline scripts that would import code from a CDN (the lab template's mermaid loader): dropped, pages stay offline
+_CDN_IMPORT_SCRIPT = re.compile(r"<script[^>]*>(?:(?!</script>).)*?https?://cdn[^\"']*(?:(?!</script>).)*</script>\s*",
+                                re.IGNORECASE | re.DOTALL)
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
 def inject(document: str, top: str) -> str:
-    """``top`` right after <body>, the sort script before </body>; CDN scripts removed."""
-    document = _EXTERNAL_SCRIPT.sub("", document)
+    """``top`` right after <body>, the sort script before </body>; CDN scripts (and inline ones that import from a
+    CDN) removed."""
+    document = _CDN_IMPORT_SCRIPT.sub("", _EXTERNAL_SCRIPT.sub("", document))
     match = _BODY.search(document)
     if match is None:
         raise ValueError("not an HTML document: no <body>")
@@ -337,6 +341,9 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
 
 def build_site(root: Path, params, progress: bool = True) -> list[Path]:
     """Render every page of the current params and the index; returns the files written."""
+    from lesionlab.notebooks import skip_slow_schema_formats
+
+    skip_slow_schema_formats()
     import nbformat
 
     dataset = params.dataset
@@ -346,22 +353,25 @@ def build_site(root: Path, params, progress: bool = True) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"{executed_dir}: no executed notebook for {missing}; run `dvc repro` first")
     lock, versions, render = read_lock(root), package_versions(), Renderer()
+    facts = dict(lock=lock, versions=versions, commit=git_commit(root), source_path=params.dataset_source)
     written, records = [], {}
     started = time.perf_counter()
     for page in pages:
         nb = nbformat.read(executed_dir / page.notebook, as_version=4)
         records[page.stage] = record = run_record(nb)
-        top = chrome(page.html, dataset, provenance_html(root, dataset, page, lock.get(page.stage), record, lock, versions))
+        top = chrome(page.html, dataset, provenance_html(root, dataset, page, lock.get(page.stage), record, **facts))
         target = out / page.html
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(inject(render(nb, f"{page.title} ({dataset})"), top), encoding="utf-8")
         written.append(target)
     site_page = Page("compare", "compare.ipynb", "index.html", "Index", "overview")  # the index shows compare's tables
     top = chrome("index.html", dataset, provenance_html(root, dataset, site_page, lock.get("compare"), records["compare"],
-                                                         lock, versions))
+                                                         **facts))
     index = out / "index.html"
     index.write_text(build_index(root, params, dataset, pages, records, top), encoding="utf-8")
     written.append(index)
+    seconds = time.perf_counter() - started
+    timing.note(pages=len(written), render_seconds=round(seconds, 3))
     if progress:
-        print(f"[site] {len(written)} pages in {out} ({time.perf_counter() - started:.1f} s)", flush=True)
+        print(f"[site] {len(written)} pages in {out} ({seconds:.1f} s)", flush=True)
     return written

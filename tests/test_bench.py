@@ -1,0 +1,124 @@
+"""The benchmark's parts: timing records from real commands, the scratch snapshot, summaries and the README table.
+
+The benchmark itself (`make bench`, tens of minutes) is not a test; these check that what it reports is read
+correctly and that it cannot touch the working copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lesionlab import bench, timing
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_command_appends_its_timing_record_only_when_asked(tmp_path):
+    log = tmp_path / "t.jsonl"
+    env = {**os.environ, timing.ENV: str(log)}
+    for argv in (["check-params"], ["run", "train", "--variant", "no_such_variant"]):
+        subprocess.run([sys.executable, "-m", "lesionlab", *argv], cwd=REPO, env=env, capture_output=True)
+    records = timing.read_records(log)
+    assert [(r["stage"], r["status"]) for r in records] == [("check-params", 0), ("train@no_such_variant", 2)]
+    for r in records:
+        assert 0.05 < r["wall_seconds"] < 120 and r["peak_rss_mib"] > 10   # includes interpreter start and imports
+    env.pop(timing.ENV)
+    subprocess.run([sys.executable, "-m", "lesionlab", "check-params"], cwd=REPO, env=env, capture_output=True)
+    assert len(timing.read_records(log)) == 2
+
+
+def test_process_seconds_counts_from_the_process_start():
+    code = "import time; time.sleep(0.6); from lesionlab import timing; print(timing.process_seconds())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 0.6 <= float(out) < 10
+
+
+def test_summaries_report_median_range_floor_ratio_and_target():
+    s = bench.summarize([3.0, 1.0, 2.0, None], floor=0.5, target=2.0)
+    assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3)
+    assert s["ratio_to_floor"] == 4.0 and s["meets_target"] is True
+    assert bench.summarize([5.0], target=2.0)["meets_target"] is False
+    assert bench.summarize([100.0], unit="images/s", target=50, higher_is_better=True)["meets_target"] is True
+    assert bench.summarize([]) == {"n": 0, "unit": "s"}
+
+
+def test_notebook_overhead_is_wall_minus_cells_plus_the_page_render():
+    records = [{"stage": "train@a", "wall_seconds": 10.0, "cells_seconds": 7.5},
+               {"stage": "prepare", "wall_seconds": 4.0},
+               {"stage": "site", "wall_seconds": 6.0, "pages": 4, "render_seconds": 2.0}]
+    assert bench.notebook_overheads(records) == {"train@a": pytest.approx(3.0)}
+
+
+def test_lock_comparison_names_the_outputs_that_differ(tmp_path):
+    import yaml
+
+    def lock(md5b):
+        return {"schema": "2.0", "stages": {"s": {"outs": [{"path": "a", "md5": "1"}, {"path": "b", "md5": md5b}]}}}
+
+    (tmp_path / "x.lock").write_text(yaml.safe_dump(lock("2")))
+    (tmp_path / "y.lock").write_text(yaml.safe_dump(lock("3")))
+    got = bench.reproduced(bench.lock_outputs(tmp_path / "x.lock"), bench.lock_outputs(tmp_path / "y.lock"))
+    assert got == {"outputs": 2, "identical": 1, "differ": ["b"]}
+
+
+def test_snapshot_copies_the_working_tree_without_touching_it(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("ignored/\n")
+    (repo / "kept.txt").write_text("committed\n")
+    (repo / "gone.txt").write_text("will be deleted\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=repo, check=True)
+    (repo / "kept.txt").write_text("modified\n")
+    (repo / "gone.txt").unlink()
+    (repo / "new.txt").write_text("untracked\n")
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "big.bin").write_text("not copied\n")
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    commit = bench.snapshot(repo, tmp_path / "scratch")
+    scratch = tmp_path / "scratch"
+    assert commit.endswith("-dirty")
+    assert (scratch / "kept.txt").read_text() == "modified\n" and (scratch / "new.txt").is_file()
+    assert not (scratch / "gone.txt").exists() and not (scratch / "ignored").exists()
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=scratch, capture_output=True, text=True).stdout == ""
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == before
+
+
+def test_readme_table_is_replaced_between_the_markers(tmp_path):
+    result = {"date": "2026-11-23 10:00 UTC", "git_commit": "abc", "dataset": "synthetic",
+              "machine": {"cpus": 2, "memory_gib": 24.0, "gpu": None},
+              "figures": {"noop_repro": bench.summarize([2.5, 2.4, 2.6], floor=2.0, target=2.0),
+                          "cache_build": bench.summarize([900, 1000, 1100], unit="images/s", floor=500)},
+              "training_images_per_second": {"CNN (Keras)": bench.summarize([400, 500], unit="images/s")},
+              "peak_memory_mib": {"CNN (Keras)": bench.summarize([1500, 1700], unit="MiB")},
+              "queue": {"runs": [{"jobs": 1, "seconds": 300.0, "experiments": 2}, {"jobs": 2, "seconds": 200.0,
+                                                                                   "experiments": 2}],
+                        "speedup_2_jobs": 1.5}}
+    table = bench.markdown_table(result)
+    assert "| `dvc repro`, nothing changed | 2.50 s [2.40–2.60] (3) | 2.00 s → ×1.25 | ≤ 2 s: **not met** |" in table
+    assert "1,000 images/s" in table and "peak 1,700 MiB" in table and "×1.5 with 2 jobs" in table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\nrest\n")
+    bench.update_readme(readme, table)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("rest\n") and table in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        bench.update_readme(readme, table)
+
+
+def test_committed_benchmark_matches_the_readme():
+    """reports/bench.json is what `make bench` wrote; the README shows its table, not a hand-edited one."""
+    result = json.loads((REPO / "reports" / "bench.json").read_text())
+    for key in ("cold_pipeline", "noop_repro", "variant_change", "notebook_overhead", "cache_build"):
+        f = result["figures"][key]
+        assert f["n"] >= 1 and f["min"] <= f["median"] <= f["max"], key
+    assert bench.markdown_table(result) in (REPO / "README.md").read_text()
