@@ -55,16 +55,20 @@ def test_notebook_overhead_is_wall_minus_cells_plus_the_page_render():
     assert bench.notebook_overheads(records) == {"train@a": pytest.approx(3.0)}
 
 
-def test_lock_comparison_names_the_outputs_that_differ(tmp_path):
-    import yaml
+def test_reproduction_check_compares_metric_columns_not_timings():
+    import pandas as pd
 
-    def lock(md5b):
-        return {"schema": "2.0", "stages": {"s": {"outs": [{"path": "a", "md5": "1"}, {"path": "b", "md5": md5b}]}}}
-
-    (tmp_path / "x.lock").write_text(yaml.safe_dump(lock("2")))
-    (tmp_path / "y.lock").write_text(yaml.safe_dump(lock("3")))
-    got = bench.reproduced(bench.lock_outputs(tmp_path / "x.lock"), bench.lock_outputs(tmp_path / "y.lock"))
-    assert got == {"outputs": 2, "identical": 1, "differ": ["b"]}
+    ref = pd.DataFrame({"variant": ["a", "b"], "balanced_accuracy": [0.5, 0.6], "balanced_accuracy_lo": [0.4, 0.5],
+                        "malignant_auc": [float("nan"), 0.8], "train_seconds": [10.0, 20.0], "kind": ["CNN", "CNN"]})
+    same = ref.assign(train_seconds=[11.0, 19.0])                     # timings differ: still reproduced
+    got = bench.reproduced(ref, same)
+    assert got["identical_rows"] == 2 and got["max_abs_difference"] == 0 and got["columns"] == 3
+    moved = same.copy()
+    moved.loc[1, "balanced_accuracy_lo"] = 0.5001
+    got = bench.reproduced(ref, moved)
+    assert got["differ"] == ["b"] and got["max_abs_difference"] == pytest.approx(1e-4)
+    assert bench.reproduced(ref, ref.iloc[:1])["missing_rows"] == ["b"]
+    assert bench.reproduced(None, ref) == {"compared": False}
 
 
 def test_snapshot_copies_the_working_tree_without_touching_it(tmp_path):
