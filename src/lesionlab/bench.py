@@ -121,7 +121,7 @@ def make_cold(scratch: Path, dataset: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def bench_env(root: Path, scratch: Path, timings: Path) -> dict:
+def bench_env(scratch: Path, timings: Path) -> dict:
     """The venv's tools first; the scratch copy's package shadows the editable install; timing records on."""
     env = dict(os.environ)
     venv_bin = Path(sys.executable).parent
@@ -378,7 +378,7 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
     for i in range(cold_repeats):
         make_cold(scratch, dataset)
         timings = logs / f"cold-{i + 1}.jsonl"
-        env = bench_env(root, scratch, timings)
+        env = bench_env(scratch, timings)
         print(f"[bench] cold pipeline {i + 1}/{cold_repeats} (dvc repro, empty cache)", flush=True)
         cold.append(_timed(["dvc", "repro"], scratch, env, logs / f"cold-{i + 1}.log", progress="cold pipeline"))
         cold_records = read_records(timings)
@@ -394,7 +394,7 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
     for stage, seconds in stage_wall.items():
         fam = family(stage, params)
         result["cold_by_family"][fam] = round(result["cold_by_family"].get(fam, 0) + seconds, 1)
-    env = bench_env(root, scratch, logs / "noop.jsonl")
+    env = bench_env(scratch, logs / "noop.jsonl")
 
     # no-op
     status = [_timed(["dvc", "status"], scratch, env) for _ in range(repeats)]
@@ -421,7 +421,7 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
     totals, trainings = [], []
     for i in range(repeats):
         timings = logs / f"variant-{i + 1}.jsonl"
-        env = bench_env(root, scratch, timings)
+        env = bench_env(scratch, timings)
         value = round(base + 0.01 * (i + 1), 4)
         print(f"[bench] one variant changed {i + 1}/{repeats}: dvc exp run -S {param}={value}", flush=True)
         totals.append(_timed(["dvc", "exp", "run", "-S", f"++{param}={value}"], scratch, env,
@@ -453,7 +453,7 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
 
     # scale-out
     if queue:
-        env = bench_env(root, scratch, logs / "queue.jsonl")
+        env = bench_env(scratch, logs / "queue.jsonl")
         picks = queue_variants or list(params.probes)[:2]
         runs = []
         for jobs, bump in ((1, 0.05), (2, 0.06)):

@@ -286,7 +286,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def _stage_name(args) -> str:
-    """The dvc.yaml stage a command runs (``train@cnn_aug``, ``embed@efficientnet_lite0``, ``site``)."""
+    """The name a command's timing record carries: the dvc.yaml stage (``train@cnn_aug``, ``embed@efficientnet_lite0``,
+    ``site``), except that probe@ and finetune@ stages both run ``backbone@<name>``."""
     if args.command == "run":
         return args.stage if not args.variant else f"{args.stage}@{args.variant}"
     if args.command == "embed":
