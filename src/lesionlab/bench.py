@@ -44,9 +44,9 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 # --- summaries ---------------------------------------------------------------------------------------------------
 
 def summarize(values, unit: str = "s", floor: float | None = None, target: float | None = None,
-              target_of: str = "median", higher_is_better: bool = False) -> dict:
+              higher_is_better: bool = False) -> dict:
     """Median, min, max and n of ``values``; with a floor, the median's ratio to it; with a target, whether the
-    median (or ``target_of``: another key of the summary) meets it."""
+    median meets it."""
     values = [float(v) for v in values if v is not None]
     if not values:
         return {"n": 0, "unit": unit}
@@ -57,7 +57,7 @@ def summarize(values, unit: str = "s", floor: float | None = None, target: float
         out["ratio_to_floor"] = round(out["median"] / float(floor), 2)
     if target is not None:
         out["target"] = target
-        value = out[target_of]
+        value = out["median"]
         out["meets_target"] = bool(value >= target if higher_is_better else value <= target)
     return out
 

@@ -19,10 +19,7 @@ from pathlib import Path
 ENV = "LESIONLAB_TIMINGS"
 
 _notes: dict = {}
-
-
-def enabled() -> bool:
-    return bool(os.environ.get(ENV))
+_IMPORTED = time.perf_counter()
 
 
 def note(**fields) -> None:
@@ -65,6 +62,3 @@ def read_records(path: Path) -> list[dict]:
     if not Path(path).is_file():
         return []
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-_IMPORTED = time.perf_counter()
