@@ -148,3 +148,16 @@ def test_paired_difference_of_a_row_with_itself_is_zero_and_of_a_better_row_posi
     assert better["difference"] > 0.5 and better["ci_excludes_zero"]
     text = compare.metadata_verdict(paired, "good", "noise")
     assert "adds measurable value" in text
+
+
+def test_stacking_on_a_tiny_validation_split_falls_back_to_grouped_folds():
+    """One validation image per class (e.g. 8 classes x 3 lesions): stratified folds are impossible, grouped ones
+    still score every validation row out-of-fold."""
+    from lesionlab.ensemble import cross_fit_stacking
+
+    rng = np.random.default_rng(0)
+    y = np.arange(8)
+    x = rng.dirichlet(np.ones(8), size=(2, 8))
+    fit = cross_fit_stacking(x, y, np.arange(8), np.array([f"L{i}" for i in range(8)]), folds=2, seed=0)
+    scored = np.concatenate([f["scored"] for f in fit.fits[:-1]])
+    assert sorted(scored) == list(range(8)) and np.allclose(fit.proba.sum(axis=1), 1)

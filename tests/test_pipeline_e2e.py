@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import REPO
+from pipeline_repo import make_repo, run
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = REPO / "test-artifacts"   # screenshots of the report site (not committed)
 
-COPY = ["src", "notebooks", "dvc.yaml", "params.yaml", "data.dvc", ".dvcignore", "pyproject.toml", ".gitignore"]
 TINY = {
     "synthetic": {"n_lesions": 90, "width": 64, "height": 48},
     "prepare": {"image_size": 24, "backbone_image_size": 32},
@@ -38,33 +37,19 @@ TINY = {
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}"
-    return out
+    proc = run(cmd, cwd, env)
+    return proc.stdout + proc.stderr
+
+
+def _tiny(params: dict) -> None:
+    for section, values in TINY.items():
+        params[section].update(values)
 
 
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
     repo = tmp_path_factory.mktemp("lesionlab")
-    for name in COPY:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
-    env.pop("LESIONLAB_ROOT", None)
-    _run(["git", "init", "-q"], repo, env)
-    _run(["dvc", "init", "-q"], repo, env)
-    _run(["dvc", "config", "core.analytics", "false"], repo, env)
+    env, params = make_repo(repo, _tiny)
     out = _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-q", "-m", "tiny run"], repo, env)  # `dvc exp run` needs a baseline commit
@@ -139,7 +124,7 @@ def test_paired_subgroup_and_explanation_tables(tiny_repo):
         assert part["mcnemar_p"].between(0, 1).all()
     assert set(paired[paired["comparison"] == "vs baseline"]["b"]) == {p["compare"]["baseline"]}
     slices = pd.read_csv(repo / "reports/synthetic/slices.csv")
-    assert set(slices["attribute"]) == {"sex", "age", "site"} and set(slices["variant"]) == rows
+    assert set(slices["attribute"]) == {"sex", "age", "site", "skin tone"} and set(slices["variant"]) == rows
     n_test = int(board["n_test_images"].iloc[0])
     assert (slices.groupby(["variant", "attribute"])["n_images"].sum() == n_test).all()
     explained = pd.read_csv(repo / "reports/synthetic/explanations.csv")

@@ -30,6 +30,31 @@ def _prepare(args) -> int:
     return 0
 
 
+def _prepare_external(args) -> int:
+    from lesionlab.external import prepare_external
+
+    root = find_project_root()
+    params = _external_params(root, args.name)
+    prepare_external(params, root, args.name, workers=args.workers)
+    return 0
+
+
+def _score_external(args) -> int:
+    from lesionlab.external import score_external
+
+    root = find_project_root()
+    params = _external_params(root, args.name)
+    score_external(params, root, args.name)
+    return 0
+
+
+def _external_params(root: Path, name: str):
+    params = load_params(root / "params.yaml")
+    if name not in params.external:
+        raise ParamsError(f"{name!r} is not one of params.yaml's external test sets {params.external}")
+    return params
+
+
 def _run(args) -> int:
     from lesionlab.notebooks import run_notebook
 
@@ -134,12 +159,16 @@ def _generate(args) -> int:
 
 
 def _datasets(args) -> int:
-    """Print the dataset registry."""
-    from lesionlab.datasets import DATASETS
+    """Print the dataset registry: the built-in sources and every folder under data/ with a card."""
+    from lesionlab.datasets import dataset_info, registered_names
 
-    for info in DATASETS.values():
+    root = find_project_root()
+    for name in registered_names(root):
+        info = dataset_info(name, root)
         classes = ", ".join(info.classes) if info.classes else "the labels found"
-        print(f"{info.name}  ({info.raw_dir or 'generated'}; classes: {classes}; licence: {info.licence})\n"
+        card = f"; card {info.card}" if info.card else ""
+        mapped = f"\n    label_map: {info.label_map}" if info.label_map else ""
+        print(f"{info.name}  ({info.raw_dir or 'generated'}; classes: {classes}; licence: {info.licence}{card}){mapped}\n"
               f"    {info.description}\n    files: {info.files}\n    cite: {info.citation}\n")
     return 0
 
@@ -207,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="dataset -> results/<ds>/prepared (table + image cache)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_prepare)
+    p = sub.add_parser("prepare-external", help="an external test set (params.yaml external:) -> "
+                       "results/<ds>/external/<name>/prepared, decoded as the main dataset")
+    p.add_argument("name")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_prepare_external)
+    p = sub.add_parser("score-external", help="every trained model and ensemble on an external test set -> "
+                       "results/<ds>/external/<name>/predictions")
+    p.add_argument("name")
+    p.set_defaults(func=_score_external)
     p = sub.add_parser("run", help="execute a stage notebook with papermill (results/<ds>/notebooks/)")
     p.add_argument("stage", choices=["eda", "split", "train", "backbone", "tabular", "ensemble", "explain", "compare"])
     p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:, "
@@ -292,6 +330,8 @@ def _stage_name(args) -> str:
         return args.stage if not args.variant else f"{args.stage}@{args.variant}"
     if args.command == "embed":
         return f"embed@{args.backbone}"
+    if args.command in ("prepare-external", "score-external"):
+        return f"{'external_prepare' if args.command == 'prepare-external' else 'external'}@{args.name}"
     return args.command
 
 

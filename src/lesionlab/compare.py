@@ -69,10 +69,32 @@ def row_report(name: str, params) -> str:
     return f"variants/{name.removesuffix(TTA_SUFFIX)}.html"
 
 
-def leaderboard_rows(params) -> list[str]:
+def leaderboard_rows(params, skipped: dict[str, str] | None = None) -> list[str]:
     """Every row of the comparison: CNN ladder, probes, fine-tunes (each followed by its ``+tta`` twin if any),
-    metadata models, then ensembles."""
-    return [*params.scored_rows(), *params.ensembles]
+    metadata models, then ensembles; less the ``skipped`` ones (see :func:`skipped_rows`)."""
+    return [r for r in [*params.scored_rows(), *params.ensembles] if r.removesuffix(TTA_SUFFIX) not in (skipped or {})]
+
+
+def skipped_rows(root: Path, dataset: str, params) -> dict[str, str]:
+    """Rows whose stage ran but could not train on this dataset (a metadata model without metadata, an ensemble
+    with such a member): name -> the reason its training record (``training.json``) gives. They have no
+    predictions."""
+    out = {}
+    for name in [*params.all_variants(), *params.ensembles]:
+        folder = ensemble_dir(root, dataset, name) if name in params.ensembles else variant_dir(root, dataset, name)
+        path = folder / "training.json"
+        reason = json.loads(path.read_text()).get("skipped") if path.is_file() else None
+        if reason:
+            out[name] = reason
+    return out
+
+
+def task_view_reasons(classes, summary: dict) -> dict[str, str | None]:
+    """Per task view: why it cannot be computed on this dataset (None: it can). The diagnosis view always can."""
+    from lesionlab.taxonomy import binary_view_reason, triage_view_reason
+
+    return {"diagnosis": None, "binary": binary_view_reason(classes, summary.get("malignant") is not None),
+            "triage": triage_view_reason(classes)}
 
 
 def load_predictions(root: Path, dataset: str, variants: list[str], classes, params=None) -> dict[str, pd.DataFrame]:
@@ -279,18 +301,39 @@ def age_bands(age: pd.Series, edges: list[float]) -> pd.Series:
     return band.astype(object).where(band.notna(), "unknown")
 
 
+_ATTRIBUTE_NAMES = {"sex": "sex", "age": "ages", "site": "body sites", "skin tone": "skin-tone estimates"}
+
+
+def slice_attributes(table: pd.DataFrame, ids: pd.Series, age_edges: list[float],
+                     skin_tone: dict[str, str] | None = None) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """The subgroup attributes of the test images (sex, age band, body site, and the ITA skin-tone category of
+    ``skin_tone``: image_id -> category, :mod:`lesionlab.skin`), and for each attribute the dataset does not
+    record on any test image, the reason it is skipped."""
+    meta = table.set_index("image_id").loc[ids]
+    values = {"sex": meta["sex"].fillna("unknown").astype(str), "age": age_bands(meta["age"], age_edges),
+              "site": meta["site"].fillna("unknown").astype(str)}
+    if skin_tone is not None:
+        values["skin tone"] = pd.Series([skin_tone.get(i, "unknown") for i in ids], index=meta.index)
+    kept, skipped = {}, {}
+    for name, v in values.items():
+        if v.eq("unknown").all():
+            skipped[name] = f"no {_ATTRIBUTE_NAMES[name]} in this dataset (every test image: unknown)"
+        else:
+            kept[name] = v
+    return kept, skipped
+
+
 def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], table: pd.DataFrame,
                     age_edges: list[float], min_lesions: int = 30, min_malignant: int = 10, n_resamples: int = 1000,
-                    ci: float = 0.95, seed: int = 0, weights: np.ndarray | None = None) -> pd.DataFrame:
-    """Per row and subgroup (sex, age band, body site): balanced accuracy, malignant AUC and malignant sensitivity
-    (a malignant lesion's arg-max is a malignant class), with lesion-bootstrap CIs and counts. Slices with fewer
-    than ``min_lesions`` lesions (or ``min_malignant`` malignant images, for the two malignant metrics) are
-    marked ``too_small``, not dropped."""
+                    ci: float = 0.95, seed: int = 0, weights: np.ndarray | None = None,
+                    skin_tone: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per row and subgroup (sex, age band, body site, skin tone: those the dataset records, :func:`slice_attributes`):
+    balanced accuracy, malignant AUC and malignant sensitivity (a malignant lesion's arg-max is a malignant
+    class), with lesion-bootstrap CIs and counts. Slices with fewer than ``min_lesions`` lesions (or
+    ``min_malignant`` malignant images, for the two malignant metrics) are marked ``too_small``, not dropped."""
     weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
     ids = test_ids(preds)
-    meta = table.set_index("image_id").loc[ids]
-    attributes = {"sex": meta["sex"].fillna("unknown").astype(str), "age": age_bands(meta["age"], age_edges),
-                  "site": meta["site"].fillna("unknown").astype(str)}
+    attributes, _ = slice_attributes(table, ids, age_edges, skin_tone)
     groups = ids.map(lesion_of).to_numpy()
     classes = list(classes)
     malignant_idx = class_indices(classes, malignant_classes(classes))
@@ -318,7 +361,12 @@ def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str
                 row["too_small"] = row["n_lesions"] < min_lesions
                 row["too_few_malignant"] = row["n_malignant"] < min_malignant
                 rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SLICE_COLUMNS)
+
+
+SLICE_COLUMNS = ["variant", "attribute", "slice", "n_images", "n_lesions", "n_malignant",
+                 *[f"{m}{s}" for m in ("balanced_accuracy", "malignant_auc", "malignant_sensitivity")
+                   for s in ("", "_lo", "_hi")], "too_small", "too_few_malignant"]
 
 
 def _slice_order(attribute: str, values: pd.Series, age_edges: list[float]) -> list[str]:
@@ -327,6 +375,10 @@ def _slice_order(attribute: str, values: pd.Series, age_edges: list[float]) -> l
     if attribute == "age":
         order = list(age_bands(pd.Series([-1.0, *age_edges]), age_edges)) + ["unknown"]
         return [v for v in order if v in present]
+    if attribute == "skin tone":
+        from lesionlab.skin import category_order
+
+        return [v for v in category_order() if v in present]
     counts = values.value_counts()
     return sorted(present, key=lambda v: (v == "unknown", -counts[v], v))
 
@@ -368,7 +420,16 @@ def explanation_summary(explained: dict[str, pd.DataFrame], preds: dict[str, pd.
             row[f"{metric}_lo"], row[f"{metric}_hi"] = percentile_ci(weighted_mean(weights, values), ci)
         row["chance"] = float(np.nanmean(t["mask_area"].to_numpy(dtype=float))) if row["n_with_mask"] else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=EXPLANATION_COLUMNS)
+
+
+EXPLANATION_COLUMNS = ["variant", "n_with_mask", "mask_energy", "mask_energy_lo", "mask_energy_hi", "pointing_hit_rate",
+                       "pointing_hit_rate_lo", "pointing_hit_rate_hi", "chance"]
+
+
+def has_mask_scores(explained: pd.DataFrame) -> bool:
+    """Whether any explained variant could be scored against lesion masks (the test split has masked images)."""
+    return bool(len(explained)) and bool(explained["mask_energy"].notna().any())
 
 
 def metadata_pairs(params) -> list[list[str]]:
@@ -399,7 +460,10 @@ def calibration_table(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[s
 
 
 def format_ci(value: float, lo: float, hi: float, digits: int = 3, bold: bool = False) -> str:
-    """'value [lo, hi]', the one way the reports and the README write an estimate with its CI."""
+    """'value [lo, hi]', the one way the reports and the README write an estimate with its CI ('–' when the
+    estimate is undefined on this data, e.g. melanoma sensitivity without a melanoma class)."""
+    if not np.isfinite(value):
+        return "–"
     shown = f"<b>{value:.{digits}f}</b>" if bold else f"{value:.{digits}f}"
     return f"{shown} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
@@ -540,6 +604,9 @@ def explanation_display(explained: pd.DataFrame) -> pd.DataFrame:
 def explanation_verdict(explained: pd.DataFrame) -> str:
     """Which variants' explanations fall mostly outside the lesion (energy share < 1/2), and which do no better
     than chance (the CI's upper end below or at the mask area)."""
+    explained = explained[explained["mask_energy"].notna()]
+    if explained.empty:
+        return "Grad-CAM-in-mask scores skipped: no test image has a lesion mask."
     outside = explained[explained["mask_energy"] < 0.5]["variant"].tolist()
     blind = explained[explained["mask_energy_hi"] <= explained["chance"]]["variant"].tolist()
     best = explained.loc[explained["mask_energy"].idxmax()]

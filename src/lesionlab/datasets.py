@@ -19,13 +19,17 @@ feature: it is strongly tied to the label (follow-up almost only for naevi).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lesionlab.taxonomy import HAM10000_CLASSES, LABEL_SYNONYMS
+from lesionlab.taxonomy import (CLASS_NAMES, HAM10000_CLASSES, LABEL_SYNONYMS, MALIGNANT_CODES, TRIAGE, TRIAGE_LEVELS,
+                                is_taxonomy_code)
 
 TABLE_COLUMNS = ["image_id", "lesion_id", "label", "age", "sex", "site", "dx_type", "path", "mask_path",
                  "source_split"]
@@ -61,6 +65,13 @@ class DatasetInfo:
     url: str = ""
     #: the source ships its own train/val/test split (usable with split.method: predefined)
     has_split: bool = False
+    #: source label -> class, applied before the built-in synonyms (the dataset card's ``label_map``)
+    label_map: dict = field(default_factory=dict)
+    #: with classes of its own (not taxonomy codes): which are malignant / the triage level of each; None = undeclared
+    malignant: tuple[str, ...] | None = None
+    triage: dict | None = None
+    #: the card this entry was read from (``data/<name>/dataset.yaml``), '' for a built-in source
+    card: str = ""
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -158,11 +169,126 @@ DATASETS: dict[str, DatasetInfo] = {
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _MISSING = {"", "nan", "na", "n/a", "none", "null", "unknown", "?"}
 
+# --- dataset cards: a user's dataset is one folder + one card ---------------------------------
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}")
-    return DATASETS[name]
+CARD_FILE = "dataset.yaml"
+#: the layouts a card may name (the importers below)
+LAYOUTS = ("ham10000", "isic2019", "isic2020", "bcn20000", "medmnist", "generic")
+_CARD_KEYS = {"layout", "description", "label_map", "classes", "malignant", "triage", "licence", "citation", "url",
+              "masks"}
+#: dataset names: what `dataset:` in params.yaml and the folder under data/ are called
+NAME_PATTERN = r"[a-z][a-z0-9_]*"
+
+
+def card_path(root: str | Path, name: str) -> Path:
+    return Path(root) / "data" / name / CARD_FILE
+
+
+def _card_error(path: Path, message: str) -> DatasetError:
+    return DatasetError(f"{path}: {message}")
+
+
+def read_card(path: str | Path, name: str) -> dict:
+    """A dataset card (``data/<name>/dataset.yaml``), checked: known keys, a registered layout, a label map of
+    strings, and for a dataset that keeps its own classes, malignant / triage declarations that name them."""
+    import yaml
+
+    path = Path(path)
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise _card_error(path, f"not a readable YAML card ({type(err).__name__}: {err})") from None
+    if not isinstance(card, dict):
+        raise _card_error(path, "expected a mapping (layout:, label_map:, ...)")
+    unknown = sorted(set(map(str, card)) - _CARD_KEYS)
+    if unknown:
+        hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, _CARD_KEYS, 1))
+                             else "") for k in unknown]
+        raise _card_error(path, f"unknown key(s) {', '.join(hints)}; valid: {sorted(_CARD_KEYS)}")
+    layout = card.get("layout", DATASETS[name].layout if name in DATASETS else None)
+    if layout not in LAYOUTS:
+        raise _card_error(path, f"layout: must be one of {list(LAYOUTS)}, got {layout!r}")
+    label_map = card.get("label_map") or {}
+    if not isinstance(label_map, dict) or not all(isinstance(v, str) and v.strip() for v in label_map.values()):
+        raise _card_error(path, "label_map: must map each source label to a class name (strings)")
+    classes = card.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes) \
+                or len(set(classes)) != len(classes):
+            raise _card_error(path, f"classes: must list at least two different class names, got {classes!r}")
+        bad = [c for c in classes if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", c)]
+        if bad:
+            raise _card_error(path, f"classes: {bad}: use letters, digits, '_', '-' and '.' only")
+        stray = sorted({str(v) for v in label_map.values()} - set(classes))
+        if stray:
+            raise _card_error(path, f"label_map maps onto {stray}, which are not among classes {classes}")
+    malignant, triage = card.get("malignant"), card.get("triage")
+    if (malignant is not None or triage is not None) and classes is None:
+        raise _card_error(path, "malignant: / triage: declare the meaning of a dataset's own classes; without "
+                                "`classes:` the taxonomy's own meaning applies (map labels with label_map)")
+    if malignant is not None and (not isinstance(malignant, list) or not set(malignant) <= set(classes)):
+        raise _card_error(path, f"malignant: must list some of the classes {classes}, got {malignant!r}")
+    if triage is not None:
+        if not isinstance(triage, dict) or set(triage) != set(classes) or not set(triage.values()) <= set(TRIAGE_LEVELS):
+            raise _card_error(path, f"triage: must give every class of {classes} one of {list(TRIAGE_LEVELS)}, "
+                                    f"got {triage!r}")
+    masks = card.get("masks")
+    if masks is not None and not isinstance(masks, bool):
+        raise _card_error(path, f"masks: must be true or false, got {masks!r}")
+    return card
+
+
+def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
+    """The registry entry of ``name``: a built-in source (merged with its card where ``data/<name>/`` has one),
+    or a user's dataset described by its card alone (``data/<name>/dataset.yaml``: one folder, one card, no code).
+
+    ``root`` is the project root (default: found from the working directory)."""
+    if root is None:
+        from lesionlab.config import find_project_root
+
+        try:
+            root = find_project_root()
+        except FileNotFoundError:
+            root = None
+    path = card_path(root, name) if root is not None and re.fullmatch(NAME_PATTERN, name) else None
+    has_card = path is not None and path.is_file()
+    if name not in DATASETS and not has_card:
+        cards = [n for n in registered_names(root) if n not in DATASETS]
+        raise DatasetError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}"
+                           + (f"; with a card under data/: {cards}" if cards else "")
+                           + f". A dataset of your own is a folder data/{name}/ with a card {CARD_FILE} (README, "
+                             "'Bring your own data').")
+    if not has_card:
+        return DATASETS[name]
+    card = read_card(path, name)
+    base = DATASETS.get(name)
+    layout = card.get("layout", base.layout if base else None)
+    if base is not None and layout != base.layout:
+        raise _card_error(path, f"layout: {name} is a built-in source with layout {base.layout!r}")
+    classes = tuple(card["classes"]) if card.get("classes") else (base.classes if base else None)
+    if layout == "medmnist" and classes is None:
+        raise _card_error(path, "a MedMNIST npz stores class indices: list its classes in order (`classes:`)")
+    values = dict(
+        name=name, description=card.get("description", base.description if base else f"user dataset {name}"),
+        layout=layout, classes=classes, raw_dir=f"data/{name}", source=f"data/{name}",
+        has_masks=bool(card.get("masks", base.has_masks if base else False)),
+        files=base.files if base else f"laid out as the {layout} layout ({DATASETS.get(layout, DATASETS['generic']).files})",
+        licence=card.get("licence", base.licence if base else "see the dataset's card"),
+        citation=card.get("citation", base.citation if base else "see the dataset's card"),
+        url=card.get("url", base.url if base else ""),
+        has_split=base.has_split if base else layout in ("generic", "medmnist", "bcn20000"),
+        label_map={str(k): str(v) for k, v in (card.get("label_map") or {}).items()},
+        malignant=tuple(card["malignant"]) if card.get("malignant") is not None else None,
+        triage=dict(card["triage"]) if card.get("triage") is not None else None,
+        card=str(Path("data") / name / CARD_FILE),
+    )
+    return dataclasses.replace(base, **values) if base else DatasetInfo(**values)
+
+
+def registered_names(root: str | Path | None) -> list[str]:
+    """Built-in sources and every folder under data/ with a card."""
+    cards = [p.parent.name for p in sorted((Path(root) / "data").glob(f"*/{CARD_FILE}"))] if root else []
+    return sorted(set(DATASETS) | {c for c in cards if re.fullmatch(NAME_PATTERN, c)})
 
 
 # --- shared helpers -----------------------------------------------------------------------
@@ -206,10 +332,30 @@ def _first_column(df: pd.DataFrame, candidates: tuple[str, ...], path: Path, wha
     return None
 
 
-def normalise_label(value: str) -> str:
-    """A source's label spelling -> the registry code (``MEL`` / ``melanoma`` -> ``mel``); unknowns pass through."""
-    key = str(value).strip().lower()
-    return LABEL_SYNONYMS.get(key, key)
+def normalise_label(value: str, label_map: dict | None = None, own: tuple[str, ...] = ()) -> str:
+    """A source's label -> its class: the dataset's ``label_map`` first (exact, then ignoring case), a class of the
+    dataset's own list as it is, else the built-in spelling (``MEL`` / ``melanoma`` -> ``mel``). A label none of
+    them knows passes through unchanged, stripped, and is an unknown label for the quality audit."""
+    raw = str(value).strip()
+    if label_map:
+        if raw in label_map:
+            return label_map[raw]
+        folded = {str(k).strip().lower(): v for k, v in label_map.items()}
+        if raw.lower() in folded:
+            return folded[raw.lower()]
+    if raw in own:
+        return raw
+    return LABEL_SYNONYMS.get(raw.lower(), raw)
+
+
+def known_label_names(classes, label_map: dict | None = None) -> list[str]:
+    """Every spelling that maps onto a class (what a typo is compared against)."""
+    names = set(classes) | {k for k, v in LABEL_SYNONYMS.items() if v in classes} | set(label_map or {})
+    return sorted(names)
+
+
+def nearest_names(label: str, names, n: int = 3) -> list[str]:
+    return difflib.get_close_matches(str(label).lower(), [str(x) for x in names], n=n, cutoff=0.5)
 
 
 def _age(values) -> pd.Series:
@@ -256,7 +402,7 @@ def read_ham10000_layout(folder: Path) -> pd.DataFrame:
     _require(meta, ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"], meta_file)
     images = _index_files(folder, _HAM_IMAGE_DIRS)
     masks = _index_files(folder, _HAM_MASK_DIRS, suffix_strip="_segmentation")
-    return _table(image_id=meta["image_id"], lesion_id=meta["lesion_id"], label=meta["dx"].map(normalise_label),
+    return _table(image_id=meta["image_id"], lesion_id=meta["lesion_id"], label=meta["dx"],
                   age=meta["age"], sex=meta["sex"], site=meta["localization"], dx_type=meta["dx_type"],
                   path=_paths(meta["image_id"], images), mask_path=_paths(meta["image_id"], masks))
 
@@ -333,7 +479,7 @@ def read_bcn20000_layout(folder: Path) -> pd.DataFrame:
     ids = meta[image_col].map(lambda s: Path(s).stem)
     images = _index_files(folder, ("images", "ISIC_images", "."))
     split_col = _first_column(meta, ("split",), meta_file, "split", required=False)
-    return _table(image_id=ids, lesion_id=meta.get("lesion_id", ""), label=meta[label_col].map(normalise_label),
+    return _table(image_id=ids, lesion_id=meta.get("lesion_id", ""), label=meta[label_col],
                   age=meta.get("age_approx", ""), sex=meta.get("sex", ""), site=meta.get("anatom_site_general", ""),
                   path=_paths(ids, images),
                   source_split=meta[split_col].str.lower() if split_col else [""] * len(meta))
@@ -377,15 +523,18 @@ def _generic_from_csv(csv: Path) -> pd.DataFrame:
     meta = _read_csv(csv)
     _require(meta, ["path", "label"], csv)
     paths = [str((csv.parent / p).resolve()) if p else "" for p in meta["path"]]
+    masks = [str((csv.parent / p).resolve()) if p else "" for p in meta["mask_path"]] if "mask_path" in meta.columns \
+        else [""] * len(meta)
     ids = meta["image_id"] if "image_id" in meta.columns else [Path(p).stem for p in meta["path"]]
-    return _table(image_id=ids, lesion_id=meta.get("lesion_id", ""), label=meta["label"].map(normalise_label),
+    return _table(image_id=ids, lesion_id=meta.get("lesion_id", ""), label=meta["label"],
                   age=meta.get("age", ""), sex=meta.get("sex", ""), site=meta.get("site", ""),
-                  dx_type=meta.get("dx_type", ""), path=paths,
+                  dx_type=meta.get("dx_type", ""), path=paths, mask_path=masks,
                   source_split=meta["split"].str.lower() if "split" in meta.columns else "")
 
 
 def read_generic_layout(folder: Path) -> pd.DataFrame:
-    """One folder per class (``<folder>/<label>/<image>``), or one CSV of ``path,label[,...]``.
+    """One folder per class (``<folder>/<label>/<image>``), or one CSV of ``path,label[,...]`` (optional columns
+    ``image_id, lesion_id, age, sex, site, dx_type, mask_path, split``; paths relative to the CSV).
 
     Image ids are file stems (folder layout) or the CSV's ``image_id`` column; without a ``lesion_id``
     column every image is its own lesion, so repeat photographs cannot be grouped (the EDA says so).
@@ -400,7 +549,7 @@ def read_generic_layout(folder: Path) -> pd.DataFrame:
     for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
         for f in sorted(class_dir.iterdir()):
             if f.is_file() and not f.name.startswith("."):
-                rows.append((f.stem, normalise_label(class_dir.name), str(f)))
+                rows.append((f.stem, class_dir.name, str(f)))
     if not rows:
         raise DatasetError(f"{folder}: no labels.csv and no <class>/<image> folders with files")
     ids, labels, paths = zip(*rows)
@@ -426,16 +575,36 @@ def import_dataset(info: DatasetInfo, folder: str | Path) -> pd.DataFrame:
     table = importer(folder, info.classes) if info.layout == "medmnist" else importer(folder)
     if table.empty:
         raise DatasetError(f"{folder}: no images listed ({info.name}: {info.files})")
+    table["label"] = map_labels(table["label"], info)
     return table
 
 
+def map_labels(values, info: DatasetInfo | None = None) -> list[str]:
+    """Each label as dataset ``info`` maps it (:func:`normalise_label` with its card's label_map and its own
+    classes; without ``info``, the built-in spellings only); empty stays empty."""
+    label_map = info.label_map if info is not None else None
+    own = tuple(c for c in (info.classes or ()) if not is_taxonomy_code(c)) if info is not None else ()
+    return [normalise_label(v, label_map, own) if str(v).strip() else "" for v in values]
+
+
 def infer_classes(info: DatasetInfo, labels) -> tuple[str, ...]:
-    """The class list: the registry's, or (generic layout) the labels found, HAM10000's codes first in its order."""
+    """The class list: the registry's (or the card's), else the taxonomy codes among the labels found, in the
+    taxonomy's order. A label that maps onto no code is not a class: the quality audit reports it as unknown."""
     if info.classes is not None:
         return info.classes
-    found = sorted({str(x) for x in labels if str(x)})
-    ham = [c for c in HAM10000_CLASSES if c in found]
-    return tuple(ham + [c for c in found if c not in ham])
+    found = {str(x) for x in labels if str(x)}
+    return tuple(c for c in CLASS_NAMES if c in found)
+
+
+def class_semantics(info: DatasetInfo, classes) -> dict:
+    """What the task views need to know about ``classes`` (summary.json's ``malignant``, and ``triage`` for a
+    dataset with classes of its own): the taxonomy's meaning for its codes, the card's declarations otherwise.
+    ``None`` = not declared (the view is skipped, with that reason)."""
+    if all(is_taxonomy_code(c) for c in classes):
+        return {"malignant": [c for c in classes if c in MALIGNANT_CODES]}
+    malignant = None if info.malignant is None else [c for c in classes if c in MALIGNANT_CODES or c in info.malignant]
+    triage = None if info.triage is None else {c: TRIAGE.get(c, info.triage[c]) for c in classes}
+    return {"malignant": malignant, "triage": triage}
 
 
 def tabular_features(table: pd.DataFrame) -> pd.DataFrame:

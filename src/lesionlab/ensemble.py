@@ -28,7 +28,7 @@ import pandas as pd
 
 from lesionlab.config import EnsembleConfig, Params
 from lesionlab.contracts import ContractError, read_predictions, write_predictions
-from lesionlab.outputs import fresh_dir, write_stage_files
+from lesionlab.outputs import fresh_dir, write_skipped, write_stage_files
 from lesionlab.paths import ensemble_dir
 from lesionlab.taxonomy import probability_columns
 
@@ -176,7 +176,7 @@ def cross_fit_stacking(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, group
     folds), every other row by the model fitted on all of ``fit_rows``. ``x``: (members, rows, classes)."""
     import warnings
 
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     fit_rows = np.asarray(fit_rows)
     proba = np.zeros((x.shape[1], x.shape[2]))
@@ -188,6 +188,10 @@ def cross_fit_stacking(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, group
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        if np.bincount(y[fit_rows]).max() < folds:  # no class fills every fold (a tiny validation split): the
+            print(f"[stacking] every class has fewer than {folds} validation rows: lesion-grouped folds, not "
+                  "stratified", flush=True)     # folds can only be grouped, as StratifiedGroupKFold refuses
+            splitter = GroupKFold(n_splits=folds)
         for inner_fit, inner_score in splitter.split(fit_rows, y[fit_rows], groups[fit_rows]):
             fitted_on, scored = fit_rows[inner_fit], fit_rows[inner_score]
             meta = PooledMetaLearner(C, class_weights).fit(x[:, fitted_on], y[fitted_on])
@@ -219,7 +223,7 @@ def combine(members: Members, cfg: EnsembleConfig, lesion_of: dict[str, str], se
 
 def build_ensemble(root: Path, params: Params, name: str) -> dict:
     """Read the members' predictions, combine them, write the predictions contract and metrics."""
-    from lesionlab.compare import row_predictions_file
+    from lesionlab.compare import row_predictions_file, skipped_rows
     from lesionlab.prepare import load_prepared
     from lesionlab.train import metrics_from_predictions
 
@@ -227,6 +231,11 @@ def build_ensemble(root: Path, params: Params, name: str) -> dict:
     ds = params.dataset
     data = load_prepared(root, ds)
     classes = list(data.classes)
+    skipped = {m: r for m, r in skipped_rows(root, ds, params).items() if m in {x.removesuffix("+tta") for x in cfg.members}}
+    if skipped:
+        return write_skipped(root, ds, name, fresh_dir(ensemble_dir(root, ds, name)),
+                             "member " + "; ".join(f"{m} was skipped ({r})" for m, r in skipped.items()),
+                             {"kind": "ensemble", "seed": params.base.seed, "config": cfg.model_dump(), "classes": classes})
     lesion_of = dict(zip(data.table["image_id"], data.table["lesion_id"]))
     preds = {m: read_predictions(row_predictions_file(root, ds, m, params), classes) for m in cfg.members}
     members = align_members(preds, classes)

@@ -183,7 +183,7 @@ class Explanation:
     summary: dict
 
 
-def _load_model(root: Path, dataset: str, variant: str):
+def load_explainer(root: Path, dataset: str, variant: str):
     """(framework, callable images -> (maps, proba), input size) of a trained image model."""
     info = json.loads((variant_dir(root, dataset, variant) / "training.json").read_text())
     kind = info.get("kind", "cnn")
@@ -206,7 +206,7 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
     splits = read_splits(splits_file(root, dataset), data.table)
     split = data.table[["image_id"]].merge(splits, on="image_id", how="left")["split"].to_numpy()
     test = np.flatnonzero(split == "test")
-    framework, explain, size = _load_model(root, dataset, variant)
+    framework, explain, size = load_explainer(root, dataset, variant)
     source = (np.asarray(data.images) if size == data.images.shape[1]
               else load_backbone_cache(root, dataset, data.table))
     if source.shape[1] != size:

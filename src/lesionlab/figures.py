@@ -44,21 +44,59 @@ def class_balance(table: pd.DataFrame, classes) -> plt.Figure:
     return fig
 
 
-def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    sns.boxplot(data=table, x="label", y="age", order=classes, hue="label", palette=_palette(classes), legend=False, ax=axes[0])
-    axes[0].set_title("age by class")
-    sex = pd.crosstab(table["label"], table["sex"], normalize="index").reindex(classes).fillna(0)
-    sex.plot.bar(stacked=True, ax=axes[1], colormap="Pastel1", rot=0)
-    axes[1].set_title("sex by class (share)")
-    axes[1].legend(fontsize=8, loc="lower right")
-    site = pd.crosstab(table["site"], table["label"], normalize="columns").reindex(columns=classes).fillna(0)
-    sns.heatmap(site, annot=True, fmt=".0%", cmap="Blues", cbar=False, ax=axes[2], annot_kws={"fontsize": 7})
-    axes[2].set_title("body site by class (share of class)")
-    axes[2].set_xlabel("")
-    axes[2].set_ylabel("")
+def missing_metadata(table: pd.DataFrame) -> dict[str, str]:
+    """Panels of :func:`metadata_by_class` this dataset cannot fill: panel -> the one-line reason."""
+    out = {}
+    if pd.to_numeric(table["age"], errors="coerce").isna().all():
+        out["age"] = "no ages in this dataset"
+    if table["sex"].eq("unknown").all():
+        out["sex"] = "sex is unknown for every image"
+    if table["site"].eq("unknown").all():
+        out["site"] = "no body sites in this dataset"
+    return out
+
+
+def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure | None:
+    """Age, sex and body site by class; a panel the dataset has no data for is left out (see
+    :func:`missing_metadata`); None when none is left."""
+    missing = missing_metadata(table)
+    panels = [p for p in ("age", "sex", "site") if p not in missing]
+    if not panels:
+        return None
+    widths = {"age": 1, "sex": 1, "site": 1.6}
+    fig, axs = plt.subplots(1, len(panels), figsize=(5 * sum(widths[p] for p in panels) / 1.2, 4.5), squeeze=False,
+                            gridspec_kw={"width_ratios": [widths[p] for p in panels]})
+    axes = dict(zip(panels, axs[0]))
+    if "age" in axes:
+        _age_panel(table, classes, axes["age"])
+    if "sex" in axes:
+        _sex_panel(table, classes, axes["sex"])
+    if "site" in axes:
+        _site_panel(table, classes, axes["site"])
     fig.tight_layout()
     return fig
+
+
+def _age_panel(table: pd.DataFrame, classes, ax) -> None:
+    present = [c for c in classes if pd.to_numeric(table.loc[table["label"] == c, "age"], errors="coerce").notna().any()]
+    sns.boxplot(data=table[table["label"].isin(present)], x="label", y="age", order=present, hue="label",
+                palette=_palette(classes), legend=False, ax=ax)
+    ax.set_title("age by class")
+
+
+def _sex_panel(table: pd.DataFrame, classes, ax) -> None:
+    sex = pd.crosstab(table["label"], table["sex"], normalize="index").reindex(classes).fillna(0)
+    sex.plot.bar(stacked=True, ax=ax, colormap="Pastel1", rot=0)
+    ax.set_title("sex by class (share)")
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def _site_panel(table: pd.DataFrame, classes, ax) -> None:
+    site = pd.crosstab(table["site"], table["label"], normalize="columns").reindex(columns=classes).fillna(0)
+    sns.heatmap(site, annot=True, fmt=".0%", cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 7})
+    ax.set_title("body site by class (share of class)")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
 
 
 def images_per_lesion(table: pd.DataFrame) -> plt.Figure:
@@ -136,7 +174,7 @@ def lesion_area(masks: np.ndarray, table: pd.DataFrame, classes, has_mask: np.nd
 
 def split_composition(table: pd.DataFrame, splits: pd.DataFrame, classes) -> plt.Figure:
     df = table[["image_id", "label"]].merge(splits, on="image_id")
-    share = pd.crosstab(df["split"], df["label"], normalize="index").reindex(["train", "val", "test"])[list(classes)]
+    share = pd.crosstab(df["split"], df["label"], normalize="index").reindex(index=["train", "val", "test"], columns=list(classes), fill_value=0)
     fig, ax = plt.subplots(figsize=(8, 2.8))
     share.plot.barh(stacked=True, ax=ax, color=[_palette(classes)[c] for c in classes], width=0.7)
     ax.set_xlabel("share of the split's images")
@@ -406,5 +444,22 @@ def slice_heatmap(table: pd.DataFrame, metric: str = "balanced_accuracy") -> plt
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title(f"{metric.replace('_', ' ')} by subgroup (hatched: too few lesions to say anything)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ita_histogram(tones: pd.DataFrame) -> plt.Figure:
+    """Histogram of the ITA angle with the category boundaries (:mod:`lesionlab.skin`)."""
+    from lesionlab.skin import ITA_CATEGORIES
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    values = tones["ita"].dropna()
+    ax.hist(values, bins=40, color="#b07d62")
+    for name, lower in ITA_CATEGORIES[:-1]:
+        ax.axvline(lower, color="gray", lw=0.8, ls="--")
+        ax.text(lower, ax.get_ylim()[1] * 0.95, f" {name} >", fontsize=7, va="top", color="dimgray")
+    ax.set_xlabel("ITA (degrees) of the skin around the lesion")
+    ax.set_ylabel("images")
+    ax.set_title(f"Skin tone estimate (ITA) of {len(values)} images")
     fig.tight_layout()
     return fig

@@ -37,3 +37,16 @@ def write_stage_files(root: Path, dataset: str, name: str, out: Path, metrics: d
         history.to_csv(hfile, index=False, float_format="%.6f")
     (out / "training.json").write_text(json.dumps({"variant": name, "dataset": dataset, **record,
                                                    "python": platform.python_version()}, indent=2) + "\n")
+
+
+def write_skipped(root: Path, dataset: str, name: str, out: Path, reason: str, record: dict,
+                  history_columns: list[str] | None = None) -> dict:
+    """A stage that ran but could not train on this dataset: its outputs say why, and hold no number.
+
+    metrics/<name>.json is ``{"skipped": reason}`` (the comparison lists the row as skipped, with the reason),
+    history/<name>.csv has its header only (when the stage writes one), <out>/training.json records the reason."""
+    print(f"[{name}] skipped: {reason}", flush=True)
+    write_stage_files(root, dataset, name, out, {"skipped": reason},
+                      pd.DataFrame(columns=history_columns) if history_columns is not None else None,
+                      {**record, "skipped": reason})
+    return {"skipped": reason}

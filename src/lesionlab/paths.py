@@ -48,3 +48,8 @@ def ensemble_dir(root: Path, dataset: str, name: str) -> Path:
 
 def ensemble_report(root: Path, dataset: str, name: str) -> Path:
     return reports_dir(root, dataset) / "ensembles" / f"{name}.html"
+
+
+def external_dir(root: Path, dataset: str, name: str) -> Path:
+    """External test set ``name`` scored by the models of ``dataset``: prepared/, cache/, predictions/."""
+    return results_dir(root, dataset) / "external" / name

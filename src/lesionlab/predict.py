@@ -12,7 +12,7 @@ Research and education only: not for diagnosis.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +21,7 @@ import pandas as pd
 
 from lesionlab.contracts import ContractError
 from lesionlab.paths import ensemble_dir, prepared_dir, variant_dir
+from lesionlab.preprocess import Preprocess
 from lesionlab.taxonomy import probability_columns
 
 METADATA_COLUMNS = ("age", "sex", "site")
@@ -39,6 +40,8 @@ class Predictor:
     #: ({size: images}, the batch's input rows, tta) -> probabilities that replaces ``proba``
     extra_sizes: tuple[int, ...] = ()
     combine: Callable[[dict, pd.DataFrame, bool], np.ndarray] | None = None
+    #: how the training images were decoded (colour constancy, resize policy): applied to every input
+    preprocess: Preprocess = field(default_factory=Preprocess)
 
     def batch_proba(self, images: dict, rows: pd.DataFrame, tta: bool) -> np.ndarray:
         from lesionlab.tta import average_views
@@ -110,7 +113,13 @@ def _ensemble_predictor(root: Path, dataset: str, name: str) -> Predictor:
 
 
 def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
-    """Rebuild a trained variant (or an ensemble of them) from its stage outputs (model files + training.json)."""
+    """Rebuild a trained variant (or an ensemble of them) from its stage outputs (model files + training.json),
+    with the image preprocessing its dataset was prepared with."""
+    summary = json.loads((prepared_dir(root, dataset) / "summary.json").read_text())
+    return replace(_load_predictor(root, dataset, variant), preprocess=Preprocess.from_summary(summary))
+
+
+def _load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
     if (ensemble_dir(root, dataset, variant) / "ensemble.json").is_file():
         return _ensemble_predictor(root, dataset, variant)
     folder = variant_dir(root, dataset, variant)
@@ -228,9 +237,10 @@ def _keras_probe(root: Path, folder: Path, info: dict, cfg, spec, classes, size:
     return Predictor(variant, "probe", "keras", classes, size, proba)
 
 
-def list_inputs(source: Path) -> pd.DataFrame:
-    """``image_id, path, label`` from a folder (recursively; no labels) or a CSV (``path`` + optional ``label``)."""
-    from lesionlab.datasets import normalise_label
+def list_inputs(source: Path, info=None) -> pd.DataFrame:
+    """``image_id, path, label`` from a folder (recursively; no labels) or a CSV (``path`` + optional ``label``,
+    mapped as the dataset ``info`` maps its labels: its card's label_map, its own classes, the built-in spellings)."""
+    from lesionlab.datasets import map_labels
 
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -245,7 +255,7 @@ def list_inputs(source: Path) -> pd.DataFrame:
         raise ValueError(f"{source}: a CSV of inputs needs a 'path' column (found {list(table.columns)})")
     paths = [str(p if Path(p).is_absolute() else source.parent / p) for p in table["path"]]
     ids = table["image_id"] if "image_id" in table.columns else [Path(p).stem for p in table["path"]]
-    labels = [normalise_label(v) if v else "" for v in table["label"]] if "label" in table.columns else ""
+    labels = map_labels(table["label"], info) if "label" in table.columns else ""
     out = pd.DataFrame({"image_id": list(ids), "path": paths, "label": labels})
     for col in METADATA_COLUMNS:  # metadata models (and ensembles holding one) read these
         if col in table.columns:
@@ -275,7 +285,7 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
     for _, row in tqdm(inputs.iterrows(), total=len(inputs), desc=f"predict {predictor.variant}", unit="img",
                        disable=not progress, mininterval=2):
         try:
-            decoded = {size: load_image(row["path"], size)[0] for size in sizes}
+            decoded = {size: load_image(row["path"], size, predictor.preprocess)[0] for size in sizes}
         except BadImage as bad:
             skipped.append({"image_id": row["image_id"], "path": row["path"], "problem": bad.check})
             continue
@@ -347,7 +357,9 @@ def predict_command(args) -> int:
     root = find_project_root()
     params = load_params(root / "params.yaml")
     dataset = args.dataset or params.dataset
-    inputs = list_inputs(Path(args.inputs))
+    from lesionlab.datasets import dataset_info
+
+    inputs = list_inputs(Path(args.inputs), dataset_info(dataset, root))
     predictor = load_predictor(root, dataset, args.variant)
     print(f"[predict] {predictor.variant} ({predictor.kind}, {predictor.framework}, {predictor.input_size} px"
           f"{', TTA over 8 views' if args.tta else ''}) on {len(inputs)} image(s) from {args.inputs}. "

@@ -31,13 +31,15 @@ import pandas as pd
 from lesionlab import quality
 from lesionlab.config import Params
 from lesionlab.contracts import read_dataset_table, validate_dataset_table
-from lesionlab.datasets import ARRAY_REF, TABLE_COLUMNS, DatasetError, dataset_info, import_dataset, infer_classes
-from lesionlab.paths import backbone_cache_dir, prepared_dir
-from lesionlab.taxonomy import malignant_classes
+from lesionlab.datasets import (ARRAY_REF, TABLE_COLUMNS, DatasetError, class_semantics, dataset_info, import_dataset,
+                                infer_classes, known_label_names)
+from lesionlab.paths import backbone_cache_dir, prepared_dir, results_dir
+from lesionlab.preprocess import Preprocess
+from lesionlab import taxonomy
 
 
 def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress: bool = True,
-                      extra_size: int | None = None):
+                      extra_size: int | None = None, preprocess: Preprocess | None = None):
     """Decode every image (and mask) once, resized to ``size`` x ``size``; row order = table order.
 
     Returns ``images, masks, has_mask, findings, extra``: rows whose image is bad keep zeros and appear in
@@ -53,7 +55,8 @@ def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress
     has_mask = np.zeros(n, dtype=bool)
     found: list[tuple[str, str, str, str]] = []
     sizes = (size, extra_size) if extra_size else size
-    jobs = [(p, m, sizes) for p, m in zip(table["path"], table["mask_path"])]
+    preprocess = preprocess or Preprocess()
+    jobs = [(p, m, sizes, preprocess) for p, m in zip(table["path"], table["mask_path"])]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(quality.load_pair, jobs, chunksize=64)
         for i, (img, mask, notes, bad) in enumerate(tqdm(results, total=n, desc="image cache", disable=not progress,
@@ -89,11 +92,18 @@ class Prepared:
 
 
 def load_prepared(root: Path, dataset: str) -> Prepared:
-    folder = prepared_dir(root, dataset)
+    """The prepare stage's outputs for ``dataset`` (its classes' meaning made known to the task views)."""
+    return read_prepared(prepared_dir(root, dataset))
+
+
+def read_prepared(folder: Path, declare: bool = True) -> Prepared:
+    """A prepared folder (the prepare stage's, or an external test set's)."""
     if not (folder / "dataset.csv").is_file() or not (folder / "summary.json").is_file():
         raise FileNotFoundError(f"{folder / 'dataset.csv'} not found: run `dvc repro prepare` first")
     summary = json.loads((folder / "summary.json").read_text())
     classes = tuple(summary["classes"])
+    if declare:
+        taxonomy.declare(summary.get("malignant"), summary.get("triage"))  # a dataset's own classes: their meaning
     table = read_dataset_table(folder / "dataset.csv", classes)
     images = np.load(folder / "images.npy", mmap_mode="r")
     masks = np.load(folder / "masks.npy", mmap_mode="r")
@@ -102,9 +112,25 @@ def load_prepared(root: Path, dataset: str) -> Prepared:
     return Prepared(table=table, images=images, masks=masks, classes=classes, summary=summary)
 
 
-def write_backbone_cache(root: Path, dataset: str, images: np.ndarray, image_ids) -> Path:
-    """``results/<ds>/cache/``: the images at ``prepare.backbone_image_size`` (same rows as ``prepared/``)."""
-    folder = backbone_cache_dir(root, dataset)
+#: folders that `compare` depends on even when params.yaml configures nothing that writes into them
+PLACEHOLDER_FOLDERS = ("ensembles", "explanations", "external")
+
+
+def ensure_stage_folders(root: Path, dataset: str) -> None:
+    """Create ``results/<ds>/ensembles/``, ``explanations/`` and ``external/`` with a README: DVC cannot depend on a
+    missing folder, and with ``ensembles: {}``, ``explain.variants: []`` or ``external: []`` no stage would create
+    them."""
+    for name in PLACEHOLDER_FOLDERS:
+        folder = results_dir(root, dataset) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        readme = folder / "README.md"
+        if not readme.is_file():
+            readme.write_text(f"One sub-folder per {name[:-1]} stage (dvc.yaml). This file keeps the folder, which "
+                              "the compare stage depends on, present when params.yaml configures none.\n")
+
+
+def write_image_cache(folder: Path, images: np.ndarray, image_ids) -> Path:
+    """``images.npy`` + ``image_ids.csv`` (its rows) in a fresh ``folder``."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -115,7 +141,11 @@ def write_backbone_cache(root: Path, dataset: str, images: np.ndarray, image_ids
 
 def load_backbone_cache(root: Path, dataset: str, table: pd.DataFrame) -> np.ndarray:
     """The memory-mapped backbone cache, checked to hold the dataset table's rows in its order."""
-    folder = backbone_cache_dir(root, dataset)
+    return load_image_cache(backbone_cache_dir(root, dataset), table)
+
+
+def load_image_cache(folder: Path, table: pd.DataFrame) -> np.ndarray:
+    """A memory-mapped image cache (:func:`write_image_cache`), checked to hold the table's rows in its order."""
     if not (folder / "images.npy").is_file():
         raise FileNotFoundError(f"{folder / 'images.npy'} not found: run `dvc repro prepare` first")
     ids = pd.read_csv(folder / "image_ids.csv", dtype=str, keep_default_na=False)["image_id"]
@@ -140,11 +170,21 @@ def _relative(paths, root: Path) -> list[str]:
     return out
 
 
+def raw_source(root: Path, info) -> Path:
+    """The folder a user's download of ``info`` lives in, or an error that says how to put it there."""
+    source = root / info.raw_dir
+    if not source.is_dir():
+        raise DatasetError(f"{source}: not found. Lay out your download of {info.name} there "
+                           f"(`lesionlab import-data {info.name} <download folder>`, see README, "
+                           f"'Bring your own data'), then `dvc add data`. Expected: {info.files}")
+    return source
+
+
 def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True) -> Path:
     """Run the prepare stage for ``params.dataset``; returns the output folder."""
     from lesionlab import synthetic
 
-    info = dataset_info(params.dataset)
+    info = dataset_info(params.dataset, root)
     out = prepared_dir(root, params.dataset)
     if out.exists():
         shutil.rmtree(out)
@@ -154,25 +194,38 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
         cfg = synthetic.SyntheticConfig(**params.synthetic.model_dump())
         source = synthetic.generate(out / "source", cfg, seed=params.base.seed, workers=workers, progress=progress)
     else:
-        source = root / info.raw_dir
-        if not source.is_dir():
-            raise DatasetError(f"{source}: not found. Lay out your download of {info.name} there "
-                               f"(`lesionlab import-data {info.name} <download folder>`, see README, "
-                               f"'Bring your own data'), then `dvc add data`. Expected: {info.files}")
+        source = raw_source(root, info)
     table = import_dataset(info, source)
     classes = infer_classes(info, table["label"])
+    print(f"[prepare] {info.name}: {len(table)} rows in {source}; classes {list(classes)}", flush=True)
+    prepare_table(info, table, classes, class_semantics(info, classes), source, out,
+                  backbone_cache_dir(root, params.dataset), params.prepare, root, workers, progress, started)
+    ensure_stage_folders(root, params.dataset)
+    return out
+
+
+def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics: dict, source: Path, out: Path,
+                  cache: Path, settings, root: Path, workers: int = 2, progress: bool = True,
+                  started: float | None = None, min_classes: int = 2, extra: dict | None = None) -> dict:
+    """Audit an imported table against ``classes``, decode its images once into the two caches, and write
+    ``out`` (dataset.csv, images.npy, masks.npy, problems.csv, quality.csv, summary.json) and ``cache``
+    (the images at ``settings.backbone_image_size``). Shared by the prepare stage and external test sets."""
+    started = time.perf_counter() if started is None else started
     n_source = len(table)
-    print(f"[prepare] {info.name}: {n_source} rows in {source}; classes {list(classes)}", flush=True)
-    found, bad_row = quality.audit_rows(table, classes, has_masks=info.has_masks)
+    has_masks = info.has_masks or bool(table["mask_path"].astype(str).ne("").any())
+    found, bad_row = quality.audit_rows(table, classes, has_masks=has_masks,
+                                        known_names=known_label_names(info.classes or taxonomy.CLASS_NAMES,
+                                                                      info.label_map))
     decoded = table[~bad_row].reset_index(drop=True)  # bad rows are reported, never decoded
+    preprocess = Preprocess(settings.color_constancy, settings.resize)
     images, masks, has_mask, image_found, large = build_image_cache(
-        decoded, params.prepare.image_size, workers=workers, progress=progress,
-        extra_size=params.prepare.backbone_image_size)
-    problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), params.prepare.on_bad)
+        decoded, settings.image_size, workers=workers, progress=progress, extra_size=settings.backbone_image_size,
+        preprocess=preprocess)
+    problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), settings.on_bad)
     problems.to_csv(out / "problems.csv", index=False)
     quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)
     bad_images = image_found.loc[image_found["severity"] == quality.BAD, "image_id"]
-    if (bad_row.any() or len(bad_images)) and params.prepare.on_bad == "error":
+    if (bad_row.any() or len(bad_images)) and settings.on_bad == "error":
         raise DatasetError(quality.bad_rows_message(problems, str(source), str(out / "problems.csv")))
     # skip mode: drop the rows whose image failed too (the table's bad rows were never decoded)
     keep = ~decoded["image_id"].isin(bad_images)
@@ -180,21 +233,27 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     large = large[keep]
     table.loc[~has_mask, "mask_path"] = ""
     validate_dataset_table(table, classes, source=str(source))
+    present = [c for c in classes if (table["label"] == c).any()]
+    if len(present) < min_classes:
+        raise DatasetError(f"{source}: {len(table)} usable image(s), all of class {present or ['(none)']}: a classifier "
+                           f"needs at least two classes (classes declared: {list(classes)})")
     for col in ("path", "mask_path"):
         table[col] = _relative(table[col], root)
     table[TABLE_COLUMNS].to_csv(out / "dataset.csv", index=False)
     np.save(out / "images.npy", images)
     np.save(out / "masks.npy", masks)
-    write_backbone_cache(root, params.dataset, large, table["image_id"])
+    write_image_cache(cache, large, table["image_id"])
     summary = {
         "dataset": info.name,
+        **(extra or {}),
         "source_rows": n_source,
         "skipped_rows": n_source - len(table),
         "images": int(len(table)),
         "lesions": int(table["lesion_id"].nunique()),
-        "image_size": params.prepare.image_size,
+        "image_size": settings.image_size,
+        **preprocess.record(),   # colour constancy / resize policy when not the defaults: predict applies the same
         "classes": list(classes),
-        "malignant": malignant_classes(classes),
+        **semantics,   # malignant (+ triage for a dataset with classes of its own)
         "class_counts": {c: int((table["label"] == c).sum()) for c in classes},
         "masks": int(has_mask.sum()),
         "findings": {sev: int((problems["severity"] == sev).sum()) for sev in (quality.BAD, quality.CONVERTED,
@@ -206,4 +265,4 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
               f"listed in {out / 'problems.csv'}", flush=True)
     print(f"[prepare] {len(table)} images of {summary['lesions']} lesions; cache {images.shape} written to {out} "
           f"in {time.perf_counter() - started:.1f} s", flush=True)
-    return out
+    return summary

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.datasets import ARRAY_REF
+from lesionlab.preprocess import Preprocess, border_colour, shades_of_gray, to_square
 
 PROBLEM_COLUMNS = ["image_id", "file", "check", "severity", "action"]
 BAD, CONVERTED, METADATA = "bad", "converted", "metadata"
@@ -38,14 +39,17 @@ class BadImage(Exception):
 # --- row-level checks (the table) ---------------------------------------------------------
 
 
-def audit_rows(table: pd.DataFrame, classes: tuple[str, ...],
-               has_masks: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+def audit_rows(table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = False,
+               known_names=None) -> tuple[pd.DataFrame, np.ndarray]:
     """Problems found in the table alone, and the mask of its unusable rows.
 
-    Bad: a repeated ``image_id`` (the later copies), an unknown or missing label, a lesion whose
-    images carry different labels (all of them), no file. Metadata: missing age, unknown sex / site,
-    no lesion id, and no mask file where the source ships masks (``has_masks``).
+    Bad: a repeated ``image_id`` (the later copies), an unknown or missing label (named with the nearest of
+    ``known_names``, the spellings that map onto a class), a lesion whose images carry different labels (all
+    of them), no file. Metadata: missing age, unknown sex / site, no lesion id, and no mask file where the
+    source ships masks (``has_masks``).
     """
+    from lesionlab.datasets import nearest_names
+
     found: list[tuple[str, str, str, str]] = []
 
     def add(rows: pd.DataFrame, check: str, severity: str) -> None:
@@ -55,7 +59,9 @@ def audit_rows(table: pd.DataFrame, classes: tuple[str, ...],
     add(table[dup], "duplicate image_id (first row kept)", BAD)
     unknown = ~table["label"].isin(classes)
     for label, rows in table[unknown & ~dup].groupby("label", sort=True):
-        add(rows, f"unknown label {label!r}" if label else "missing label", BAD)
+        near = nearest_names(label, known_names if known_names is not None else classes) if label else []
+        hint = f" (nearest known: {', '.join(repr(n) for n in near)})" if near else ""
+        add(rows, f"unknown label {label!r}{hint}" if label else "missing label", BAD)
     usable = table[~dup & ~unknown]
     labels_per_lesion = usable.groupby("lesion_id")["label"].nunique()
     conflicted = usable["lesion_id"].isin(labels_per_lesion.index[labels_per_lesion > 1])
@@ -103,17 +109,25 @@ def _to_rgb(im) -> tuple[object, list[str]]:
     return im.convert("RGB"), notes
 
 
-def _resized(im, size: int | tuple[int, ...]):
-    """``size`` x ``size`` uint8 RGB array, or a tuple of them for a tuple of sizes (one decode, many caches)."""
+def _resized(im, size: int | tuple[int, ...], preprocess: Preprocess | None = None):
+    """``size`` x ``size`` uint8 RGB array, or a tuple of them for a tuple of sizes (one decode, many caches);
+    colour constancy and the resize policy of ``preprocess`` applied (:mod:`lesionlab.preprocess`)."""
     from PIL import Image
 
+    preprocess = preprocess or Preprocess()
+    if preprocess.color_constancy == "shades_of_gray":
+        im = Image.fromarray(shades_of_gray(np.asarray(im)))
+        preprocess = Preprocess(resize=preprocess.resize)   # once, before any resize
     if isinstance(size, tuple):
-        return tuple(_resized(im, s) for s in size)
-    return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+        return tuple(_resized(im, s, preprocess) for s in size)
+    fill = border_colour(np.asarray(im)) if preprocess.resize == "pad" else None
+    return np.asarray(to_square(im, size, preprocess.resize, Image.Resampling.LANCZOS, fill), dtype=np.uint8)
 
 
-def load_image(path: str, size: int | tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
-    """Decode one image to ``size`` x ``size`` uint8 RGB (a tuple of sizes gives a tuple of arrays).
+def load_image(path: str, size: int | tuple[int, ...],
+               preprocess: Preprocess | None = None) -> tuple[np.ndarray, list[str]]:
+    """Decode one image to ``size`` x ``size`` uint8 RGB (a tuple of sizes gives a tuple of arrays), with the
+    colour constancy and resize policy of ``preprocess`` (default: none, squash).
 
     Raises :class:`BadImage`; returns the conversion notes too.
     """
@@ -123,7 +137,7 @@ def load_image(path: str, size: int | tuple[int, ...]) -> tuple[np.ndarray, list
         file, key, index = path.split(ARRAY_REF)
         arr = _npz_array(file, key)[int(index)]
         im, notes = _to_rgb(Image.fromarray(np.asarray(arr, dtype=np.uint8)))
-        return _resized(im, size), notes
+        return _resized(im, size, preprocess), notes
     if not path or not os.path.isfile(path):
         raise BadImage("missing file (not found in the source folder)")
     if os.path.getsize(path) == 0:
@@ -136,38 +150,42 @@ def load_image(path: str, size: int | tuple[int, ...]) -> tuple[np.ndarray, list
                 im = ImageOps.exif_transpose(im)
                 notes.append("EXIF orientation applied")
             im, more = _to_rgb(im)
-            return _resized(im, size), notes + more
+            return _resized(im, size, preprocess), notes + more
     except UnidentifiedImageError:
         raise BadImage("not an image") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage("truncated or corrupt image", f"{type(err).__name__}: {err}") from None
 
 
-def load_mask(path: str, size: int) -> np.ndarray | None:
-    """Binary mask (1 = lesion) resized to ``size``; None where the file is absent or unreadable."""
+def load_mask(path: str, size: int, resize: str = "squash") -> np.ndarray | None:
+    """Binary mask (1 = lesion) brought to ``size`` by the image's resize policy; None where the file is absent
+    or unreadable."""
     from PIL import Image
 
     if not path:
         return None
     try:
         with Image.open(path) as im:
-            small = im.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+            small = to_square(im.convert("L"), size, resize, Image.Resampling.BILINEAR, 0)
     except (OSError, SyntaxError, ValueError):
         return None
     return (np.asarray(small) >= 128).astype(np.uint8)
 
 
-def load_pair(args: tuple[str, str, int | tuple[int, ...]]):
+def load_pair(args: tuple):
     """Worker: (image(s) or None, mask or None, notes, bad-check or None) for one row.
+
+    ``args``: (path, mask path, size or sizes[, :class:`~lesionlab.preprocess.Preprocess`]).
 
     With a tuple of sizes the image comes back at each size and the mask at the first.
     """
-    path, mask_path, size = args
+    path, mask_path, size, *rest = args
+    preprocess = rest[0] if rest else Preprocess()
     try:
-        image, notes = load_image(path, size)
+        image, notes = load_image(path, size, preprocess)
     except BadImage as bad:
         return None, None, [], bad.check
-    mask = load_mask(mask_path, size[0] if isinstance(size, tuple) else size)
+    mask = load_mask(mask_path, size[0] if isinstance(size, tuple) else size, preprocess.resize)
     if mask_path and mask is None:
         notes = notes + ["mask unreadable (treated as absent)"]
     return image, mask, notes, None
@@ -206,6 +224,10 @@ def bad_rows_message(problems: pd.DataFrame, source: str, listing: str) -> str:
     bad = problems[problems["severity"] == BAD]
     parts = [f"{len(g)} x {check} (e.g. {', '.join(os.path.basename(f) or i for i, f in zip(g['image_id'][:3], g['file'][:3]))})"
              for check, g in bad.groupby("check", sort=False)]
+    unknown = bad["check"].str.startswith("unknown label")
+    advice = ("Map each unknown label onto a class with `label_map: {<label>: <class>}` in the dataset's card "
+              "(data/<name>/dataset.yaml), or list the dataset's own `classes:` there; or fix the files, or "
+              if unknown.any() else "Fix the files, or ")
     return (f"{source}: {bad['image_id'].nunique()} unusable row(s): " + "; ".join(parts)
-            + f". Every one is listed in {listing}. Fix the files, or set `prepare.on_bad: skip` in params.yaml "
+            + f". Every one is listed in {listing}. {advice}set `prepare.on_bad: skip` in params.yaml "
             "to drop exactly these rows (the EDA report lists them).")

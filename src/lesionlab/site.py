@@ -306,7 +306,7 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
              f"lesions, the same for every row; 95 % CIs resample lesions ({params.compare.bootstrap} resamples, seed "
              f"{params.base.seed}). ▲ / ▼: the paired CI of the difference excludes 0. Click a column header to sort."
              "</p>"]
-    if slices is not None:
+    if slices is not None and len(slices):
         parts.append(f"<p>{compare.worst_slice(slices, best)}</p>")
     parts.append("<h2>Leaderboard (test split)</h2>")
     parts.append(table_html(index_leaderboard(board, paired, params), table_id="leaderboard"))
@@ -315,13 +315,27 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
                  "<a href='paired.csv'>paired</a>, <a href='slices.csv'>slices</a>, "
                  "<a href='calibration.csv'>calibration</a>.</p>")
     parts.append("<h2>Confidence intervals</h2>")
-    parts.append(_figure_html(figures.forest_plot(board, ["balanced_accuracy", "macro_auc", "malignant_auc"],
-                                                  compare.METRIC_LABELS)))
+    shown = [m for m in ("balanced_accuracy", "macro_auc", "malignant_auc") if board[m].notna().any()]
+    parts.append(_figure_html(figures.forest_plot(board, shown, compare.METRIC_LABELS)))
     explained = pd.read_csv(out / "explanations.csv") if (out / "explanations.csv").is_file() else None
-    if explained is not None and len(explained):
+    if explained is not None and compare.has_mask_scores(explained):
         parts.append("<h2>Where the models look (Grad-CAM inside the lesion mask)</h2>")
         parts.append(f"<p>{compare.explanation_verdict(explained)}</p>")
         parts.append(_figure_html(figures.mask_energy_plot(explained)))
+    external = pd.read_csv(out / "leaderboard_external.csv") if (out / "leaderboard_external.csv").is_file() else None
+    if external is not None and len(external):
+        from lesionlab.external import external_display
+
+        parts.append("<h2>External validation (never trained or tuned on)</h2>")
+        parts.append("<p>The same models on other datasets, with lesion-bootstrap CIs; the operating point is chosen on "
+                     "the internal validation split; <i>internal → drop</i> is the internal test AUC and internal − "
+                     "external. Details: <a href='compare.html#External-validation'>the comparison page</a>.</p>")
+        for name, part in external.groupby("dataset", sort=False):
+            parts.append(f"<h3>{html.escape(str(name))}</h3>")
+            shown = external_display(part)
+            shown.insert(0, "report", [f"<a href='{compare.row_report(v, params)}'>{html.escape(v)}</a>"
+                                       for v in shown.pop("variant")])
+            parts.append(table_html(shown))
     listing = pd.DataFrame([{
         "page": f"<a href='{p.html}'>{html.escape(p.title)}</a>", "section": p.section, "stage": f"<code>{p.stage}</code>",
         "wall time (s)": (f"{records[p.stage]['seconds']:.1f}" if isinstance(records.get(p.stage, {}).get("seconds"),

@@ -85,3 +85,33 @@ def split_summary(table: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
     total[[("image share", s) for s in SPLITS]] = (images.sum() / images.values.sum()).round(3).to_numpy()
     out.loc["all"] = total
     return out
+
+
+def rare_classes(table: pd.DataFrame, splits: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Classes with fewer lesions than there are splits (train, val, test): they cannot be in every split, so
+    their validation or test recall is undefined (NaN) and they drop out of the balanced accuracy there. One row
+    per such class: lesions, images, and (with ``splits``) where its images went."""
+    lesions = table.groupby("label")["lesion_id"].nunique()
+    rare = lesions[lesions < len(SPLITS)]
+    rows = []
+    for label, n in rare.items():
+        row = {"class": label, "lesions": int(n), "images": int((table["label"] == label).sum())}
+        if splits is not None:
+            where = splits.set_index("image_id").loc[table.loc[table["label"] == label, "image_id"], "split"]
+            row.update({s: int((where == s).sum()) for s in SPLITS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["class", "lesions", "images", *(SPLITS if splits is not None else ())])
+
+
+def check_rare_classes(rare: pd.DataFrame, on_rare: str, source: str = "dataset") -> str | None:
+    """``split.on_rare``: 'error' raises naming every rare class; 'warn' returns the warning (None: none rare)."""
+    if rare.empty:
+        return None
+    listed = ", ".join(f"{r['class']!r} ({r['lesions']} lesion{'s' if r['lesions'] != 1 else ''})" for _, r in rare.iterrows())
+    message = (f"{source}: {len(rare)} class(es) with fewer lesions than the {len(SPLITS)} splits: {listed}. Such a "
+               "class cannot be in train, validation and test at once: its recall is undefined where it is "
+               "missing and the balanced accuracy there leaves it out.")
+    if on_rare == "error":
+        raise ValueError(message + " Add data, merge the class (label_map in the dataset's card), or set "
+                                   "`split.on_rare: warn` to go on with this warning.")
+    return message

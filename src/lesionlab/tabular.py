@@ -27,7 +27,7 @@ from lesionlab.config import Params, TabularParams
 from lesionlab.contracts import write_predictions
 from lesionlab.datasets import FEATURE_COLUMNS, LEAKY_COLUMNS
 from lesionlab.metrics import balanced_accuracy, confusion_matrix
-from lesionlab.outputs import fresh_dir, write_stage_files
+from lesionlab.outputs import fresh_dir, write_skipped, write_stage_files
 from lesionlab.paths import variant_dir
 
 UNKNOWN = "unknown"
@@ -198,6 +198,17 @@ def _fit_logistic(cfg: TabularParams, x: pd.DataFrame, y: np.ndarray, train: np.
     return TabularFit(proba, history, 1, seconds, ["model.json"], int(model.coef_.size + model.intercept_.size))
 
 
+def missing_metadata_reason(train: pd.DataFrame, features) -> str | None:
+    """Why a metadata model cannot be trained on these training rows (no feature has a single known value), or
+    None. A model fitted on nothing but 'missing' would only learn the class priors."""
+    known = {"age": pd.to_numeric(train["age"], errors="coerce").notna(), "sex": train["sex"].ne("unknown"),
+             "site": train["site"].ne("unknown")}
+    if any(known[f].any() for f in features):
+        return None
+    return (f"no usable metadata: the dataset records none of {list(features)} for any training image "
+            "(a model of missing values would only learn the class priors)")
+
+
 def train_tabular(root: Path, params: Params, name: str) -> dict:
     """Fit ``tabulars.<name>`` on the train split (early stopping on val), predict every row, write the outputs."""
     from lesionlab.train import metrics_from_predictions
@@ -208,6 +219,11 @@ def train_tabular(root: Path, params: Params, name: str) -> dict:
     rows = load_rows(root, ds)
     table, classes = rows.data.table, rows.data.classes
     train, val = rows.train, rows.val
+    reason = missing_metadata_reason(table.iloc[train], cfg.features)
+    if reason:
+        return write_skipped(root, ds, name, fresh_dir(variant_dir(root, ds, name)), reason,
+                             {"kind": "tabular", "seed": seed, "config": cfg.model_dump(), "classes": list(classes)},
+                             history_columns=["epoch"])
     encoder = MetadataEncoder.fit(table.iloc[train], cfg.features)
     impute = cfg.model == "logistic"
     x = encoder.transform(table, impute=impute)

@@ -1,9 +1,18 @@
 """The diagnostic classes: HAM10000's seven codes, the extra codes other sources need, the malignant view.
 
-Every source maps its labels onto HAM10000's seven codes where it can (``AK`` -> ``akiec``,
-``NV`` -> ``nv``, ...). A source whose taxonomy differs declares its own class list in the
-dataset registry (ISIC 2019 / BCN20000 add ``scc``; ISIC 2020 is ``benign`` / ``malignant``).
-The binary malignant view is defined for every source: the classes in :data:`MALIGNANT_CODES`.
+Every source maps its labels onto the taxonomy's codes where it can: the built-in spellings
+(``AK`` -> ``akiec``, ``NV`` -> ``nv``, :data:`LABEL_SYNONYMS`) plus a dataset's own ``label_map``
+(its card, ``data/<name>/dataset.yaml``). A source whose taxonomy differs declares its own class
+list (ISIC 2019 / BCN20000 add ``scc``; ISIC 2020 is ``benign`` / ``malignant``; a user's card may
+keep any classes of its own). The task views need to know what each class means:
+
+- the **binary** malignant view: the taxonomy's :data:`MALIGNANT_CODES`, or the classes a dataset
+  with its own classes declares malignant;
+- the **triage** view: :data:`TRIAGE`, or the level a dataset declares for each of its own classes.
+
+A dataset's declarations are recorded in its ``summary.json`` by the prepare stage and made known to
+this module by :func:`declare` when a stage loads the prepared data. Without a declaration a view is
+not computed (the report says why); it is never guessed.
 """
 
 from __future__ import annotations
@@ -56,9 +65,61 @@ HAM10000_PRIORS: dict[str, float] = {
 }
 
 
+#: classes a dataset with its own class list declared malignant / their triage level (see :func:`declare`)
+_DECLARED_MALIGNANT: set[str] = set()
+_DECLARED_TRIAGE: dict[str, str] = {}
+
+
+def declare(malignant=None, triage: dict | None = None) -> None:
+    """Make a dataset's own classes known to the task views: which are malignant, which triage level each has.
+
+    Called with the prepared dataset's ``summary.json`` entries (:func:`lesionlab.prepare.load_prepared`).
+    Taxonomy codes keep their built-in meaning; a declaration can only add names."""
+    _DECLARED_MALIGNANT.clear()
+    _DECLARED_TRIAGE.clear()
+    _DECLARED_MALIGNANT.update(c for c in (malignant or ()) if c not in TRIAGE)
+    for c, level in (triage or {}).items():
+        if c in TRIAGE:
+            continue
+        if level not in TRIAGE_LEVELS:
+            raise ValueError(f"triage level of {c!r} must be one of {list(TRIAGE_LEVELS)}, got {level!r}")
+        _DECLARED_TRIAGE[c] = level
+
+
+def is_taxonomy_code(code: str) -> bool:
+    """A code of the built-in taxonomy (HAM10000's seven, scc, benign, malignant)."""
+    return code in TRIAGE
+
+
 def malignant_classes(classes) -> list[str]:
     """The classes of ``classes`` that form the malignant side of the binary view."""
-    return [c for c in classes if c in MALIGNANT_CODES]
+    return [c for c in classes if c in MALIGNANT_CODES or c in _DECLARED_MALIGNANT]
+
+
+def binary_view_reason(classes, malignant_known: bool = True) -> str | None:
+    """Why the malignant-vs-benign view cannot be computed for these classes, or None when it can."""
+    if not malignant_known:
+        return ("this dataset keeps its own classes and does not declare which are malignant "
+                "(add `malignant: [...]` to its card, data/<name>/dataset.yaml)")
+    bad = malignant_classes(classes)
+    if not bad:
+        return "none of the classes is malignant"
+    if len(bad) == len(list(classes)):
+        return "every class is malignant"
+    return None
+
+
+def triage_view_reason(classes) -> str | None:
+    """Why the 3-level triage view cannot be computed for these classes, or None when it can."""
+    missing = [c for c in classes if c not in TRIAGE and c not in _DECLARED_TRIAGE]
+    if missing:
+        return (f"no triage level for {missing} (a dataset with its own classes declares one per class: "
+                "`triage: {class: low|moderate|high}` in its card)")
+    levels = sorted({triage_level(c) for c in classes}, key=TRIAGE_LEVELS.index)
+    if len(levels) < len(TRIAGE_LEVELS):
+        return (f"the classes cover only {len(levels)} of the {len(TRIAGE_LEVELS)} triage levels ({', '.join(levels)}): "
+                "the view would repeat the malignant-vs-benign one")
+    return None
 
 
 def probability_columns(classes: tuple[str, ...] | list[str]) -> list[str]:
@@ -82,6 +143,9 @@ TRIAGE: dict[str, str] = {
 
 def triage_level(code: str) -> str:
     """The triage level of a class code; an unmapped code is an error (never a silent 'low')."""
-    if code not in TRIAGE:
-        raise KeyError(f"class {code!r} has no triage level; add it to taxonomy.TRIAGE")
-    return TRIAGE[code]
+    if code in TRIAGE:
+        return TRIAGE[code]
+    if code in _DECLARED_TRIAGE:
+        return _DECLARED_TRIAGE[code]
+    raise KeyError(f"class {code!r} has no triage level; map it onto a taxonomy code (label_map) or declare "
+                   "`triage:` in the dataset's card")
