@@ -166,10 +166,12 @@ def write_generic_csv(folder: Path, mapped: bool = False) -> None:
 
 
 def write_generic_folders(folder: Path) -> None:
-    """One folder per class, spelled as a user would (synonyms of the taxonomy's codes); nothing but images."""
+    """One folder per class, spelled as a user would (synonyms of the taxonomy's codes); nothing but images. One
+    class (Dermatofibroma) has 2 images only: fewer lesions than splits, which the split page must report."""
     spellings = {"Melanoma": "mel", "nevus": "nv", "BCC": "bcc", "Actinic keratosis": "akiec"}
     rows = _plan(list(spellings), 8, seed=7, views=(1,))
-    _images(rows, len(spellings), folder, name=lambda r: f"{r['label']}/{r['image'].lower()}.jpg")
+    rare = [{**r, "label": "Dermatofibroma", "k": 4, "image": f"ISIC_{9100000 + i:07d}"} for i, r in enumerate(rows[:2])]
+    _images(rows + rare, len(spellings) + 1, folder, name=lambda r: f"{r['label']}/{r['image'].lower()}.jpg")
 
 
 #: external test sets the layouts' params may name: data/<name>/ writer
@@ -184,5 +186,5 @@ LAYOUTS = {
     "dermamnist": (write_dermamnist, "dermamnist", {"split": {"method": "predefined"}},
                    ["masks", "metadata", "lesion ids"]),
     "generic_csv": (write_generic_csv, "ph2like", {}, ["metadata", "lesion ids", "taxonomy labels", "triage"]),
-    "generic_folders": (write_generic_folders, "generic", {}, ["masks", "metadata", "lesion ids"]),
+    "generic_folders": (write_generic_folders, "generic", {}, ["masks", "metadata", "lesion ids", "a class in every split"]),
 }

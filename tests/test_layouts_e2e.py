@@ -111,6 +111,11 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     if "taxonomy labels" in lacks:   # own classes kept as they are
         assert summary["classes"] == ["common_nevus", "atypical_nevus", "melanoma"] and summary["malignant"] == ["melanoma"]
     assert "leaderboard" in index
+    split_page = (reports / "split.html").read_text()
+    if "a class in every split" in lacks:   # a class with fewer lesions than splits: warned, and shown where it went
+        assert "'df' (2 lesions)" in split_page and "recall is undefined" in split_page
+    else:
+        assert "each can reach train, validation and test" in split_page
     external = pd.read_csv(reports / "leaderboard_external.csv")
     if not params.get("external"):
         assert external.empty and "No external test set" in compare_page

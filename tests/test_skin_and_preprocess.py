@@ -99,3 +99,28 @@ def test_prepare_and_predict_decode_identically(tmp_path):
     assert not np.array_equal(small, quality.load_image(str(path), 16)[0])
     with pytest.raises(ValueError, match="resize must be one of"):
         Preprocess(resize="stretch")
+
+
+def test_predict_decodes_with_the_datasets_preprocessing(tmp_path):
+    """`lesionlab predict` feeds a model exactly what prepare gave it in training: the same colour constancy and
+    resize policy (Predictor.preprocess, read from summary.json by load_predictor)."""
+    import pandas as pd
+
+    from lesionlab.predict import Predictor, run_predictions
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "b.png"
+    Image.fromarray(rng.integers(0, 255, (20, 40, 3), dtype=np.uint8)).save(path)
+    seen = []
+
+    def proba(images):
+        seen.append(np.asarray(images).copy())
+        return np.full((len(images), 2), 0.5)
+
+    options = Preprocess("shades_of_gray", "pad")
+    predictor = Predictor("v", "cnn", "keras", ("nv", "mel"), 16, proba, preprocess=options)
+    pred, skipped = run_predictions(predictor, pd.DataFrame({"image_id": ["b"], "path": [str(path)], "label": [""]}),
+                                    progress=False)
+    assert len(pred) == 1 and skipped.empty
+    assert np.array_equal(seen[0][0], quality.load_image(str(path), 16, options)[0])
+    assert not np.array_equal(seen[0][0], quality.load_image(str(path), 16)[0])

@@ -110,7 +110,9 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
             record["skipped"][row] = f"needs metadata ({', '.join(_tabular_members(params, row))}): {name} has {no_metadata}"
             continue
         base = row.removesuffix("+tta")
-        predictor = loaded.setdefault(base, load_predictor(root, ds, base))
+        if base not in loaded:   # a +tta row scores its model again, with the 8 views: rebuilt once
+            loaded[base] = load_predictor(root, ds, base)
+        predictor = loaded[base]
         sizes = (predictor.input_size, *predictor.extra_sizes)
         proba = []
         for start in range(0, len(table), batch_size):

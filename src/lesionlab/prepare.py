@@ -235,8 +235,9 @@ def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics
     validate_dataset_table(table, classes, source=str(source))
     present = [c for c in classes if (table["label"] == c).any()]
     if len(present) < min_classes:
-        raise DatasetError(f"{source}: {len(table)} usable image(s), all of class {present or ['(none)']}: a classifier "
-                           f"needs at least two classes (classes declared: {list(classes)})")
+        need = "a classifier needs at least two classes" if min_classes > 1 else "a test set needs a labelled image"
+        raise DatasetError(f"{source}: {len(table)} usable image(s), all of class {present or ['(none)']}: {need} "
+                           f"(classes declared: {list(classes)})")
     for col in ("path", "mask_path"):
         table[col] = _relative(table[col], root)
     table[TABLE_COLUMNS].to_csv(out / "dataset.csv", index=False)

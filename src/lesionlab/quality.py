@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from lesionlab.datasets import ARRAY_REF
+from lesionlab.datasets import ARRAY_REF, nearest_names
 from lesionlab.preprocess import Preprocess, border_colour, shades_of_gray, to_square
 
 PROBLEM_COLUMNS = ["image_id", "file", "check", "severity", "action"]
@@ -48,8 +48,6 @@ def audit_rows(table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = 
     of them), no file. Metadata: missing age, unknown sex / site, no lesion id, and no mask file where the
     source ships masks (``has_masks``).
     """
-    from lesionlab.datasets import nearest_names
-
     found: list[tuple[str, str, str, str]] = []
 
     def add(rows: pd.DataFrame, check: str, severity: str) -> None:
