@@ -24,7 +24,18 @@ def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert params.dataset == "synthetic"
     assert set(params.variants) == {"cnn_baseline", "cnn_aug", "cnn_class_weights", "cnn_aug_class_weights",
-                                    "cnn_batchnorm", "cnn_elu", "cnn_batch64"}
+                                    "cnn_batchnorm", "cnn_elu", "cnn_batch64", "cnn_batch64_sog", "cnn_batch64_crop"}
+    # the two preprocessing ablations are cnn_batch64 on other pixels, and are found as its twins
+    assert params.preprocessing_pairs() == [["cnn_batch64_sog", "cnn_batch64"], ["cnn_batch64_crop", "cnn_batch64"]]
+    assert params.preprocess("cnn_batch64_sog").color_constancy == "shades_of_gray"
+    assert params.preprocess("cnn_batch64_crop").resize == "crop" and params.preprocess("cnn_batch64") == params.preprocess()
+
+
+def test_an_ensemble_of_differently_preprocessed_members_is_refused():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["ensembles"] = {"mixed": {"members": ["cnn_batch64", "cnn_batch64_sog"]}}
+    with pytest.raises(ParamsError, match="preprocessed differently"):
+        parse_params(raw)
 
 
 def test_variant_overrides_train_defaults():

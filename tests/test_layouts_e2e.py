@@ -35,12 +35,17 @@ def _small(name: str, overrides: dict):
     def update(params: dict) -> None:
         params["dataset"] = name
         params["dataset_source"] = f"data/{name}"
-        for section, values in {**SMALL, **overrides}.items():
+        settings = {**SMALL, **overrides}
+        ablate = settings.pop("ablate", None)
+        for section, values in settings.items():
             if isinstance(values, dict):
                 params.setdefault(section, {}).update(values)
             else:
                 params[section] = values
         params["variants"] = {k: params["variants"][k] for k in ("cnn_baseline", "cnn_class_weights")}
+        if ablate:   # a preprocessing ablation: the same rung on colour-constant images, explained too
+            params["variants"][f"{ablate}_sog"] = {**params["variants"][ablate], "color_constancy": "shades_of_gray"}
+            params["explain"] = {**params["explain"], "variants": [*SMALL["explain"]["variants"], f"{ablate}_sog"]}
         params["probes"] = {"lite0_probe_mlp": params["probes"]["lite0_probe_mlp"]}
         params["finetunes"] = {}
         params["tabulars"] = {"meta_gbm": params["tabulars"]["meta_gbm"]}
@@ -70,8 +75,9 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     index = (reports / "index.html").read_text()
     no_metadata = "metadata" in lacks
     skipped = {"meta_gbm", "image_meta_stack"} if no_metadata else set()
-    rows = {"cnn_baseline", "cnn_class_weights", "lite0_probe_mlp", "lite0_probe_mlp+tta", "meta_gbm", "image_mean",
-            "image_meta_stack"} - skipped
+    ablations = {f"{overrides['ablate']}_sog"} if "ablate" in overrides else set()
+    rows = ({"cnn_baseline", "cnn_class_weights", "lite0_probe_mlp", "lite0_probe_mlp+tta", "meta_gbm", "image_mean",
+             "image_meta_stack"} | ablations) - skipped
     assert set(board["variant"]) == rows, (layout, sorted(board["variant"]))
     assert board["n_test_images"].nunique() == 1 and board["n_test_images"].iloc[0] > 0
     assert board["balanced_accuracy"].between(0, 1).all() and board["macro_auc"].between(0, 1).all()
@@ -129,7 +135,20 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     assert "recall_bcc" not in external   # only the classes the external set has
     assert np.allclose(external["melanoma_auc_drop"], external["melanoma_auc_internal"] - external["melanoma_auc"])
     assert (external["n_images"] == 27).all() and "<h3>ph2ext</h3>" in compare_page
-    explained = external.set_index("variant").loc[SMALL["explain"]["variants"]]   # the external set has masks
+    explained_rows = params["explain"]["variants"]
+    explained = external.set_index("variant").loc[explained_rows]   # the external set has masks
     assert explained["mask_energy"].between(0, 1).all() and explained["chance"].between(0, 1).all()
-    assert external.set_index("variant").drop(index=SMALL["explain"]["variants"])["mask_energy"].isna().all()
+    assert external.set_index("variant").drop(index=explained_rows)["mask_energy"].isna().all()
     assert "External validation" in index
+    # the preprocessing ablation: trained on other pixels, compared with its twin internally and externally
+    ablation = f"{overrides['ablate']}_sog"
+    record = json.loads((results / f"variants/{ablation}/training.json").read_text())
+    assert record["preprocess"] == {"color_constancy": "shades_of_gray", "resize": "squash"}
+    twin = pd.read_csv(results / f"variants/{overrides['ablate']}/predictions.csv")
+    assert not np.allclose(pd.read_csv(results / f"variants/{ablation}/predictions.csv").filter(like="p_"), twin.filter(like="p_"))
+    paired = pd.read_csv(reports / "paired.csv")
+    assert ((paired["comparison"] == "preprocessing") & (paired["a"] == ablation)
+            & (paired["b"] == overrides["ablate"])).sum() == 3
+    assert "Preprocessing ablations: internal vs external" in compare_page and "ph2ext: Δ melanoma AUC" in compare_page
+    summary = json.loads((results / f"explanations/{ablation}/summary.json").read_text())
+    assert summary["max_abs_diff_vs_stage_predictions"] < 1e-3   # Grad-CAM saw the pixels the ablation trained on

@@ -274,3 +274,26 @@ def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path)
     proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "image_meta_stack", str(folder), "--out",
                            str(tmp_path / "f.csv")], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "needs the column(s) ['age', 'sex', 'site']" in proc.stderr
+
+
+def test_predict_reproduces_a_preprocessing_ablation(tiny_repo, tmp_path):
+    """cnn_batch64_sog trained on colour-constant images: `lesionlab predict` must decode its inputs the same way
+    (recorded in its training.json) and give the stage's own probabilities; its twin saw other pixels."""
+    repo, ctx = tiny_repo
+    record = json.loads((repo / "results/synthetic/variants/cnn_batch64_sog/training.json").read_text())
+    assert record["preprocess"]["color_constancy"] == "shades_of_gray"
+    stage = pd.read_csv(repo / "results/synthetic/variants/cnn_batch64_sog/predictions.csv", dtype={"image_id": str})
+    test = stage[stage["split"] == "test"].head(6)
+    table = pd.read_csv(repo / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
+    inputs = table[table["image_id"].isin(test["image_id"])][["image_id", "path"]].copy()
+    inputs["path"] = [str(repo / p) for p in inputs["path"]]
+    inputs.to_csv(tmp_path / "inputs.csv", index=False)
+    env = {**ctx["env"], "LESIONLAB_ROOT": str(repo)}
+    _run([sys.executable, "-m", "lesionlab", "predict", "cnn_batch64_sog", str(tmp_path / "inputs.csv"), "--out",
+          str(tmp_path / "pred.csv")], repo, env)
+    pred = pd.read_csv(tmp_path / "pred.csv", dtype={"image_id": str}).set_index("image_id")
+    pcols = [c for c in stage.columns if c.startswith("p_")]
+    assert np.abs(pred[pcols].to_numpy() - stage.set_index("image_id").loc[pred.index, pcols].to_numpy()).max() < 1e-5
+    paired = pd.read_csv(repo / "reports/synthetic/paired.csv")
+    assert {("cnn_batch64_sog", "cnn_batch64"), ("cnn_batch64_crop", "cnn_batch64")} <= set(
+        zip(paired.loc[paired["comparison"] == "preprocessing", "a"], paired.loc[paired["comparison"] == "preprocessing", "b"]))

@@ -29,6 +29,7 @@ METRIC_LABELS = {
     "balanced_accuracy": "balanced accuracy",
     "macro_auc": "macro AUC (OvR)",
     "malignant_auc": "malignant AUC",
+    "melanoma_auc": "melanoma AUC",
     "melanoma_sensitivity": "melanoma sensitivity",
     "macro_f1": "macro F1",
     "sensitivity_at_90_specificity": "sensitivity at 90 % specificity",
@@ -289,7 +290,7 @@ def reference_pairs(board: pd.DataFrame, baseline: str, metric: str = "balanced_
 def difference_marks(paired: pd.DataFrame, comparison: str, metric: str = "balanced_accuracy") -> dict[str, str]:
     """Display text per row 'a': '+0.012 [-0.010, +0.035]', with ▲ / ▼ when the paired CI excludes 0."""
     part = paired[(paired["comparison"] == comparison) & (paired["metric"] == metric)]
-    return {r["a"]: _signed_ci(r["difference"], r["lo"], r["hi"], r["ci_excludes_zero"]) for _, r in part.iterrows()}
+    return {r["a"]: signed_ci(r["difference"], r["lo"], r["hi"], r["ci_excludes_zero"]) for _, r in part.iterrows()}
 
 
 # --- subgroups ---------------------------------------------------------------------------------------------------
@@ -551,7 +552,7 @@ def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
 
 # --- display tables (HTML cells) ----------------------------------------------------------------------------------
 
-def _signed_ci(d: float, lo: float, hi: float, excludes: bool) -> str:
+def signed_ci(d: float, lo: float, hi: float, excludes: bool) -> str:
     mark = ((" <b style='color:#1a7f37'>▲</b>" if d > 0 else " <b style='color:#b42318'>▼</b>") if excludes else "")
     return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
 
@@ -563,7 +564,7 @@ def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
         first = part.iloc[0]
         row = {"a": a, "b": b}
         for _, r in part.iterrows():
-            row[f"Δ {METRIC_LABELS.get(r['metric'], r['metric'])}"] = _signed_ci(r["difference"], r["lo"], r["hi"],
+            row[f"Δ {METRIC_LABELS.get(r['metric'], r['metric'])}"] = signed_ci(r["difference"], r["lo"], r["hi"],
                                                                                    r["ci_excludes_zero"])
         row["only a right / only b right"] = f"{first['only_a_correct']} / {first['only_b_correct']}"
         row["McNemar p"] = f"{first['mcnemar_p']:.2g}" if first["mcnemar_p"] >= 1e-4 else "<1e-4"

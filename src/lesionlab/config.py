@@ -106,6 +106,10 @@ class TrainParams(_Section):
     class_weights: bool = False
     batchnorm: bool = False
     activation: Literal["relu", "elu"] = "relu"
+    #: preprocessing ablations: the variant trains (and predicts) on images decoded with these instead of
+    #: prepare's (None = as prepare; docs/datasets.md)
+    color_constancy: Optional[Literal["none", "shades_of_gray"]] = None
+    resize: Optional[Literal["squash", "crop", "pad"]] = None
 
 
 class VariantParams(_Section):
@@ -124,6 +128,8 @@ class VariantParams(_Section):
     class_weights: Optional[bool] = None
     batchnorm: Optional[bool] = None
     activation: Optional[Literal["relu", "elu"]] = None
+    color_constancy: Optional[Literal["none", "shades_of_gray"]] = None
+    resize: Optional[Literal["squash", "crop", "pad"]] = None
 
 
 STRATEGIES = ("linear_probe", "partial", "full")
@@ -441,6 +447,12 @@ class Params(_Section):
             if unknown:
                 raise ValueError(f"ensembles.{name}.members: {unknown} not trained by this params.yaml; members "
                                  f"can be {rows}")
+            kinds = {m: self.preprocess(m.removesuffix("+tta") if m.removesuffix("+tta") in self.variants else None)
+                     for m in entry.members}
+            if len(set(kinds.values())) > 1:
+                raise ValueError(f"ensembles.{name}.members: the members' images are preprocessed differently "
+                                 f"({ {m: f'{p.color_constancy}/{p.resize}' for m, p in kinds.items()} }); an ensemble "
+                                 "combines models that read the same images")
             if len(set(entry.members)) != len(entry.members):
                 raise ValueError(f"ensembles.{name}.members: a member is listed twice: {entry.members}")
         images = self.image_variants()
@@ -505,6 +517,30 @@ class Params(_Section):
             if name in section:
                 return section[name].description
         return ""
+
+    def preprocess(self, name: str | None = None):
+        """The image preprocessing of a CNN-ladder variant (its own ``color_constancy`` / ``resize``, else prepare's),
+        or prepare's for any other row (``name`` None)."""
+        from lesionlab.preprocess import Preprocess
+
+        cc, resize = self.prepare.color_constancy, self.prepare.resize
+        if name in self.variants:
+            cfg = self.variant(name)
+            cc, resize = cfg.color_constancy or cc, cfg.resize or resize
+        return Preprocess(cc, resize)
+
+    def preprocessing_pairs(self) -> list[list[str]]:
+        """[ablation, twin]: CNN-ladder variants that differ from another only by their image preprocessing."""
+        def bare(name):
+            return self.variant(name).model_copy(update={"color_constancy": None, "resize": None})
+
+        out = []
+        for a in self.variants:
+            if self.preprocess(a) == self.preprocess():
+                continue
+            twins = [b for b in self.variants if b != a and self.preprocess(b) == self.preprocess() and bare(b) == bare(a)]
+            out.extend([a, b] for b in twins[:1])
+        return out
 
     def variant(self, name: str) -> TrainParams:
         """The effective training config of a variant: ``train`` defaults + the variant's overrides."""

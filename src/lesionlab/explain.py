@@ -25,7 +25,8 @@ import pandas as pd
 from lesionlab.contracts import read_splits
 from lesionlab.outputs import fresh_dir
 from lesionlab.paths import results_dir, splits_file, variant_dir
-from lesionlab.prepare import load_backbone_cache, load_prepared
+from lesionlab.prepare import decode_images, load_backbone_cache, load_prepared
+from lesionlab.preprocess import Preprocess
 
 
 def explanations_dir(root: Path, dataset: str, variant: str) -> Path:
@@ -206,12 +207,21 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
     splits = read_splits(splits_file(root, dataset), data.table)
     split = data.table[["image_id"]].merge(splits, on="image_id", how="left")["split"].to_numpy()
     test = np.flatnonzero(split == "test")
+    from lesionlab.predict import recorded_preprocess
+
     framework, explain, size = load_explainer(root, dataset, variant)
-    source = (np.asarray(data.images) if size == data.images.shape[1]
-              else load_backbone_cache(root, dataset, data.table))
+    preprocess = recorded_preprocess(root, dataset, variant)
+    all_masks = np.asarray(data.masks)
+    if preprocess != Preprocess.from_summary(data.summary):   # a preprocessing ablation: its own images and masks
+        source, all_masks = np.zeros((len(data.table), size, size, 3), np.uint8), np.zeros_like(all_masks)
+        source[test], all_masks[test] = decode_images(data.table.iloc[test], root, size, preprocess)
+    else:
+        source = (np.asarray(data.images) if size == data.images.shape[1]
+                  else load_backbone_cache(root, dataset, data.table))
     if source.shape[1] != size:
         raise ValueError(f"{variant} takes {size}-px images; the caches hold {data.images.shape[1]} and "
                          f"{source.shape[1]} px (re-run `dvc repro`)")
+    shown = np.asarray(data.images)[test] if source.shape[1] != data.images.shape[1] else source[test]
     started = time.perf_counter()
     maps, proba = [], []
     chunk = max(batch_size, 256)
@@ -224,9 +234,9 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
     seconds = time.perf_counter() - started
     maps, proba = np.concatenate(maps), np.concatenate(proba)
     feature_map = [int(d) for d in maps.shape[1:]]
-    mask_size = data.masks.shape[1]
+    mask_size = all_masks.shape[1]
     maps = resize_maps(maps, mask_size)
-    masks = np.asarray(data.masks)[test]
+    masks = all_masks[test]
     has_mask = np.asarray(data.has_mask)[test]
     table = data.table.iloc[test][["image_id", "lesion_id", "label"]].reset_index(drop=True)
     classes = list(data.classes)
@@ -249,7 +259,7 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
         "max_abs_diff_vs_stage_predictions": float(np.abs(stage_proba - proba).max()) if len(test) else 0.0,
         "seconds": round(seconds, 1), "images_per_second": round(len(test) / max(seconds, 1e-9), 1),
     }
-    return Explanation(variant, framework, table, maps, np.asarray(data.images)[test], masks, classes, summary)
+    return Explanation(variant, framework, table, maps, shown, masks, classes, summary)
 
 
 def breakdown(table: pd.DataFrame) -> pd.DataFrame:

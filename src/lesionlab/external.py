@@ -65,15 +65,34 @@ def load_external(root: Path, dataset: str, name: str):
     return data, load_image_cache(folder / "cache", data.table)
 
 
-def _at_size(images: dict[int, np.ndarray], size: int) -> np.ndarray:
-    """The external images at ``size`` px: a cache when one has that size, else resized from the largest."""
-    if size not in images:
-        from PIL import Image
+class ExternalImages:
+    """The external set's images (and masks) at any size and preprocessing a model needs: the two caches the
+    external prepare stage wrote (prepare's settings), else decoded again from the files (a preprocessing
+    ablation, or a size no cache has)."""
 
-        source = images[max(images)]
-        images[size] = np.stack([np.asarray(Image.fromarray(np.asarray(im)).resize((size, size), Image.Resampling.LANCZOS))
-                                 for im in source])
-    return images[size]
+    def __init__(self, params: Params, root: Path, data, cache: np.ndarray):
+        from lesionlab.preprocess import Preprocess
+
+        self.root, self.data, self.default = root, data, Preprocess.from_summary(data.summary)
+        self._images = {(self.default, params.prepare.image_size): np.asarray(data.images),
+                        (self.default, params.prepare.backbone_image_size): np.asarray(cache)}
+        self._masks = {(self.default, params.prepare.image_size): np.asarray(data.masks)}
+
+    def _decode(self, preprocess, size: int) -> None:
+        from lesionlab.prepare import decode_images
+
+        self._images[preprocess, size], self._masks[preprocess, size] = decode_images(
+            self.data.table, self.root, size, preprocess)
+
+    def images(self, preprocess, size: int) -> np.ndarray:
+        if (preprocess, size) not in self._images:
+            self._decode(preprocess, size)
+        return self._images[preprocess, size]
+
+    def masks(self, preprocess, size: int) -> np.ndarray:
+        if (preprocess, size) not in self._masks:
+            self._decode(preprocess, size)
+        return self._masks[preprocess, size]
 
 
 def _tabular_members(params: Params, row: str) -> list[str]:
@@ -98,7 +117,7 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
     data, cache = load_external(root, ds, name)
     folder = external_dir(root, ds, name)
     out = fresh_dir(folder / "predictions")
-    images = {params.prepare.image_size: np.asarray(data.images), params.prepare.backbone_image_size: np.asarray(cache)}
+    images = ExternalImages(params, root, data, cache)
     skipped = skipped_rows(root, ds, params)
     rows = leaderboard_rows(params, skipped)
     no_metadata = missing_metadata_reason(data.table, params.tabular.features)
@@ -117,7 +136,7 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
         proba = []
         for start in range(0, len(table), batch_size):
             part = slice(start, start + batch_size)
-            batch = {s: _at_size(images, s)[part] for s in sizes}
+            batch = {s: images.images(predictor.preprocess, s)[part] for s in sizes}
             proba.append(predictor.batch_proba(batch, table.iloc[part], row.endswith("+tta")))
         proba = np.concatenate(proba) if proba else np.zeros((0, len(data.classes)))
         proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
@@ -126,7 +145,7 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
         record["scored"].append(row)
         if progress:
             print(f"[external@{name}] {row}: {len(table)} images in {time.perf_counter() - started:.1f} s", flush=True)
-    cams = explain_external(params, root, data, images, skipped, progress)
+    cams = explain_external(params, root, images, skipped, progress)
     if cams is not None:
         cams.to_csv(out / "gradcam.csv", index=False, float_format="%.6f")
         record["explained"] = sorted(set(cams["variant"]))
@@ -134,22 +153,25 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
     return out
 
 
-def explain_external(params: Params, root: Path, data, images: dict[int, np.ndarray], skipped: dict,
+def explain_external(params: Params, root: Path, images: ExternalImages, skipped: dict,
                      progress: bool = True, chunk: int = 256) -> pd.DataFrame | None:
     """Grad-CAM of each explained variant (``explain.variants``) on the external images, scored against the external
     lesion masks (share of the map inside, pointing game, mask area); None when the external set has no mask."""
     from lesionlab.explain import load_explainer, mask_scores, resize_maps
+    from lesionlab.predict import recorded_preprocess
 
+    data = images.data
     has_mask = np.asarray(data.has_mask)
     if not has_mask.any() or not params.explain.variants:
         return None
-    masks = np.asarray(data.masks)
     out = []
     for variant in params.explain.variants:
         if variant in skipped:
             continue
         _, explain, size = load_explainer(root, params.dataset, variant)
-        source = _at_size(images, size)
+        preprocess = recorded_preprocess(root, params.dataset, variant)
+        source = images.images(preprocess, size)
+        masks = images.masks(preprocess, data.images.shape[1])
         maps = np.concatenate([explain(source[i:i + chunk], params.explain.batch_size)[0]
                                for i in range(0, len(source), chunk)])
         scores = mask_scores(resize_maps(maps, masks.shape[1]), masks)
@@ -300,3 +322,36 @@ def external_display(board: pd.DataFrame) -> pd.DataFrame:
         shown[col.replace("recall_", "recall ")] = [format_ci(v, lo, hi) for v, lo, hi in
                                                    zip(board[col], board[f"{col}_lo"], board[f"{col}_hi"])]
     return shown
+
+
+def external_paired(name: str, external: dict, pairs: list[list[str]], classes, n_resamples: int = 1000,
+                    ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """For each pair (a, b) scored on external set ``name``: a - b of the melanoma-vs-rest and malignant AUCs with a
+    paired bootstrap CI (both rows on the same resampled external lesions)."""
+    from lesionlab.bootstrap import percentile_ci, resample_weights, weighted_auc
+    from lesionlab.metrics import binary_auc
+    from lesionlab.taxonomy import binary_view_reason, malignant_classes
+
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    table = external["data"].table.set_index("image_id")
+    targets = {}
+    if "mel" in classes:
+        targets["melanoma_auc"] = [index["mel"]]
+    if binary_view_reason(classes) is None:
+        targets["malignant_auc"] = [index[c] for c in malignant_classes(classes)]
+    rows = []
+    for a, b in pairs:
+        if a not in external["preds"] or b not in external["preds"]:
+            continue
+        pa, pb = (external["preds"][r].sort_values("image_id") for r in (a, b))
+        y = pa["label"].map(index).to_numpy()
+        weights = resample_weights(table.loc[pa["image_id"], "lesion_id"].to_numpy(), n_resamples, seed)
+        for metric, idx in targets.items():
+            positive = np.isin(y, idx)
+            sa, sb = (p[[f"p_{classes[i]}" for i in idx]].to_numpy(dtype=float).sum(axis=1) for p in (pa, pb))
+            lo, hi = percentile_ci(weighted_auc(weights, positive, sa) - weighted_auc(weights, positive, sb), ci)
+            difference = binary_auc(positive, sa) - binary_auc(positive, sb)
+            rows.append({"dataset": name, "a": a, "b": b, "metric": metric, "difference": difference, "lo": lo,
+                         "hi": hi, "ci_excludes_zero": bool(lo > 0 or hi < 0)})
+    return pd.DataFrame(rows, columns=["dataset", "a", "b", "metric", "difference", "lo", "hi", "ci_excludes_zero"])

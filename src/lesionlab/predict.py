@@ -115,8 +115,20 @@ def _ensemble_predictor(root: Path, dataset: str, name: str) -> Predictor:
 def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
     """Rebuild a trained variant (or an ensemble of them) from its stage outputs (model files + training.json),
     with the image preprocessing its dataset was prepared with."""
-    summary = json.loads((prepared_dir(root, dataset) / "summary.json").read_text())
-    return replace(_load_predictor(root, dataset, variant), preprocess=Preprocess.from_summary(summary))
+    return replace(_load_predictor(root, dataset, variant), preprocess=recorded_preprocess(root, dataset, variant))
+
+
+def recorded_preprocess(root: Path, dataset: str, variant: str) -> Preprocess:
+    """How ``variant``'s training images were decoded: its training record's ``preprocess`` (CNN-ladder variants,
+    which may be preprocessing ablations), an ensemble's first member's (members share it), else the prepare
+    stage's (summary.json)."""
+    record = ensemble_dir(root, dataset, variant) / "ensemble.json"
+    if record.is_file():
+        variant = json.loads(record.read_text())["config"]["members"][0].removesuffix("+tta")
+    info = variant_dir(root, dataset, variant) / "training.json"
+    if info.is_file() and "preprocess" in (recorded := json.loads(info.read_text())):
+        return Preprocess(**recorded["preprocess"])
+    return Preprocess.from_summary(json.loads((prepared_dir(root, dataset) / "summary.json").read_text()))
 
 
 def _load_predictor(root: Path, dataset: str, variant: str) -> Predictor:

@@ -170,6 +170,29 @@ def _relative(paths, root: Path) -> list[str]:
     return out
 
 
+def _absolute(paths, root: Path) -> list[str]:
+    """The inverse of :func:`_relative`: paths in a prepared table, made absolute against the project root."""
+    out = []
+    for p in paths:
+        file = p.split(ARRAY_REF)[0] if p else ""
+        out.append(str(root / file) + p[len(file):] if file and not Path(file).is_absolute() else p)
+    return out
+
+
+def decode_images(table: pd.DataFrame, root: Path, size: int, preprocess: Preprocess, workers: int = 2,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(images, masks) of a prepared table's rows decoded again at ``size`` with ``preprocess`` (a preprocessing
+    ablation: the same rows as the caches, other colour constancy or resize policy; masks follow the geometry)."""
+    rows = table.assign(path=_absolute(table["path"], root), mask_path=_absolute(table["mask_path"].fillna(""), root))
+    images, masks, _, found, _ = build_image_cache(rows, size, workers=workers, progress=progress,
+                                                   preprocess=preprocess)
+    bad = found[found["severity"] == quality.BAD]
+    if len(bad):
+        raise DatasetError(f"{len(bad)} prepared image(s) no longer decode, e.g. {bad['file'].iloc[0]} "
+                           f"({bad['check'].iloc[0]}): re-run `dvc repro prepare`")
+    return images, masks
+
+
 def raw_source(root: Path, info) -> Path:
     """The folder a user's download of ``info`` lives in, or an error that says how to put it there."""
     source = root / info.raw_dir

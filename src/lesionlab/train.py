@@ -12,6 +12,7 @@ The framework-specific part (here Keras) only turns images into probabilities.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
@@ -64,7 +65,14 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
     split = data.table[["image_id"]].merge(splits, on="image_id", how="left")["split"].to_numpy()
     index = {c: i for i, c in enumerate(data.classes)}
     y = data.table["label"].map(index).to_numpy()
-    images = np.asarray(data.images)
+    preprocess = params.preprocess(variant)
+    if preprocess == params.preprocess():
+        images = np.asarray(data.images)
+    else:   # a preprocessing ablation: the same rows, decoded again with the variant's own settings
+        from lesionlab.prepare import decode_images
+
+        print(f"[train@{variant}] decoding {len(data.table)} images with {preprocess}", flush=True)
+        images, _ = decode_images(data.table, root, data.images.shape[1], preprocess, progress=progress)
     train, val = split == "train", split == "val"
     print(f"[train@{variant}] {ds}: {train.sum()} train / {val.sum()} val / {(split == 'test').sum()} test images, "
           f"config {cfg.model_dump()}", flush=True)
@@ -98,6 +106,7 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
     history.drop(columns=["seconds"]).to_csv(hfile, index=False, float_format="%.6f")
     (out / "training.json").write_text(json.dumps({
         "variant": variant, "dataset": ds, "seed": seed, "config": cfg.model_dump(),
+        "preprocess": dataclasses.asdict(preprocess),   # what `lesionlab predict` decodes its inputs with
         "framework": cfg.framework, "device": "cpu", "python": platform.python_version(),
         "epoch_seconds": [row["seconds"] for row in fit.history],
     }, indent=2) + "\n")
