@@ -13,7 +13,7 @@ from PIL import Image
 
 from lesionlab import taxonomy
 from lesionlab.config import ParamsError, parse_params
-from lesionlab.datasets import (DATASETS, DatasetError, class_semantics, dataset_info, infer_classes,
+from lesionlab.datasets import (DATASETS, DatasetError, class_semantics, dataset_info, import_dataset, infer_classes,
                                 normalise_label, registered_names)
 from lesionlab.prepare import load_prepared, prepare
 
@@ -224,3 +224,27 @@ def test_compare_skips_what_the_data_lacks():
     assert not compare.has_mask_scores(no_masks) and not compare.has_mask_scores(no_masks.iloc[:0])
     assert "skipped" in compare.explanation_verdict(no_masks)
     assert compare.format_ci(float("nan"), float("nan"), float("nan")) == "–"
+
+
+def test_import_data_lays_out_a_new_dataset_with_its_card(tmp_path, monkeypatch, capsys):
+    """A dataset of one's own is one folder + one card: import-data checks the layout through the card, copies the
+    download and the card, and the name is then a registered dataset (the PH2 card the docs ship, on a PH2-like
+    fixture)."""
+    from conftest import REPO
+    from lesionlab.cli import main
+
+    (tmp_path / "project").mkdir()
+    root = _project(tmp_path / "project")
+    monkeypatch.setenv("LESIONLAB_ROOT", str(root))
+    download = tmp_path / "PH2"
+    _images(download, [("IMD003", "common_nevus"), ("IMD009", "atypical_nevus"), ("IMD058", "melanoma")], masks=True)
+    card = REPO / "docs/cards/ph2.yaml"
+    assert main(["import-data", "ph2", str(download), "--card", str(card)]) == 0
+    assert "external=[ph2]" in capsys.readouterr().out
+    assert (root / "data/ph2/dataset.yaml").read_text() == card.read_text()
+    info = dataset_info("ph2", root)
+    assert info.card == "data/ph2/dataset.yaml" and "ph2" in registered_names(root)
+    assert import_dataset(info, root / "data/ph2")["label"].tolist() == ["nv", "nv", "mel"]
+    assert main(["import-data", "ph2b", str(download), "--card", str(card), "--mode", "symlink"]) == 2
+    assert "use --mode copy or hardlink" in capsys.readouterr().err and not (root / "data/ph2b").exists()
+    assert main(["import-data", "Bad-Name", str(download), "--card", str(card)]) == 2

@@ -238,11 +238,12 @@ def read_card(path: str | Path, name: str) -> dict:
     return card
 
 
-def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
+def dataset_info(name: str, root: str | Path | None = None, card: str | Path | None = None) -> DatasetInfo:
     """The registry entry of ``name``: a built-in source (merged with its card where ``data/<name>/`` has one),
     or a user's dataset described by its card alone (``data/<name>/dataset.yaml``: one folder, one card, no code).
 
-    ``root`` is the project root (default: found from the working directory)."""
+    ``root`` is the project root (default: found from the working directory); ``card`` reads the card from
+    another file (``import-data --card``, before the dataset is laid out)."""
     if root is None:
         from lesionlab.config import find_project_root
 
@@ -250,7 +251,12 @@ def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
             root = find_project_root()
         except FileNotFoundError:
             root = None
-    path = card_path(root, name) if root is not None and re.fullmatch(NAME_PATTERN, name) else None
+    if card is not None and not re.fullmatch(NAME_PATTERN, name):
+        raise DatasetError(f"dataset name {name!r}: use lower-case letters, digits and '_' (it names data/<name>/)")
+    path = Path(card) if card is not None else (
+        card_path(root, name) if root is not None and re.fullmatch(NAME_PATTERN, name) else None)
+    if card is not None and not path.is_file():
+        raise DatasetError(f"{path}: card not found")
     has_card = path is not None and path.is_file()
     if name not in DATASETS and not has_card:
         cards = [n for n in registered_names(root) if n not in DATASETS]
