@@ -278,7 +278,8 @@ def dataset_info(name: str, root: str | Path | None = None, card: str | Path | N
         name=name, description=card.get("description", base.description if base else f"user dataset {name}"),
         layout=layout, classes=classes, raw_dir=f"data/{name}", source=f"data/{name}",
         has_masks=bool(card.get("masks", base.has_masks if base else False)),
-        files=base.files if base else f"laid out as the {layout} layout ({DATASETS.get(layout, DATASETS['generic']).files})",
+        files=base.files if base else
+        f"laid out as the {layout} layout ({next(i.files for i in DATASETS.values() if i.layout == layout)})",
         licence=card.get("licence", base.licence if base else "see the dataset's card"),
         citation=card.get("citation", base.citation if base else "see the dataset's card"),
         url=card.get("url", base.url if base else ""),
@@ -611,6 +612,13 @@ def class_semantics(info: DatasetInfo, classes) -> dict:
     malignant = None if info.malignant is None else [c for c in classes if c in MALIGNANT_CODES or c in info.malignant]
     triage = None if info.triage is None else {c: TRIAGE.get(c, info.triage[c]) for c in classes}
     return {"malignant": malignant, "triage": triage}
+
+
+def unrecorded_features(table: pd.DataFrame) -> list[str]:
+    """The :data:`FEATURE_COLUMNS` the table records for no row (every age missing, every sex or site 'unknown')."""
+    known = {"age": pd.to_numeric(table["age"], errors="coerce").notna(), "sex": table["sex"].ne("unknown"),
+             "site": table["site"].ne("unknown")}
+    return [f for f in FEATURE_COLUMNS if not known[f].any()]
 
 
 def tabular_features(table: pd.DataFrame) -> pd.DataFrame:

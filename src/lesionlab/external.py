@@ -261,11 +261,10 @@ def external_leaderboard(name: str, external: dict, internal: dict[str, pd.DataF
             out["melanoma_auc_internal"] = binary_auc(yi == mel, pi[:, mel])
             out["melanoma_auc_drop"] = out["melanoma_auc_internal"] - out["melanoma_auc"]
         if binary_view_reason(classes) is None:
-            mal = np.isin(y, [index[c] for c in malignant_classes(classes)])
-            mscore = p[:, [index[c] for c in malignant_classes(classes)]].sum(axis=1)
+            mal_idx = [index[c] for c in malignant_classes(classes)]
+            mal, mscore = np.isin(y, mal_idx), p[:, mal_idx].sum(axis=1)
             put("malignant_auc", binary_auc(mal, mscore), weighted_auc(weights, mal, mscore))
-            mal_i = np.isin(yi, [index[c] for c in malignant_classes(classes)])
-            out["malignant_auc_internal"] = binary_auc(mal_i, pi[:, [index[c] for c in malignant_classes(classes)]].sum(axis=1))
+            out["malignant_auc_internal"] = binary_auc(np.isin(yi, mal_idx), pi[:, mal_idx].sum(axis=1))
             out["malignant_auc_drop"] = out["malignant_auc_internal"] - out["malignant_auc"]
         _, _, val_score = _score(pv, classes)
         threshold = threshold_for_specificity(val_score[~np.isin(yv, idx)], OPERATING_SPECIFICITY)

@@ -46,14 +46,11 @@ def class_balance(table: pd.DataFrame, classes) -> plt.Figure:
 
 def missing_metadata(table: pd.DataFrame) -> dict[str, str]:
     """Panels of :func:`metadata_by_class` this dataset cannot fill: panel -> the one-line reason."""
-    out = {}
-    if pd.to_numeric(table["age"], errors="coerce").isna().all():
-        out["age"] = "no ages in this dataset"
-    if table["sex"].eq("unknown").all():
-        out["sex"] = "sex is unknown for every image"
-    if table["site"].eq("unknown").all():
-        out["site"] = "no body sites in this dataset"
-    return out
+    from lesionlab.datasets import unrecorded_features
+
+    reasons = {"age": "no ages in this dataset", "sex": "sex is unknown for every image",
+               "site": "no body sites in this dataset"}
+    return {f: reasons[f] for f in unrecorded_features(table)}
 
 
 def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure | None:

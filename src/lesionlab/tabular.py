@@ -25,7 +25,7 @@ import pandas as pd
 
 from lesionlab.config import Params, TabularParams
 from lesionlab.contracts import write_predictions
-from lesionlab.datasets import FEATURE_COLUMNS, LEAKY_COLUMNS
+from lesionlab.datasets import FEATURE_COLUMNS, LEAKY_COLUMNS, unrecorded_features
 from lesionlab.metrics import balanced_accuracy, confusion_matrix
 from lesionlab.outputs import fresh_dir, write_skipped, write_stage_files
 from lesionlab.paths import variant_dir
@@ -201,9 +201,7 @@ def _fit_logistic(cfg: TabularParams, x: pd.DataFrame, y: np.ndarray, train: np.
 def missing_metadata_reason(train: pd.DataFrame, features) -> str | None:
     """Why a metadata model cannot be trained on these training rows (no feature has a single known value), or
     None. A model fitted on nothing but 'missing' would only learn the class priors."""
-    known = {"age": pd.to_numeric(train["age"], errors="coerce").notna(), "sex": train["sex"].ne("unknown"),
-             "site": train["site"].ne("unknown")}
-    if any(known[f].any() for f in features):
+    if not set(features) <= set(unrecorded_features(train)):
         return None
     return (f"no usable metadata: the dataset records none of {list(features)} for any training image "
             "(a model of missing values would only learn the class priors)")
