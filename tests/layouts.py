@@ -189,3 +189,30 @@ LAYOUTS = {
     "generic_csv": (write_generic_csv, "ph2like", {}, ["metadata", "lesion ids", "taxonomy labels", "triage"]),
     "generic_folders": (write_generic_folders, "generic", {}, ["masks", "metadata", "lesion ids", "a class in every split"]),
 }
+
+
+#: strings a hostile or careless user may put in any field: each must reach a page as text, never as markup
+XSS_IMG = "<img src=x onerror=document.body.dataset.pwned=1>"
+XSS_SCRIPT = "<script>document.body.dataset.pwned=2</script>"
+
+
+def write_hostile_csv(folder: Path) -> None:
+    """A generic CSV dataset whose every free-text field is an HTML payload: file names, image and lesion ids,
+    raw labels (mapped by the card), sites, sexes, diagnosis types, and the card's description, licence and
+    citation. Three taxonomy classes, ages and sites present, so every section of every page is rendered."""
+    rows = _plan(["mel", "nv", "bcc"], 8, seed=11, views=(1, 1, 2))
+    raw = {"mel": f"{XSS_IMG}melanoma", "nv": f"{XSS_SCRIPT}nevus", "bcc": "bcc"}
+    names = {r["image"]: f"{XSS_IMG}{i}" for i, r in enumerate(rows)}
+    sites = {"back": f"{XSS_SCRIPT}back", "face": XSS_IMG, "lower extremity": "lower extremity", "trunk": "trunk $\\frac{$"}   # '$': TeX to matplotlib
+    pd.DataFrame({"path": [f"images/{names[r['image']]}.jpg" for r in rows], "label": [raw[r["label"]] for r in rows],
+                  "image_id": [names[r["image"]] for r in rows],
+                  "lesion_id": [f"{XSS_IMG}{r['lesion']}" for r in rows],
+                  "age": [r["age"] for r in rows], "sex": [r["sex"] if i % 3 else XSS_SCRIPT for i, r in enumerate(rows)],
+                  "site": [sites[r["site"]] for r in rows], "dx_type": [XSS_IMG] * len(rows),
+                  "mask_path": [f"masks/{names[r['image']]}.png" for r in rows]}
+                 ).to_csv(folder / "labels.csv", index=False)
+    _images(rows, 3, folder / "images", name=lambda r: f"{names[r['image']]}.jpg", mask_folder=folder / "masks",
+            mask_name=lambda r: f"{names[r['image']]}.png")
+    card = {"layout": "generic", "description": f"hostile {XSS_IMG}", "licence": XSS_SCRIPT, "citation": XSS_IMG,
+            "url": "javascript:document.body.dataset.pwned=3", "label_map": {v: k for k, v in raw.items()}}
+    (folder / "dataset.yaml").write_text(json.dumps(card, indent=1))

@@ -21,6 +21,7 @@ from lesionlab.tasks import SPECIFICITIES, TASK_HEADLINE, TASK_METRICS, triage_v
 from lesionlab.taxonomy import TRIAGE_LEVELS
 from lesionlab.uncertainty import selective_summary, uncertain_flags
 from lesionlab.paths import ensemble_dir, variant_dir
+from lesionlab.report import Html, esc
 from lesionlab.train import metrics_file
 from lesionlab.taxonomy import malignant_classes, probability_columns
 
@@ -388,15 +389,15 @@ def worst_slice(slices: pd.DataFrame, variant: str, metric: str = "balanced_accu
     """One sentence: the subgroup served worst by ``variant`` among slices large enough to say anything."""
     part = slices[(slices["variant"] == variant) & ~slices["too_small"] & slices[metric].notna()]
     if part.empty:
-        return f"No subgroup of {variant} has enough lesions to compare."
+        return Html(f"No subgroup of {esc(variant)} has enough lesions to compare.")
     worst = part.loc[part[metric].idxmin()]
     same = part[part["attribute"] == worst["attribute"]]
     best = same.loc[same[metric].idxmax()]
     label = METRIC_LABELS.get(metric, metric)
-    return (f"<b>{variant}</b> serves <b>{worst['slice']}</b> worst on {label}: "
-            f"{format_ci(worst[metric], worst[f'{metric}_lo'], worst[f'{metric}_hi'])} "
-            f"({worst['n_images']} images, {worst['n_lesions']} lesions), against "
-            f"{format_ci(best[metric], best[f'{metric}_lo'], best[f'{metric}_hi'])} for {best['slice']}.")
+    return Html(f"<b>{esc(variant)}</b> serves <b>{esc(worst['slice'])}</b> worst on {label}: "
+                f"{format_ci(worst[metric], worst[f'{metric}_lo'], worst[f'{metric}_hi'])} "
+                f"({worst['n_images']} images, {worst['n_lesions']} lesions), against "
+                f"{format_ci(best[metric], best[f'{metric}_lo'], best[f'{metric}_hi'])} for {esc(best['slice'])}.")
 
 
 # --- explanations -------------------------------------------------------------------------------------------------
@@ -464,9 +465,9 @@ def format_ci(value: float, lo: float, hi: float, digits: int = 3, bold: bool = 
     """'value [lo, hi]', the one way the reports and the README write an estimate with its CI ('–' when the
     estimate is undefined on this data, e.g. melanoma sensitivity without a melanoma class)."""
     if not np.isfinite(value):
-        return "–"
+        return Html("–")
     shown = f"<b>{value:.{digits}f}</b>" if bold else f"{value:.{digits}f}"
-    return f"{shown} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return Html(f"{shown} [{lo:.{digits}f}, {hi:.{digits}f}]")
 
 
 def with_ci_text(board: pd.DataFrame, digits: int = 3, metrics: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
@@ -490,11 +491,11 @@ def headline(board: pd.DataFrame, baseline: str, metric: str = "balanced_accurac
     base = board.set_index("variant").loc[baseline]
     label = METRIC_LABELS.get(metric, metric)
     if best["variant"] == baseline:
-        return f"Best {label}: the baseline <b>{baseline}</b>, {fmt(base)}."
+        return Html(f"Best {label}: the baseline <b>{esc(baseline)}</b>, {fmt(base)}.")
     overlap = best[f"{metric}_lo"] <= base[f"{metric}_hi"]
-    return (f"Best {label}: <b>{best['variant']}</b>, {fmt(best)}, against {fmt(base)} for the baseline "
-            f"<b>{baseline}</b> ({best[metric] - base[metric]:+.3f}; the two intervals "
-            f"{'overlap' if overlap else 'do not overlap'}).")
+    return Html(f"Best {label}: <b>{esc(best['variant'])}</b>, {fmt(best)}, against {fmt(base)} for the baseline "
+                f"<b>{esc(baseline)}</b> ({best[metric] - base[metric]:+.3f}; the two intervals "
+                f"{'overlap' if overlap else 'do not overlap'}).")
 
 
 def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
@@ -520,7 +521,8 @@ def backbone_table(root: Path, dataset: str, params) -> pd.DataFrame:
         info = json.loads((variant_dir(root, dataset, name) / "training.json").read_text())
         weights = info["weights"]
         started = ("random initialisation" if weights["weights"] == "random"
-                   else f"ImageNet <code>{weights['file']}</code><br><small>sha256 {weights['sha256']}</small>")
+                   else Html(f"ImageNet <code>{esc(weights['file'])}</code><br><small>sha256 {esc(weights['sha256'])}"
+                             "</small>"))
         metrics = json.loads(metrics_file(root, dataset, name).read_text())
         rows.append({"variant": name, "backbone": cfg.backbone, "strategy": cfg.strategy,
                      "input px": info.get("image_size"), "weights": started, "device": info.get("device"),
@@ -546,15 +548,15 @@ def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
         verdict = f"mixed: better {', '.join(gains)}, worse {', '.join(losses)}"
     else:
         verdict = "metadata adds <b>no measurable value</b> here: every paired CI includes 0"
-    return (f"<b>{meta}</b> (image + metadata) minus its image-only twin <b>{twin}</b>: " + "; ".join(pieces)
-            + f". Verdict: {verdict}.")
+    return Html(f"<b>{esc(meta)}</b> (image + metadata) minus its image-only twin <b>{esc(twin)}</b>: "
+                + "; ".join(pieces) + f". Verdict: {verdict}.")
 
 
 # --- display tables (HTML cells) ----------------------------------------------------------------------------------
 
 def signed_ci(d: float, lo: float, hi: float, excludes: bool) -> str:
     mark = ((" <b style='color:#1a7f37'>▲</b>" if d > 0 else " <b style='color:#b42318'>▼</b>") if excludes else "")
-    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+    return Html(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
 
 
 def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
@@ -579,7 +581,7 @@ def slices_display(slices: pd.DataFrame) -> pd.DataFrame:
         if not np.isfinite(r[m]):
             return "–"
         text = format_ci(r[m], r[f"{m}_lo"], r[f"{m}_hi"])
-        return f"<span style='color:#999'>{text} (too small)</span>" if small else text
+        return Html(f"<span style='color:#999'>{text} (too small)</span>") if small else text
 
     return pd.DataFrame([{
         "slice": r["slice"], "images": r["n_images"], "lesions": r["n_lesions"], "malignant": r["n_malignant"],
@@ -607,19 +609,19 @@ def explanation_verdict(explained: pd.DataFrame) -> str:
     than chance (the CI's upper end below or at the mask area)."""
     explained = explained[explained["mask_energy"].notna()]
     if explained.empty:
-        return "Grad-CAM-in-mask scores skipped: no test image has a lesion mask."
+        return Html("Grad-CAM-in-mask scores skipped: no test image has a lesion mask.")
     outside = explained[explained["mask_energy"] < 0.5]["variant"].tolist()
     blind = explained[explained["mask_energy_hi"] <= explained["chance"]]["variant"].tolist()
     best = explained.loc[explained["mask_energy"].idxmax()]
-    parts = [f"Most focused on the lesion: <b>{best['variant']}</b> "
+    parts = [f"Most focused on the lesion: <b>{esc(best['variant'])}</b> "
              f"({format_ci(best['mask_energy'], best['mask_energy_lo'], best['mask_energy_hi'])} of its energy inside the "
              f"mask; chance {best['chance']:.3f})."]
-    parts.append(f"Mostly <b>outside</b> the lesion (less than half the energy inside): {', '.join(outside)}."
+    parts.append(f"Mostly <b>outside</b> the lesion (less than half the energy inside): {esc(', '.join(outside))}."
                  if outside else "Every explained variant puts at least half its energy inside the lesion.")
     if blind:
-        parts.append(f"No better than chance (CI at or below the mask area): {', '.join(blind)}.")
+        parts.append(f"No better than chance (CI at or below the mask area): {esc(', '.join(blind))}.")
     off = explained[explained["pointing_hit_rate_hi"] < explained["chance"]]["variant"].tolist()
     if off:
         parts.append("Maximum outside the lesion more often than a blind map's would be (pointing-game CI below "
-                     f"chance): {', '.join(off)}.")
-    return " ".join(parts)
+                     f"chance): {esc(', '.join(off))}.")
+    return Html(" ".join(parts))

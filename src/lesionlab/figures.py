@@ -12,6 +12,8 @@ from lesionlab.metrics import binary_auc, confusion_matrix, malignant_score
 from lesionlab.taxonomy import malignant_classes
 
 sns.set_theme(style="whitegrid", context="notebook")
+#: user strings (sites, ids, file names, labels) are drawn as text: a '$' is a dollar sign, never TeX to parse
+plt.rcParams["text.parse_math"] = False
 PALETTE = dict(zip(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "scc", "benign", "malignant"),
                    sns.color_palette("tab10", 10)))
 

@@ -1,6 +1,11 @@
 """Small HTML pieces the notebooks display: provenance, notes, links, tables.
 
 Everything is inline HTML (no external CSS or scripts) so pages read offline.
+
+Every string a user supplies (file names, ids, labels, metadata values, params values, card fields) is
+hostile until escaped: :func:`esc` escapes one value for a piece of HTML; :func:`table_html` escapes every
+string cell, index label and column name unless it is :class:`Html`, the mark of markup this package built
+(with any user value inside it already escaped).
 """
 
 from __future__ import annotations
@@ -14,6 +19,20 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+class Html(str):
+    """Markup built by this package (user values inside already passed through :func:`esc`): shown as is by
+    :func:`table_html`. Any other string in a table is text and is escaped."""
+
+
+def esc(value) -> str:
+    """A value as HTML text: ``<``, ``>``, ``&`` and both quotes escaped (safe in element text and attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def _cell(value):
+    return value if isinstance(value, Html) else esc(value) if isinstance(value, str) else value
 
 
 _BOX = "border-left:4px solid {c};background:{bg};padding:8px 12px;margin:8px 0;"
@@ -51,8 +70,14 @@ def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: in
         "packages": ", ".join(versions),
         "params": "<code>" + html.escape(repr(params)) + "</code>",
     }
+    rows = {k: v if k == "params" else esc(v) for k, v in rows.items()}
     body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{k}</th><td>{v}</td></tr>" for k, v in rows.items())
     return f"<details><summary>Provenance</summary><table>{body}</table></details>"
+
+
+def link(href: str, text) -> Html:
+    """``<a href=...>text</a>`` with both escaped; a table shows it as a link."""
+    return Html(f'<a href="{esc(href)}">{esc(text)}</a>')
 
 
 def links_html(items: list[tuple[str, str]]) -> str:
@@ -60,8 +85,19 @@ def links_html(items: list[tuple[str, str]]) -> str:
 
 
 def table_html(df: pd.DataFrame, index: bool = False, table_id: str | None = None) -> str:
-    """A DataFrame as a plain HTML table (cells are trusted HTML built by this package)."""
-    return df.to_html(index=index, escape=False, border=0, na_rep="–", table_id=table_id)
+    """A DataFrame as a plain HTML table. String cells, index labels and column names are escaped, except
+    :class:`Html` cells (links, bold best values: markup this package built); numbers are formatted by pandas."""
+    from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+
+    shown = df.copy()
+    for j, dtype in enumerate(shown.dtypes):
+        if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype) or is_datetime64_any_dtype(dtype)):  # text, objects
+            shown.isetitem(j, shown.iloc[:, j].astype(object).map(_cell))
+    shown.columns = shown.columns.map(_cell) if shown.columns.nlevels == 1 else shown.columns
+    shown.index = shown.index.map(_cell) if shown.index.nlevels == 1 else shown.index
+    shown.columns.name = _cell(shown.columns.name) if shown.columns.name is not None else None
+    shown.index.name = _cell(shown.index.name) if shown.index.name is not None else None
+    return shown.to_html(index=index, escape=False, border=0, na_rep="–", table_id=table_id)
 
 
 def weights_html(weights: dict, device: str) -> str:
@@ -70,8 +106,8 @@ def weights_html(weights: dict, device: str) -> str:
         text = "<b>random initialisation</b> (no pretrained weights)"
     else:
         text = (f"ImageNet weights <code>{html.escape(weights['file'])}</code>, sha256 "
-                f"<code>{weights['sha256']}</code>, found in {html.escape(weights['source'])}")
-    return note_html(f"Backbone <b>{html.escape(weights['backbone'])}</b> started from {text}. Device: <b>{device}</b>.")
+                f"<code>{esc(weights['sha256'])}</code>, found in {html.escape(weights['source'])}")
+    return note_html(f"Backbone <b>{html.escape(weights['backbone'])}</b> started from {text}. Device: <b>{esc(device)}</b>.")
 
 
 _TABS_CSS = """<style>

@@ -28,7 +28,7 @@ import yaml
 
 from lesionlab import timing
 from lesionlab.paths import reports_dir, results_dir
-from lesionlab.report import git_commit
+from lesionlab.report import Html, esc, git_commit, link
 
 DISCLAIMER = ("<b>Research and education only.</b> These models are not medical devices and must not be used to "
               "diagnose, treat or triage any person.")
@@ -275,9 +275,9 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
         base = v.removesuffix(compare.TTA_SUFFIX)
         energy = ci(r, "mask_energy") if "mask_energy" in r else "–"
         if energy != "–":
-            energy = f"<a href='explanations/{base}.html'>{energy}</a>"
+            energy = Html(f"<a href='explanations/{esc(base)}.html'>{energy}</a>")
         rows.append({
-            "variant": f"<a href='{compare.row_report(v, params)}'>{html.escape(v)}</a>",
+            "variant": link(compare.row_report(v, params), v),
             "kind": kinds.get(base, "") + (" + TTA" if v != base else ""),
             "balanced accuracy": ci(r, "balanced_accuracy"), "macro AUC": ci(r, "macro_auc"),
             "malignant AUC": ci(r, "malignant_auc"),
@@ -333,11 +333,10 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
         for name, part in external.groupby("dataset", sort=False):
             parts.append(f"<h3>{html.escape(str(name))}</h3>")
             shown = external_display(part)
-            shown.insert(0, "report", [f"<a href='{compare.row_report(v, params)}'>{html.escape(v)}</a>"
-                                       for v in shown.pop("variant")])
+            shown.insert(0, "report", [link(compare.row_report(v, params), v) for v in shown.pop("variant")])
             parts.append(table_html(shown))
     listing = pd.DataFrame([{
-        "page": f"<a href='{p.html}'>{html.escape(p.title)}</a>", "section": p.section, "stage": f"<code>{p.stage}</code>",
+        "page": link(p.html, p.title), "section": p.section, "stage": Html(f"<code>{esc(p.stage)}</code>"),
         "wall time (s)": (f"{records[p.stage]['seconds']:.1f}" if isinstance(records.get(p.stage, {}).get("seconds"),
                                                                             (int, float)) else "–"),
     } for p in pages])

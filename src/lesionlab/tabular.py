@@ -16,6 +16,7 @@ Writes the predictions contract like every image model, so ensembles can combine
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,11 +131,19 @@ class TabularFit:
     n_params: int
 
 
+def lightgbm_feature_names(columns) -> list[str]:
+    """Column names LightGBM accepts: a one-hot column of a user's site or sex value may hold the JSON characters
+    LightGBM refuses (``"`` ``,`` ``:`` ``[`` ``]`` ``{`` ``}``); such a column is called ``feature_<i>`` in the model file
+    (``training.json`` keeps the real names, in the same order)."""
+    return [c if not re.search(r'["\\,:\[\]{}]', str(c)) else f"feature_{i}" for i, c in enumerate(columns)]
+
+
 def _fit_gbm(cfg: TabularParams, x: pd.DataFrame, y: np.ndarray, train: np.ndarray, val: np.ndarray, k: int,
              seed: int, out: Path) -> TabularFit:
     import lightgbm as lgb
 
     weights = balanced_class_weights(y[train], k)[y] if cfg.class_weights else np.ones(len(y))
+    x = x.set_axis(lightgbm_feature_names(x.columns), axis=1)   # model.txt keeps its own names; training.json the real
     dtrain = lgb.Dataset(x.iloc[train], y[train], weight=weights[train], free_raw_data=False)
     dval = lgb.Dataset(x.iloc[val], y[val], reference=dtrain, free_raw_data=False)
 
