@@ -35,10 +35,10 @@ def _images(folder: Path, rows: list[tuple[str, str]], masks: bool = False) -> N
     rng = np.random.default_rng(0)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     for image_id, _ in rows:
-        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(folder / "images" / f"{image_id}.jpg")
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "images" / f"{image_id}.jpg")
         if masks:
             (folder / "masks").mkdir(exist_ok=True)
-            Image.fromarray(np.pad(np.full((6, 8), 255, np.uint8), ((3, 3), (4, 4)))).save(folder / "masks" / f"{image_id}.png")
+            Image.fromarray(np.pad(np.full((12, 16), 255, np.uint8), ((6, 6), (8, 8)))).save(folder / "masks" / f"{image_id}.png")
     table = pd.DataFrame({"path": [f"images/{i}.jpg" for i, _ in rows], "label": [lab for _, lab in rows],
                           "image_id": [i for i, _ in rows]})
     if masks:

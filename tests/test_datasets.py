@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lesionlab.config import parse_params
-from lesionlab.datasets import (DATASETS, FEATURE_COLUMNS, LEAKY_COLUMNS, TABLE_COLUMNS, DatasetError, IMPORTERS,
+from lesionlab.datasets import (DATASETS, FEATURE_COLUMNS, LEAKY_COLUMNS, TABLE_COLUMNS, IMPORT_COLUMNS, DatasetError, IMPORTERS,
                                 dataset_info, import_dataset, infer_classes, read_ham10000_layout, tabular_features)
 from lesionlab.taxonomy import HAM10000_CLASSES
 
@@ -61,7 +61,7 @@ def test_ham10000_reads_both_image_folders_masks_and_metadata(tmp_path):
     folder = _ham_folder(tmp_path, [(f"ISIC_{i:07d}", lab) for i, lab in enumerate(["mel", "mel", "nv", "nv"])],
                          split_parts=True, masks=True)
     table = read_ham10000_layout(folder)
-    assert list(table.columns) == TABLE_COLUMNS
+    assert list(table.columns) == TABLE_COLUMNS + IMPORT_COLUMNS
     assert len(table) == 4 and table["path"].map(lambda p: Path(p).is_file()).all()
     assert {Path(p).parent.name for p in table["path"]} == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
     assert table["mask_path"].map(lambda p: p.endswith("_segmentation.png")).all()

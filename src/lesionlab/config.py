@@ -70,6 +70,9 @@ class PrepareParams(_Section):
     image_size: int = Field(48, ge=16, le=512, description="side of the square uint8 image cache")
     backbone_image_size: int = Field(128, ge=32, le=512, description="side of the second cache, for backbones")
     on_bad: Literal["error", "skip"] = Field("error", description="unusable rows: stop the run, or drop and list them")
+    min_image_side: int = Field(16, ge=1, le=4096, description="an image whose shorter side is below this (px) is an "
+                                "unusable row (prepare) or skipped and listed (predict): upscaling a thumbnail "
+                                "invents the detail a model reads; DermaMNIST's 28-px images pass the default")
     color_constancy: Literal["none", "shades_of_gray"] = Field(
         "none", description="per-image colour constancy before resizing (Shades of Gray, p = 6)")
     resize: Literal["squash", "crop", "pad"] = Field(

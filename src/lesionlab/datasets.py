@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ from lesionlab.taxonomy import (CLASS_NAMES, HAM10000_CLASSES, LABEL_SYNONYMS, M
 
 TABLE_COLUMNS = ["image_id", "lesion_id", "label", "age", "sex", "site", "dx_type", "path", "mask_path",
                  "source_split"]
+#: what an importer also finds, for the quality audit (never written to dataset.csv): the text of an age that
+#: is not one, and why a row is unusable (a path outside the dataset folder)
+IMPORT_COLUMNS = ["age_unparsed", "row_problem"]
 #: the tabular columns a model may use as features (see the module docstring)
 FEATURE_COLUMNS: tuple[str, ...] = ("age", "sex", "site")
 #: recorded, shown in the EDA, never a feature: they leak the label
@@ -365,10 +369,19 @@ def nearest_names(label: str, names, n: int = 3) -> list[str]:
     return difflib.get_close_matches(str(label).lower(), [str(x) for x in names], n=n, cutoff=0.5)
 
 
-def _age(values) -> pd.Series:
-    """Ages as floats; empty / 'unknown' / non-numeric -> NaN (counted as missing by the quality audit)."""
-    s = pd.Series(values, dtype=object).astype(str).str.strip()
-    return pd.to_numeric(s.where(~s.str.lower().isin(_MISSING)), errors="coerce").astype(float)
+#: an age outside this range is not an age: read as missing and reported with its value
+AGE_RANGE = (0.0, 120.0)
+
+
+def _age(values) -> tuple[pd.Series, pd.Series]:
+    """(ages as floats, the text of each value that is given but is not an age: '' elsewhere). Empty / 'unknown'
+    -> NaN (counted as missing by the quality audit); 'old', '-4', '350' -> NaN too, and reported with their
+    value and count."""
+    s = pd.Series(values, dtype=object).fillna("").astype(str).str.strip()
+    given = ~s.str.lower().isin(_MISSING)
+    age = pd.to_numeric(s.where(given), errors="coerce").astype(float)
+    bad = given & (age.isna() | ~age.between(*AGE_RANGE))
+    return age.where(~bad), s.where(bad, "")
 
 
 def _category(values) -> pd.Series:
@@ -380,7 +393,8 @@ def _category(values) -> pd.Series:
 def _table(**cols) -> pd.DataFrame:
     n = len(cols["image_id"])
     out = pd.DataFrame({c: cols.get(c, [""] * n) for c in TABLE_COLUMNS})
-    out["age"] = _age(cols["age"]) if "age" in cols else np.nan
+    out["age"], out["age_unparsed"] = _age(cols["age"]) if "age" in cols else (np.nan, "")
+    out["row_problem"] = ""   # why a row cannot be used, found while reading the source (a path outside it)
     for c in ("sex", "site"):
         out[c] = _category(out[c]).to_numpy()
     out["dx_type"] = _category(out["dx_type"]).to_numpy()
@@ -529,10 +543,10 @@ def read_medmnist_layout(folder: Path, classes: tuple[str, ...]) -> pd.DataFrame
 def _generic_from_csv(csv: Path) -> pd.DataFrame:
     meta = _read_csv(csv)
     _require(meta, ["path", "label"], csv)
-    paths = [str((csv.parent / p).resolve()) if p else "" for p in meta["path"]]
-    masks = [str((csv.parent / p).resolve()) if p else "" for p in meta["mask_path"]] if "mask_path" in meta.columns \
+    paths = [os.path.normpath(csv.parent / p) if p else "" for p in meta["path"]]
+    masks = [os.path.normpath(csv.parent / p) if p else "" for p in meta["mask_path"]] if "mask_path" in meta.columns \
         else [""] * len(meta)
-    ids = meta["image_id"] if "image_id" in meta.columns else [Path(p).stem for p in meta["path"]]
+    ids = meta["image_id"] if "image_id" in meta.columns else _file_ids(meta["path"])
     return _table(image_id=ids, lesion_id=meta.get("lesion_id", ""), label=meta["label"],
                   age=meta.get("age", ""), sex=meta.get("sex", ""), site=meta.get("site", ""),
                   dx_type=meta.get("dx_type", ""), path=paths, mask_path=masks,
@@ -556,11 +570,42 @@ def read_generic_layout(folder: Path) -> pd.DataFrame:
     for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
         for f in sorted(class_dir.iterdir()):
             if f.is_file() and not f.name.startswith("."):
-                rows.append((f.stem, class_dir.name, str(f)))
+                rows.append((f"{class_dir.name}/{f.name}", class_dir.name, str(f)))
     if not rows:
         raise DatasetError(f"{folder}: no labels.csv and no <class>/<image> folders with files")
-    ids, labels, paths = zip(*rows)
-    return _table(image_id=list(ids), label=list(labels), path=list(paths))
+    names, labels, paths = zip(*rows)
+    return _table(image_id=_file_ids(names), label=list(labels), path=list(paths))
+
+
+def _file_ids(paths) -> list[str]:
+    """Image ids from file paths: the file stem, unless two files share it (``mel/x.jpg`` and ``nv/x.jpg``,
+    ``x.jpg`` and ``x.png``): those are told apart by their path, so distinct images are never duplicates."""
+    paths = [str(p) for p in paths]
+    stems = [Path(p).stem for p in paths]
+    counts = pd.Series(stems).value_counts()
+    return [stem if counts[stem] == 1 else Path(p).as_posix() for stem, p in zip(stems, paths)]
+
+
+def outside_rows(table: pd.DataFrame, folder: Path) -> pd.Series:
+    """Per row, why its image or mask path is unusable because it leaves ``folder`` ('' where it does not): an
+    absolute path elsewhere or a ``../`` out of it. Such a file is not covered by DVC's hash of the data folder,
+    and a dataset CSV must not open files it does not ship. (A file inside that is a link is hashed by DVC as
+    the file it names; `import-data` refuses links that lead out of a download.)"""
+    base = os.path.abspath(folder)
+
+    def inside(path: str) -> bool:
+        full = os.path.normpath(os.path.join(base, path.split(ARRAY_REF)[0]))
+        return os.path.commonpath([full, base]) == base
+
+    def problem(path: str, mask: str) -> str:
+        if path and not inside(path):
+            return "image path outside the dataset folder"
+        if mask and not inside(mask):
+            return "mask path outside the dataset folder"
+        return ""
+
+    return pd.Series([problem(p, m) for p, m in zip(table["path"], table["mask_path"].fillna(""))], index=table.index,
+                     dtype=object)
 
 
 IMPORTERS = {
@@ -582,8 +627,88 @@ def import_dataset(info: DatasetInfo, folder: str | Path) -> pd.DataFrame:
     table = importer(folder, info.classes) if info.layout == "medmnist" else importer(folder)
     if table.empty:
         raise DatasetError(f"{folder}: no images listed ({info.name}: {info.files})")
+    table["row_problem"] = outside_rows(table, folder)
     table["label"] = map_labels(table["label"], info)
     return table
+
+
+def missing_files(table: pd.DataFrame) -> int:
+    """Rows whose image file is absent: no file found for the id, or a listed path with no file there."""
+    return int(sum(not p or (ARRAY_REF not in p and not os.path.isfile(p)) for p in table["path"]))
+
+
+def unsafe_links(source: Path, limit: int = 20) -> list[str]:
+    """Symbolic links inside ``source`` that a copy must not follow: links to a folder (a loop, or a tree
+    elsewhere), and links to a file outside ``source`` or to nothing. Links to files inside are fine (copied as
+    the files they name)."""
+    base, found = os.path.realpath(source), []
+    for folder, dirs, files in os.walk(source, followlinks=False):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                continue
+            real = os.path.realpath(path)
+            if os.path.isdir(path):
+                found.append(f"{path} -> {os.readlink(path)} (a link to a folder)")
+            elif not os.path.exists(path):
+                found.append(f"{path} -> {os.readlink(path)} (dangling)")
+            elif os.path.commonpath([real, base]) != base:
+                found.append(f"{path} -> {real} (outside the folder)")
+            if len(found) >= limit:
+                return found
+    return found
+
+
+def lay_out(source: Path, target: Path, mode: str, card: str | Path | None = None, force: bool = False) -> None:
+    """Copy, hard-link or symlink the folder ``source`` to ``target`` (data/<name>/), safely:
+
+    - refused when one folder holds the other (``import-data generic .``, ``import-data generic data/generic``);
+    - refused when ``source`` holds links a copy must not follow (:func:`unsafe_links`), listed;
+    - built in a temporary folder beside ``target`` and swapped in only once complete: a failure (disk full,
+      hard links across file systems) leaves an existing ``target`` as it was, and no partial copy;
+    - an existing ``target`` is replaced only with ``force``; a link there is removed, never what it points to.
+    """
+    import shutil
+    import uuid
+
+    source, target = Path(source), Path(target)
+    real_source, real_target = source.resolve(), target.resolve()
+    for a, b, what in ((real_target, real_source, "the target is inside the source"),
+                       (real_source, real_target, "the source is inside the target")):
+        if a == b or a.is_relative_to(b):
+            raise DatasetError(f"refused: {what} ({source} -> {target}); import from a folder outside the project's "
+                               "data/<name>/ (e.g. your unzipped download)")
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise DatasetError(f"{target} already exists; pass --force to replace it")
+    if mode != "symlink":
+        links = unsafe_links(source)
+        if links:
+            raise DatasetError(f"refused: {source} holds symbolic link(s) a copy must not follow (nothing was "
+                               f"copied): " + "; ".join(links) + ". Replace them by the files, or remove them")
+    staging = target.with_name(f".{target.name}.importing-{uuid.uuid4().hex[:8]}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if mode == "symlink":
+            staging.symlink_to(real_source, target_is_directory=True)
+        else:
+            shutil.copytree(source, staging, copy_function=os.link if mode == "hardlink" else shutil.copy2)
+            if card is not None:
+                shutil.copy2(card, staging / CARD_FILE)
+        old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
+        if target.exists() or target.is_symlink():
+            os.replace(target, old)
+        os.replace(staging, target)
+    except BaseException:
+        if staging.is_symlink() or staging.is_file():
+            staging.unlink()
+        elif staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old.is_symlink() or old.is_file():
+        old.unlink()
+    elif old.exists():
+        shutil.rmtree(old)
 
 
 def map_labels(values, info: DatasetInfo | None = None) -> list[str]:

@@ -38,9 +38,12 @@ def _preprocess_layer(keras, spec: BackboneSpec):
     if spec.name == "keras_mobilenet_v2":
         return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
     if spec.name == "keras_resnet50":   # caffe: BGR order, ImageNet means subtracted, no scaling
-        return keras.Sequential([layers.Lambda(lambda x: x[..., ::-1], output_shape=lambda s: s, name="rgb_to_bgr"),
-                                 layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0])],
-                                name="preprocess")
+        # one frozen 1x1 convolution (a channel permutation + the means as bias, exact in float32) rather than a
+        # Lambda layer: a saved model then holds no code, and loads with keras' safe_mode on
+        bgr = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
+        return layers.Conv2D(3, 1, trainable=False, name="preprocess",
+                             kernel_initializer=keras.initializers.Constant(bgr),
+                             bias_initializer=keras.initializers.Constant([-103.939, -116.779, -123.68]))
     return layers.Identity(name="preprocess")   # EfficientNetB0 normalises inside the model
 
 

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+#: a dataset, variant, ensemble, backbone or external-set name: one folder name (no separator, no '..'), so that
+#: every path built from one stays inside results/<dataset>/ or reports/<dataset>/
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+class UnsafeName(ValueError):
+    """A name that would make a path outside the project's folders (``../x``, ``/etc``, ``a/b``)."""
+
+
+def checked(name: str, what: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise UnsafeName(f"{what} {name!r}: not a plain name (letters, digits, '_', '-', '.', '+'; no '/' or '..'): "
+                         "it names a folder under results/ and reports/")
+    return name
 
 
 def results_dir(root: Path, dataset: str) -> Path:
-    return root / "results" / dataset
+    return root / "results" / checked(dataset, "dataset")
 
 
 def reports_dir(root: Path, dataset: str) -> Path:
-    return root / "reports" / dataset
+    return root / "reports" / checked(dataset, "dataset")
 
 
 def prepared_dir(root: Path, dataset: str) -> Path:
@@ -24,11 +40,11 @@ def splits_file(root: Path, dataset: str) -> Path:
 
 def variant_dir(root: Path, dataset: str, variant: str) -> Path:
     """Output of ``train@<variant>``: predictions.csv, model, metrics.json, history.csv."""
-    return results_dir(root, dataset) / "variants" / variant
+    return results_dir(root, dataset) / "variants" / checked(variant, "variant")
 
 
 def variant_report(root: Path, dataset: str, variant: str) -> Path:
-    return reports_dir(root, dataset) / "variants" / f"{variant}.html"
+    return reports_dir(root, dataset) / "variants" / f"{checked(variant, 'variant')}.html"
 
 
 def backbone_cache_dir(root: Path, dataset: str) -> Path:
@@ -38,18 +54,18 @@ def backbone_cache_dir(root: Path, dataset: str) -> Path:
 
 def embeddings_dir(root: Path, dataset: str, backbone: str) -> Path:
     """Output of ``embed@<backbone>``: features.npy (N, 8 views, D) float16 + embed.json."""
-    return results_dir(root, dataset) / "embeddings" / backbone
+    return results_dir(root, dataset) / "embeddings" / checked(backbone, "backbone")
 
 
 def ensemble_dir(root: Path, dataset: str, name: str) -> Path:
     """Output of ``ensemble@<name>``: predictions.csv + ensemble.json (kept apart from variants/, which it reads)."""
-    return results_dir(root, dataset) / "ensembles" / name
+    return results_dir(root, dataset) / "ensembles" / checked(name, "ensemble")
 
 
 def ensemble_report(root: Path, dataset: str, name: str) -> Path:
-    return reports_dir(root, dataset) / "ensembles" / f"{name}.html"
+    return reports_dir(root, dataset) / "ensembles" / f"{checked(name, 'ensemble')}.html"
 
 
 def external_dir(root: Path, dataset: str, name: str) -> Path:
     """External test set ``name`` scored by the models of ``dataset``: prepared/, cache/, predictions/."""
-    return results_dir(root, dataset) / "external" / name
+    return results_dir(root, dataset) / "external" / checked(name, "external test set")

@@ -12,6 +12,7 @@ Research and education only: not for diagnosis.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -175,12 +176,26 @@ def load_keras_model(root: Path, dataset: str, variant: str, info: dict):
 
     folder = variant_dir(root, dataset, variant)
     keras = keras_cnn._keras(info.get("seed", 0))
-    if info.get("kind", "cnn") == "cnn":
-        size = int(json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["image_size"])
-        return keras.models.load_model(folder / "model.keras"), size
     if info.get("kind") == "probe":
         raise ValueError(f"{variant}: a Keras probe is a Keras embedder + a PyTorch head, not one model")
-    return keras.models.load_model(folder / "model.keras", safe_mode=False), int(info["image_size"])
+    if info.get("kind", "cnn") == "cnn":
+        size = int(json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["image_size"])
+    else:
+        size = int(info["image_size"])
+    return safe_keras_load(keras, folder / "model.keras"), size
+
+
+def safe_keras_load(keras, path: Path):
+    """A saved Keras model, loaded with ``safe_mode`` on: a file holding code (a Lambda layer's bytecode, an
+    unregistered custom object) is refused with the reason, never run. Models this package saves hold none."""
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (ValueError, TypeError) as err:
+        if "safe_mode" in str(err) or "lambda" in str(err).lower() or "custom" in str(err).lower():
+            raise ContractError(f"{path}: refused to load: the file holds code that would run on loading "
+                                f"({str(err).splitlines()[0][:160]}). Models lesionlab saves hold none; retrain this "
+                                "variant (`dvc repro`) rather than loading a file from elsewhere") from None
+        raise
 
 
 def load_torch_model(root: Path, dataset: str, variant: str, info: dict):
@@ -201,12 +216,26 @@ def load_torch_model(root: Path, dataset: str, variant: str, info: dict):
         head = _probe_head(folder, cfg)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, record.path), head, size)
     else:
-        saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        saved = safe_torch_load(folder / "model.pt")
         n_classes = len(info.get("classes") or json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["classes"])
         head = torch_models.make_head(spec.features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
         model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), spec, size, device
+
+
+def safe_torch_load(path: Path) -> dict:
+    """A saved PyTorch state (tensors, numbers, strings) with ``weights_only``: a pickle that would build any
+    other object (and so could run code) is refused with the reason."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ContractError(f"{path}: refused to load: not a plain weights file (it would build objects other than "
+                            f"tensors: {str(err).splitlines()[0][:160]}). Retrain this variant (`dvc repro`)") from None
 
 
 def _embedding_weights(root: Path, info: dict, spec, size: int):
@@ -226,7 +255,7 @@ def _probe_head(folder: Path, cfg):
 
     from lesionlab.transfer import build_probe_head
 
-    saved = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+    saved = safe_torch_load(folder / "head.pt")
     head = build_probe_head(saved["n_features"], saved["n_classes"], cfg)
     head.load_state_dict(saved["state_dict"])
     return head.eval()
@@ -264,7 +293,7 @@ def list_inputs(source: Path, info=None) -> pd.DataFrame:
         raise FileNotFoundError(f"{source}: no such folder or CSV file")
     table = pd.read_csv(source, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
-        raise ValueError(f"{source}: a CSV of inputs needs a 'path' column (found {list(table.columns)})")
+        raise ContractError(f"{source}: a CSV of inputs needs a 'path' column (found {list(table.columns)})")
     paths = [str(p if Path(p).is_absolute() else source.parent / p) for p in table["path"]]
     ids = table["image_id"] if "image_id" in table.columns else [Path(p).stem for p in table["path"]]
     labels = map_labels(table["label"], info) if "label" in table.columns else ""
@@ -275,9 +304,23 @@ def list_inputs(source: Path, info=None) -> pd.DataFrame:
     return out
 
 
+def _prediction_frame(rows: list, classes) -> pd.DataFrame:
+    """``image_id, path, label, p_<class>..., predicted`` of (input row, probabilities) pairs."""
+    out = pd.DataFrame({"image_id": [r["image_id"] for r, _ in rows], "path": [r["path"] for r, _ in rows],
+                        "label": [r["label"] for r, _ in rows]})
+    proba = np.array([p for _, p in rows]).reshape(len(rows), len(classes))
+    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+    for j, col in enumerate(probability_columns(classes)):
+        out[col] = proba[:, j]
+    out["predicted"] = [classes[i] for i in proba.argmax(axis=1)] if len(rows) else []
+    return out
+
+
 def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = False, batch_size: int = 64,
-                    progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(predictions, skipped): one row per readable image; unreadable ones listed with the reason."""
+                    progress: bool = True, min_side: int = 0,
+                    on_batch: Callable[[pd.DataFrame], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predictions, skipped): one row per readable image; unreadable ones (and images whose shorter side is below
+    ``min_side`` px) listed with the reason. ``on_batch`` receives each scored batch as soon as it is scored."""
     from tqdm.auto import tqdm
 
     from lesionlab.quality import BadImage, load_image
@@ -289,7 +332,10 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
         if batch_rows:
             images = {size: np.stack(batch[size]) for size in sizes}
             proba = predictor.batch_proba(images, pd.DataFrame(batch_rows), tta)
-            rows.extend((r, p) for r, p in zip(batch_rows, proba))
+            scored = list(zip(batch_rows, proba))
+            rows.extend(scored)
+            if on_batch is not None:
+                on_batch(_prediction_frame(scored, predictor.classes))
             for size in sizes:
                 batch[size].clear()
             batch_rows.clear()
@@ -297,7 +343,7 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
     for _, row in tqdm(inputs.iterrows(), total=len(inputs), desc=f"predict {predictor.variant}", unit="img",
                        disable=not progress, mininterval=2):
         try:
-            decoded = {size: load_image(row["path"], size, predictor.preprocess)[0] for size in sizes}
+            decoded = dict(zip(sizes, load_image(row["path"], sizes, predictor.preprocess, min_side=min_side)[0]))
         except BadImage as bad:
             skipped.append({"image_id": row["image_id"], "path": row["path"], "problem": bad.check})
             continue
@@ -307,15 +353,7 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
         if len(batch_rows) >= batch_size:
             flush()
     flush()
-    classes = predictor.classes
-    out = pd.DataFrame({"image_id": [r["image_id"] for r, _ in rows], "path": [r["path"] for r, _ in rows],
-                        "label": [r["label"] for r, _ in rows]})
-    proba = np.array([p for _, p in rows]).reshape(len(rows), len(classes))
-    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
-    for j, col in enumerate(probability_columns(classes)):
-        out[col] = proba[:, j]
-    out["predicted"] = [classes[i] for i in proba.argmax(axis=1)] if len(rows) else []
-    return out, pd.DataFrame(skipped, columns=["image_id", "path", "problem"])
+    return _prediction_frame(rows, predictor.classes), pd.DataFrame(skipped, columns=["image_id", "path", "problem"])
 
 
 def validation_temperature(root: Path, dataset: str, row: str) -> float | None:
@@ -363,40 +401,69 @@ def labelled_metrics(pred: pd.DataFrame, classes) -> tuple[dict, pd.DataFrame]:
     return metrics, unknown
 
 
+def owned_files(out: Path) -> dict[str, Path]:
+    """The files one ``lesionlab predict --out OUT`` writes: removed before each run, so none is left from an
+    earlier one."""
+    return {"predictions": out, "partial": out.with_name(out.name + ".partial"),
+            "skipped": out.with_name(out.stem + ".skipped.csv"), "metrics": out.with_name(out.stem + ".metrics.json")}
+
+
 def predict_command(args) -> int:
     from lesionlab.config import find_project_root, load_params
+    from lesionlab.datasets import dataset_info
 
     root = find_project_root()
     params = load_params(root / "params.yaml")
     dataset = args.dataset or params.dataset
-    from lesionlab.datasets import dataset_info
-
     inputs = list_inputs(Path(args.inputs), dataset_info(dataset, root))
     predictor = load_predictor(root, dataset, args.variant)
+    tta = args.tta and predictor.kind in ("cnn", "probe", "finetune")
+    if args.tta and not tta:
+        print(f"[predict] --tta does not apply to {predictor.variant} ({predictor.kind}): "
+              + ("each member is scored as the ensemble records it (a '+tta' member over 8 views)"
+                 if predictor.kind == "ensemble" else "a metadata model reads no image"), flush=True)
     print(f"[predict] {predictor.variant} ({predictor.kind}, {predictor.framework}, {predictor.input_size} px"
-          f"{', TTA over 8 views' if args.tta else ''}) on {len(inputs)} image(s) from {args.inputs}. "
+          f"{', TTA over 8 views' if tta else ''}) on {len(inputs)} image(s) from {args.inputs}. "
           "Research and education only: not for diagnosis.", flush=True)
-    pred, skipped = run_predictions(predictor, inputs, tta=args.tta, batch_size=args.batch_size)
-    row = args.variant + ("+tta" if args.tta and predictor.kind in ("probe", "finetune") else "")
+    row = args.variant + ("+tta" if tta and predictor.kind in ("probe", "finetune") else "")
     u = params.uncertainty
     thresholds = (u.max_prob_below if args.max_prob_below is None else args.max_prob_below,
                   u.entropy_above if args.entropy_above is None else args.entropy_above)
     temperature = validation_temperature(root, dataset, row) if u.calibrated else None
+
+    files = owned_files(Path(args.out))
+    files["predictions"].parent.mkdir(parents=True, exist_ok=True)
+    for f in files.values():
+        f.unlink(missing_ok=True)
+
+    def write_batch(batch: pd.DataFrame) -> None:   # scored rows reach the disk batch by batch
+        flagged = flag_uncertain(batch, predictor.classes, *thresholds, temperature)
+        header = not files["partial"].exists()
+        flagged.to_csv(files["partial"], mode="a", header=header, index=False, float_format="%.6f")
+
+    try:
+        pred, skipped = run_predictions(predictor, inputs, tta=tta, batch_size=args.batch_size,
+                                        min_side=params.prepare.min_image_side, on_batch=write_batch)
+    except BaseException:
+        if files["partial"].exists():
+            print(f"[predict] stopped: the rows scored so far are in {files['partial']}", file=sys.stderr, flush=True)
+        raise
     pred = flag_uncertain(pred, predictor.classes, *thresholds, temperature)
     print(f"[predict] uncertain (max p < {thresholds[0]} or entropy / log k > {thresholds[1]}"
           + (f", after the validation temperature T = {temperature:.3f} of {row}" if temperature else
              ", on uncalibrated probabilities" + ("" if not u.calibrated else
                                                   f": no temperature for {row} in reports/{dataset}/calibration.csv"))
           + f"): {int(pred['uncertain'].sum())} of {len(pred)} image(s)", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pred.to_csv(out, index=False, float_format="%.6f")
-    print(f"[predict] {len(pred)} prediction(s) written to {out}")
+    if files["partial"].exists():
+        files["partial"].replace(files["predictions"])   # the complete file appears at once
+    else:
+        pred.to_csv(files["predictions"], index=False, float_format="%.6f")
+    print(f"[predict] {len(pred)} prediction(s) written to {files['predictions']}")
     if len(skipped):
         print(f"[predict] skipped {len(skipped)} unreadable file(s):")
-        for _, row in skipped.iterrows():
-            print(f"  {row['path']}: {row['problem']}")
-        skipped.to_csv(out.with_name(out.stem + ".skipped.csv"), index=False)
+        for _, bad in skipped.iterrows():
+            print(f"  {bad['path']}: {bad['problem']}")
+        skipped.to_csv(files["skipped"], index=False)
     metrics, unknown = labelled_metrics(pred, predictor.classes)
     if len(unknown):
         print(f"[predict] {len(unknown)} row(s) with a label outside {list(predictor.classes)} are not scored, "
@@ -406,6 +473,6 @@ def predict_command(args) -> int:
         shown = {k: metrics[k] for k in keep if k in metrics}
         print("[predict] metrics on the labelled rows: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()))
-        out.with_name(out.stem + ".metrics.json").write_text(json.dumps(
+        files["metrics"].write_text(json.dumps(
             {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in metrics.items()}, indent=2) + "\n")
     return 0 if len(pred) else 2

@@ -39,7 +39,7 @@ from lesionlab import taxonomy
 
 
 def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress: bool = True,
-                      extra_size: int | None = None, preprocess: Preprocess | None = None):
+                      extra_size: int | None = None, preprocess: Preprocess | None = None, min_side: int = 0):
     """Decode every image (and mask) once, resized to ``size`` x ``size``; row order = table order.
 
     Returns ``images, masks, has_mask, findings, extra``: rows whose image is bad keep zeros and appear in
@@ -56,7 +56,7 @@ def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress
     found: list[tuple[str, str, str, str]] = []
     sizes = (size, extra_size) if extra_size else size
     preprocess = preprocess or Preprocess()
-    jobs = [(p, m, sizes, preprocess) for p, m in zip(table["path"], table["mask_path"])]
+    jobs = [(p, m, sizes, preprocess, min_side) for p, m in zip(table["path"], table["mask_path"])]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(quality.load_pair, jobs, chunksize=64)
         for i, (img, mask, notes, bad) in enumerate(tqdm(results, total=n, desc="image cache", disable=not progress,
@@ -243,7 +243,7 @@ def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics
     preprocess = Preprocess(settings.color_constancy, settings.resize)
     images, masks, has_mask, image_found, large = build_image_cache(
         decoded, settings.image_size, workers=workers, progress=progress, extra_size=settings.backbone_image_size,
-        preprocess=preprocess)
+        preprocess=preprocess, min_side=settings.min_image_side)
     problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), settings.on_bad)
     problems.to_csv(out / "problems.csv", index=False)
     quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)

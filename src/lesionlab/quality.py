@@ -43,16 +43,20 @@ def audit_rows(table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = 
                known_names=None) -> tuple[pd.DataFrame, np.ndarray]:
     """Problems found in the table alone, and the mask of its unusable rows.
 
-    Bad: a repeated ``image_id`` (the later copies), an unknown or missing label (named with the nearest of
-    ``known_names``, the spellings that map onto a class), a lesion whose images carry different labels (all
-    of them), no file. Metadata: missing age, unknown sex / site, no lesion id, and no mask file where the
-    source ships masks (``has_masks``).
+    Bad: a path outside the dataset folder (``row_problem``, set on import), a repeated ``image_id`` (the later
+    copies), an unknown or missing label (named with the nearest of ``known_names``, the spellings that map onto
+    a class), a lesion whose images carry different labels (all of them), no file. Metadata: missing age, an age
+    that is not one (``age_unparsed``: 'old', '-4'; one check per value), unknown sex / site, no lesion id, and no
+    mask file where the source ships masks (``has_masks``).
     """
     found: list[tuple[str, str, str, str]] = []
 
     def add(rows: pd.DataFrame, check: str, severity: str) -> None:
         found.extend((i, p, check, severity) for i, p in zip(rows["image_id"], rows["path"]))
 
+    outside = table["row_problem"].fillna("").ne("") if "row_problem" in table else pd.Series(False, index=table.index)
+    for check, rows in table[outside].groupby("row_problem", sort=True):
+        add(rows, check, BAD)
     dup = table["image_id"].duplicated(keep="first")
     add(table[dup], "duplicate image_id (first row kept)", BAD)
     unknown = ~table["label"].isin(classes)
@@ -65,13 +69,16 @@ def audit_rows(table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = 
     conflicted = usable["lesion_id"].isin(labels_per_lesion.index[labels_per_lesion > 1])
     add(usable[conflicted], "lesion with more than one label", BAD)
     add(table[table["path"].eq("")], "missing file (not found in the source folder)", BAD)
-    add(table[table["age"].isna()], "age missing", METADATA)
+    unparsed = table["age_unparsed"].fillna("").ne("") if "age_unparsed" in table else pd.Series(False, index=table.index)
+    for value, rows in table[unparsed].groupby("age_unparsed", sort=True):
+        add(rows, f"age {value!r} is not an age in years (read as missing)", METADATA)
+    add(table[table["age"].isna() & ~unparsed], "age missing", METADATA)
     add(table[table["sex"].eq("unknown")], "sex unknown", METADATA)
     add(table[table["site"].eq("unknown")], "body site unknown", METADATA)
     add(table[table["lesion_id"].eq(table["image_id"])], "no lesion_id (image is its own lesion)", METADATA)
     if has_masks:
         add(table[table["mask_path"].eq("")], "no lesion mask", METADATA)
-    bad = dup | unknown | table["path"].eq("") | table.index.isin(usable.index[conflicted])
+    bad = outside | dup | unknown | table["path"].eq("") | table.index.isin(usable.index[conflicted])
     return pd.DataFrame(found, columns=["image_id", "file", "check", "severity"]), bad.to_numpy()
 
 
@@ -122,18 +129,43 @@ def _resized(im, size: int | tuple[int, ...], preprocess: Preprocess | None = No
     return np.asarray(to_square(im, size, preprocess.resize, Image.Resampling.LANCZOS, fill), dtype=np.uint8)
 
 
-def load_image(path: str, size: int | tuple[int, ...],
-               preprocess: Preprocess | None = None) -> tuple[np.ndarray, list[str]]:
+#: the most pixels an image may declare: PIL's own decompression-bomb limit (~89 MP; a 6000 x 4000 dermoscope
+#: photograph is 24 MP). A file declaring more is a bad row, never decoded.
+MAX_PIXELS = 89_478_485
+TOO_LARGE = f"image too large (over {MAX_PIXELS // 1_000_000} million pixels declared: a decompression bomb?)"
+TOO_SMALL = "image too small (shorter side below prepare.min_image_side)"
+
+
+def _check_geometry(width: int, height: int, min_side: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise BadImage(TOO_LARGE, f"{width}x{height} px")
+    if min(width, height) < min_side:
+        raise BadImage(TOO_SMALL, f"{width}x{height} px, minimum {min_side} px")
+
+
+def _png_16bit_colour(path: str) -> bool:
+    """A 48- or 64-bit PNG (16 bits per colour channel), which PIL reads as 8-bit RGB without saying so."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+
+
+def load_image(path: str, size: int | tuple[int, ...], preprocess: Preprocess | None = None,
+               min_side: int = 0) -> tuple[np.ndarray, list[str]]:
     """Decode one image to ``size`` x ``size`` uint8 RGB (a tuple of sizes gives a tuple of arrays), with the
     colour constancy and resize policy of ``preprocess`` (default: none, squash).
 
-    Raises :class:`BadImage`; returns the conversion notes too.
+    Raises :class:`BadImage` (also for a file declaring more than :data:`MAX_PIXELS` pixels, checked before
+    decoding, and for an image whose shorter side is below ``min_side``); returns the conversion notes too.
     """
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if ARRAY_REF in path:
         file, key, index = path.split(ARRAY_REF)
         arr = _npz_array(file, key)[int(index)]
+        _check_geometry(arr.shape[1], arr.shape[0], min_side)
         im, notes = _to_rgb(Image.fromarray(np.asarray(arr, dtype=np.uint8)))
         return _resized(im, size, preprocess), notes
     if not path or not os.path.isfile(path):
@@ -141,16 +173,21 @@ def load_image(path: str, size: int | tuple[int, ...],
     if os.path.getsize(path) == 0:
         raise BadImage("empty file (0 bytes)")
     try:
-        with Image.open(path) as im:
-            im.load()
-            notes = []
-            if im.getexif().get(0x0112, 1) not in (1, None):
-                im = ImageOps.exif_transpose(im)
-                notes.append("EXIF orientation applied")
-            im, more = _to_rgb(im)
-            return _resized(im, size, preprocess), notes + more
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_geometry(*im.size, min_side)   # from the header, before any pixel is decoded
+                im.load()
+                notes = ["16-bit-per-channel RGB -> 8-bit RGB"] if im.format == "PNG" and _png_16bit_colour(path) else []
+                if im.getexif().get(0x0112, 1) not in (1, None):
+                    im = ImageOps.exif_transpose(im)
+                    notes.append("EXIF orientation applied")
+                im, more = _to_rgb(im)
+                return _resized(im, size, preprocess), notes + more
     except UnidentifiedImageError:
         raise BadImage("not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise BadImage(TOO_LARGE, str(err)) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage("truncated or corrupt image", f"{type(err).__name__}: {err}") from None
 
@@ -162,10 +199,16 @@ def load_mask(path: str, size: int, resize: str = "squash") -> np.ndarray | None
 
     if not path:
         return None
+    import warnings
+
     try:
-        with Image.open(path) as im:
-            small = to_square(im.convert("L"), size, resize, Image.Resampling.BILINEAR, 0)
-    except (OSError, SyntaxError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.size[0] * im.size[1] > MAX_PIXELS:
+                    return None
+                small = to_square(im.convert("L"), size, resize, Image.Resampling.BILINEAR, 0)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
     return (np.asarray(small) >= 128).astype(np.uint8)
 
@@ -173,14 +216,15 @@ def load_mask(path: str, size: int, resize: str = "squash") -> np.ndarray | None
 def load_pair(args: tuple):
     """Worker: (image(s) or None, mask or None, notes, bad-check or None) for one row.
 
-    ``args``: (path, mask path, size or sizes[, :class:`~lesionlab.preprocess.Preprocess`]).
+    ``args``: (path, mask path, size or sizes[, :class:`~lesionlab.preprocess.Preprocess`[, minimum side]]).
 
     With a tuple of sizes the image comes back at each size and the mask at the first.
     """
     path, mask_path, size, *rest = args
     preprocess = rest[0] if rest else Preprocess()
+    min_side = rest[1] if len(rest) > 1 else 0
     try:
-        image, notes = load_image(path, size, preprocess)
+        image, notes = load_image(path, size, preprocess, min_side)
     except BadImage as bad:
         return None, None, [], bad.check
     mask = load_mask(mask_path, size[0] if isinstance(size, tuple) else size, preprocess.resize)
