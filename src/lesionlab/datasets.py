@@ -659,6 +659,17 @@ def unsafe_links(source: Path, limit: int = 20) -> list[str]:
     return found
 
 
+def check_not_nested(source: Path, target: Path) -> None:
+    """Refuse an import whose source holds its target (``import-data generic .``: the project copied into itself)
+    or lies inside it (``import-data generic data/generic --force``: the data deleted before it is read)."""
+    real_source, real_target = Path(source).resolve(), Path(target).resolve()
+    for a, b, what in ((real_target, real_source, "the target is inside the source"),
+                       (real_source, real_target, "the source is inside the target")):
+        if a == b or a.is_relative_to(b):
+            raise DatasetError(f"refused: {what} ({source} -> {target}); import from a folder outside the project's "
+                               "data/<name>/ (e.g. your unzipped download)")
+
+
 def lay_out(source: Path, target: Path, mode: str, card: str | Path | None = None, force: bool = False) -> None:
     """Copy, hard-link or symlink the folder ``source`` to ``target`` (data/<name>/), safely:
 
@@ -672,12 +683,7 @@ def lay_out(source: Path, target: Path, mode: str, card: str | Path | None = Non
     import uuid
 
     source, target = Path(source), Path(target)
-    real_source, real_target = source.resolve(), target.resolve()
-    for a, b, what in ((real_target, real_source, "the target is inside the source"),
-                       (real_source, real_target, "the source is inside the target")):
-        if a == b or a.is_relative_to(b):
-            raise DatasetError(f"refused: {what} ({source} -> {target}); import from a folder outside the project's "
-                               "data/<name>/ (e.g. your unzipped download)")
+    check_not_nested(source, target)
     if target.exists() or target.is_symlink():
         if not force:
             raise DatasetError(f"{target} already exists; pass --force to replace it")
@@ -690,7 +696,7 @@ def lay_out(source: Path, target: Path, mode: str, card: str | Path | None = Non
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         if mode == "symlink":
-            staging.symlink_to(real_source, target_is_directory=True)
+            staging.symlink_to(source.resolve(), target_is_directory=True)
         else:
             shutil.copytree(source, staging, copy_function=os.link if mode == "hardlink" else shutil.copy2)
             if card is not None:
