@@ -548,3 +548,43 @@ def test_predict_input_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert _predict(monkeypatch, root, _fake_predictor(), tmp_path / "inputs.csv") == 2
     err = capsys.readouterr().err
     assert "needs a 'path' column" in err and "Traceback" not in err
+
+
+# --- 6. params.yaml: read as DVC reads it, checked before DVC removes an output ----------------------------------
+
+
+def test_params_yaml_is_read_as_dvc_reads_it(tmp_path):
+    from lesionlab.config import ParamsError, load_params
+
+    root = _project(tmp_path)
+    text = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(text.replace("learning_rate: 0.001", "learning_rate: 1e-3", 1))
+    assert "learning_rate: 1e-3" in (root / "params.yaml").read_text()
+    assert load_params(root / "params.yaml").train.learning_rate == 0.001   # YAML 1.2, as DVC: a float, not '1e-3'
+    (root / "params.yaml").write_text(text + "\ndataset: ham10000\n")
+    with pytest.raises(ParamsError, match=r"line \d+: found duplicate key \"dataset\".*DVC refuses"):
+        load_params(root / "params.yaml")
+
+
+@pytest.mark.slow
+def test_a_bad_params_yaml_stops_dvc_before_any_output_is_removed(tmp_path):
+    def small(params: dict) -> None:
+        params["synthetic"].update({"n_lesions": 40, "width": 48, "height": 36})
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env, _ = make_repo(repo, small)
+    run(["dvc", "repro", "prepare"], repo, env)
+    prepared = repo / "results/synthetic/prepared"
+    before = _tree(prepared)
+    assert (repo / "results/params-checked.txt").is_file()
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("  image_size: 48", "  imgae_size: 32\n  image_size: 48", 1))
+    proc = run(["dvc", "repro", "prepare"], repo, env, ok=False)
+    assert proc.returncode != 0
+    assert "prepare.imgae_size: unknown key (did you mean 'image_size'?)" in proc.stdout + proc.stderr
+    assert _tree(prepared) == before                      # the stage after the check never started
+    (repo / "params.yaml").write_text(text)                # fixed: the check runs again, prepare does not
+    again = run(["dvc", "repro", "prepare"], repo, env).stdout
+    assert "Running stage 'check_params'" in again and "Running stage 'prepare'" not in again, again
+    assert _tree(prepared) == before

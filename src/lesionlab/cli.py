@@ -13,11 +13,19 @@ from pathlib import Path
 from lesionlab.config import ParamsError, find_project_root, load_params
 
 
+#: what `check-params --stamp` writes: the same bytes whatever params.yaml holds, so that the stages depending on
+#: the stamp re-run for their own params only (DVC compares its hash), never because another section changed
+STAMP_TEXT = "params.yaml passed `lesionlab check-params` (dvc.yaml stage check_params, which every stage follows)\n"
+
+
 def _check_params(args) -> int:
     params = load_params(args.params)
     print(f"{args.params or 'params.yaml'}: OK (dataset {params.dataset!r}, variants {list(params.variants)}, "
           f"probes {list(params.probes)}, finetunes {list(params.finetunes)}, tabulars {list(params.tabulars)}, "
           f"ensembles {list(params.ensembles)})")
+    if args.stamp:
+        Path(args.stamp).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.stamp).write_text(STAMP_TEXT)
     return 0
 
 
@@ -228,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check-params", help="validate params.yaml and exit")
     p.add_argument("--params", default=None, help="path to params.yaml (default: the project's)")
+    p.add_argument("--stamp", default=None, help="write this file when valid (dvc.yaml's first stage: every other "
+                   "stage depends on it, so a bad params.yaml stops `dvc repro` before DVC removes any output)")
     p.set_defaults(func=_check_params)
     p = sub.add_parser("prepare", help="dataset -> results/<ds>/prepared (table + image cache)")
     p.add_argument("--workers", type=int, default=2)

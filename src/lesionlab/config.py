@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lesionlab.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
@@ -619,13 +618,35 @@ def parse_params(raw: Any, source: str = PARAMS_FILE, root: str | Path | None = 
         raise ParamsError(_format_errors(err, source)) from None
 
 
+class YamlError(ValueError):
+    """A YAML file DVC would not read as written (syntax, a duplicate key)."""
+
+
+def read_yaml(text: str, source: str):
+    """YAML read exactly as DVC reads params.yaml (ruamel.yaml, safe, YAML 1.2): ``1e-3`` is the float 0.001,
+    ``on`` / ``yes`` are strings, and a key given twice is an error, not 'the last one wins'. Shared by params.yaml
+    and dataset cards, so `check-params`, every stage and DVC see the same values."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe").load(text)
+    except DuplicateKeyError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        raise YamlError(f"{source}, line {line}: {err.problem} (DVC refuses a mapping with a repeated key, where "
+                        "a plain YAML reader would silently keep the last one): keep one") from None
+    except YAMLError as err:
+        raise YamlError(f"{source}: not valid YAML: {err}") from None
+
+
 def load_params(path: str | Path | None = None) -> Params:
-    """Read and validate params.yaml (default: the project root's)."""
+    """Read (:func:`read_yaml`, as DVC reads it) and validate params.yaml (default: the project root's)."""
     path = Path(path) if path else find_project_root() / PARAMS_FILE
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text(), str(path))
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    except YamlError as err:
+        raise ParamsError(str(err)) from None
     return parse_params(raw, source=str(path), root=path.resolve().parent)

@@ -195,12 +195,14 @@ def _card_error(path: Path, message: str) -> DatasetError:
 def read_card(path: str | Path, name: str) -> dict:
     """A dataset card (``data/<name>/dataset.yaml``), checked: known keys, a registered layout, a label map of
     strings, and for a dataset that keeps its own classes, malignant / triage declarations that name them."""
-    import yaml
+    from lesionlab.config import YamlError, read_yaml
 
     path = Path(path)
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        card = read_yaml(path.read_text(encoding="utf-8"), str(path))
+    except YamlError as err:
+        raise DatasetError(str(err)) from None
+    except (OSError, UnicodeDecodeError) as err:
         raise _card_error(path, f"not a readable YAML card ({type(err).__name__}: {err})") from None
     if not isinstance(card, dict):
         raise _card_error(path, "expected a mapping (layout:, label_map:, ...)")
