@@ -588,3 +588,80 @@ def test_a_bad_params_yaml_stops_dvc_before_any_output_is_removed(tmp_path):
     again = run(["dvc", "repro", "prepare"], repo, env).stdout
     assert "Running stage 'check_params'" in again and "Running stage 'prepare'" not in again, again
     assert _tree(prepared) == before
+
+
+# --- 7. process hygiene ------------------------------------------------------------------------------------------
+
+_PARENT = r'''
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+                          "from lesionlab.guard import die_with_parent; die_with_parent(0.2); import time; time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+'''
+
+
+def test_a_stage_process_dies_with_the_dvc_that_started_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], env=env, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    os.kill(child, 0)                          # alive while its parent lives
+    parent.kill()                              # SIGKILL: the parent cleans nothing up
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its parent")
+
+
+_HOLDER = r'''
+import sys, time
+from pathlib import Path
+from lesionlab.guard import stage_lock
+with stage_lock(Path(sys.argv[1]), "prepare"):
+    print("holding", flush=True)
+    time.sleep(120)
+'''
+
+
+def test_a_stage_refuses_to_run_beside_an_orphan_of_itself(tmp_path, monkeypatch, capsys):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    root = _project(tmp_path)
+    (root / ".dvc").mkdir()
+    (root / "results").mkdir()
+    before = _tree(root / "results")
+    orphan = subprocess.Popen([sys.executable, "-c", _HOLDER, str(root)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        assert orphan.stdout.readline().strip() == "holding"
+        assert _cli(monkeypatch, root, "prepare") == 2
+        err = capsys.readouterr().err
+        assert f"stage prepare is already running in this workspace (process {orphan.pid}" in err
+        assert _tree(root / "results") == before
+    finally:
+        orphan.kill()
+        orphan.wait()
+    from lesionlab.guard import stage_lock
+
+    with stage_lock(root, "prepare"):          # the orphan's death released the lock
+        pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -327,9 +328,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lesionlab.backbones import BackboneError
     from lesionlab.contracts import ContractError
     from lesionlab.datasets import DatasetError
+    from lesionlab.guard import StageBusy
     from lesionlab.paths import UnsafeName
 
-    return (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError, UnsafeName)
+    return (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError, UnsafeName, StageBusy)
 
 
 def _stage_name(args) -> str:
@@ -344,13 +346,27 @@ def _stage_name(args) -> str:
     return args.command
 
 
+#: the commands dvc.yaml's stages run (guarded: they die with their dvc, and never run twice at once)
+STAGE_COMMANDS = ("prepare", "prepare-external", "score-external", "run", "embed", "site")
+
+
+def _guarded(args):
+    """Run a stage command under the process hygiene of :mod:`lesionlab.guard`."""
+    from lesionlab import guard
+
+    if os.environ.get("DVC_STAGE"):   # started by dvc: end with it (an orphan would keep writing the workspace)
+        guard.die_with_parent()
+    with guard.stage_lock(find_project_root(), _stage_name(args)):
+        return args.func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     from lesionlab import timing
 
     args = build_parser().parse_args(argv)
     status = 1
     try:
-        status = args.func(args)
+        status = _guarded(args) if args.command in STAGE_COMMANDS else args.func(args)
         return status
     except Exception as err:  # noqa: BLE001 - a user error is reported in one line, anything else re-raised
         if not isinstance(err, _user_errors()):
