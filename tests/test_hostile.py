@@ -82,7 +82,7 @@ def test_tables_escape_every_string_but_the_markup_the_package_built():
     out = table_html(table, index=True)
     assert "<img" not in out and "<script" not in out
     assert "&lt;img src=x onerror=document.body.dataset.pwned=1&gt;" in out
-    assert '<a href="variants/a.html">&lt;script&gt;' in out and "<b>0.5</b>" in out
+    assert "<a href='variants/a.html'>&lt;script&gt;" in out and "<b>0.5</b>" in out
 
 
 def test_a_dollar_in_a_user_string_is_text_in_figures(tmp_path):

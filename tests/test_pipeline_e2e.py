@@ -241,9 +241,11 @@ def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     # a key the variant does not list yet is added with a leading "+" (as the README says)
     out = _run(["dvc", "exp", "run", "-S", "+variants.cnn_aug.learning_rate=0.002"], repo, ctx["env"])
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    # ensembles read the whole variants/ folder (DVC cannot take a params list as deps), so they re-run too
+    # ensembles read the whole variants/ folder (DVC cannot take a params list as deps), so they re-run too;
+    # check_params validates the changed params.yaml first, and its constant stamp re-runs nothing else
     ensembles = [f"ensemble@{e}" for e in ctx["params"]["ensembles"]]
-    assert ran == sorted(["compare", "train@cnn_aug", "explain@cnn_aug", "site", *ensembles]), out[-3000:]
+    expected = ["check_params", "compare", "train@cnn_aug", "explain@cnn_aug", "site", *ensembles]
+    assert ran == sorted(expected), out[-3000:]
 
 
 def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path):

@@ -77,7 +77,7 @@ def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: in
 
 def link(href: str, text) -> Html:
     """``<a href=...>text</a>`` with both escaped; a table shows it as a link."""
-    return Html(f'<a href="{esc(href)}">{esc(text)}</a>')
+    return Html(f"<a href='{esc(href)}'>{esc(text)}</a>")
 
 
 def links_html(items: list[tuple[str, str]]) -> str:
