@@ -210,6 +210,25 @@ def _import_data(args) -> int:
     return 0
 
 
+def _deps(args) -> int:
+    """Check (or rewrite) the package modules each dvc.yaml stage depends on: its command's import closure."""
+    from lesionlab import stagedeps
+
+    root = find_project_root()
+    changes = stagedeps.check(root) if args.check else stagedeps.rewrite(root)
+    for stage, (missing, extra) in changes.items():
+        print(f"{stage}: " + "; ".join(part for part in (
+            f"imports but does not depend on {', '.join(missing)}" if missing else "",
+            f"depends on but cannot import {', '.join(extra)}" if extra else "") if part))
+    if args.check and changes:
+        print(f"dvc.yaml: {len(changes)} stage(s) out of date: run `python -m lesionlab deps` to rewrite them",
+              file=sys.stderr)
+        return 1
+    print("dvc.yaml: every stage depends on exactly the package modules it can import"
+          + (f" ({len(changes)} stage(s) rewritten)" if changes and not args.check else ""))
+    return 0
+
+
 def _leaderboard(args) -> int:
     """Print a leaderboard.csv as the Markdown table the README shows."""
     import pandas as pd
@@ -315,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "tracks the link target's files only if the link is resolved: prefer copy/hardlink)")
     p.add_argument("--force", action="store_true", help="replace an existing data/<dataset>")
     p.set_defaults(func=_import_data)
+    p = sub.add_parser("deps", help="rewrite each dvc.yaml stage's src/lesionlab/*.py deps to the modules its "
+                       "command can import (its import closure); --check only lists the differences and fails")
+    p.add_argument("--check", action="store_true")
+    p.set_defaults(func=_deps)
     p = sub.add_parser("leaderboard", help="print a leaderboard CSV (leaderboard.csv, leaderboard_binary.csv, "
                        "leaderboard_triage.csv) as a Markdown table")
     p.add_argument("csv", nargs="?", default="reports/synthetic/leaderboard.csv")

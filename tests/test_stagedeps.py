@@ -1,0 +1,53 @@
+"""Every dvc.yaml stage depends on exactly the package modules its command can import (lesionlab.stagedeps):
+so `dvc repro` can never call stale outputs up to date after a change to a module a stage imports."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import REPO
+
+from lesionlab import stagedeps
+
+
+def test_every_stage_depends_on_exactly_the_modules_it_can_import():
+    assert stagedeps.check(REPO) == {}, "run `python -m lesionlab deps`"
+
+
+def _copy(tmp_path):
+    root = tmp_path / "repo"
+    for name in ("src", "notebooks"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
+    return root
+
+
+def test_a_missing_dependency_is_caught_and_rewritten(tmp_path):
+    root = _copy(tmp_path)
+    text = (root / "dvc.yaml").read_text()
+    # 1. a module dropped from a stage's list by hand
+    start = text.index("  train:\n")
+    cut = text.index("        - src/lesionlab/metrics.py\n", start)
+    (root / "dvc.yaml").write_text(text[:cut] + text[cut + len("        - src/lesionlab/metrics.py\n"):])
+    assert stagedeps.check(root) == {"train": (["src/lesionlab/metrics.py"], [])}
+    # 2. a new import, two modules away from the notebook (03_train -> train -> new_helper)
+    (root / "src/lesionlab/new_helper.py").write_text("VALUE = 1\n")
+    train = root / "src/lesionlab/train.py"
+    train.write_text(train.read_text() + "\n\ndef _uses_helper():\n    from lesionlab import new_helper\n\n"
+                     "    return new_helper.VALUE\n")
+    found = stagedeps.check(root)
+    assert "src/lesionlab/new_helper.py" in found["train"][0] and "src/lesionlab/metrics.py" in found["train"][0]
+    assert "src/lesionlab/new_helper.py" in found["compare"][0]   # compare reads the training code too
+    assert "eda" not in found                                       # the EDA does not import train.py
+    stagedeps.rewrite(root)
+    assert stagedeps.check(root) == {}
+    rewritten = (root / "dvc.yaml").read_text()
+    assert "# the raw data (data/<dataset>) or, for synthetic, the generator" in rewritten   # comments kept
+
+
+def test_a_stage_command_maps_to_its_handler_and_notebook():
+    modules = stagedeps.command_modules(REPO, "python -m lesionlab run train --variant ${key}")
+    assert "src/lesionlab/keras_cnn.py" in modules and "src/lesionlab/train.py" in modules
+    assert "src/lesionlab/site.py" not in modules and "src/lesionlab/bench.py" not in modules
+    site = stagedeps.command_modules(REPO, "python -m lesionlab site")
+    assert "src/lesionlab/site.py" in site and "src/lesionlab/report.py" in site
