@@ -436,10 +436,11 @@ def predict_command(args) -> int:
     for f in files.values():
         f.unlink(missing_ok=True)
 
+    flagged: list[pd.DataFrame] = []
+
     def write_batch(batch: pd.DataFrame) -> None:   # scored rows reach the disk batch by batch
-        flagged = flag_uncertain(batch, predictor.classes, *thresholds, temperature)
-        header = not files["partial"].exists()
-        flagged.to_csv(files["partial"], mode="a", header=header, index=False, float_format="%.6f")
+        flagged.append(flag_uncertain(batch, predictor.classes, *thresholds, temperature))
+        flagged[-1].to_csv(files["partial"], mode="a", header=len(flagged) == 1, index=False, float_format="%.6f")
 
     try:
         pred, skipped = run_predictions(predictor, inputs, tta=tta, batch_size=args.batch_size,
@@ -448,7 +449,8 @@ def predict_command(args) -> int:
         if files["partial"].exists():
             print(f"[predict] stopped: the rows scored so far are in {files['partial']}", file=sys.stderr, flush=True)
         raise
-    pred = flag_uncertain(pred, predictor.classes, *thresholds, temperature)
+    pred = pd.concat(flagged, ignore_index=True) if flagged else flag_uncertain(pred, predictor.classes, *thresholds,
+                                                                                  temperature)
     print(f"[predict] uncertain (max p < {thresholds[0]} or entropy / log k > {thresholds[1]}"
           + (f", after the validation temperature T = {temperature:.3f} of {row}" if temperature else
              ", on uncalibrated probabilities" + ("" if not u.calibrated else
