@@ -695,6 +695,7 @@ def lay_out(source: Path, target: Path, mode: str, card: str | Path | None = Non
             raise DatasetError(f"refused: {source} holds symbolic link(s) a copy must not follow (nothing was "
                                f"copied): " + "; ".join(links) + ". Replace them by the files, or remove them")
     staging = target.with_name(f".{target.name}.importing-{uuid.uuid4().hex[:8]}")
+    old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         if mode == "symlink":
@@ -703,11 +704,12 @@ def lay_out(source: Path, target: Path, mode: str, card: str | Path | None = Non
             shutil.copytree(source, staging, copy_function=os.link if mode == "hardlink" else shutil.copy2)
             if card is not None:
                 shutil.copy2(card, staging / CARD_FILE)
-        old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
         if target.exists() or target.is_symlink():
             os.replace(target, old)
         os.replace(staging, target)
     except BaseException:
+        if (old.exists() or old.is_symlink()) and not (target.exists() or target.is_symlink()):
+            os.replace(old, target)   # the swap itself failed: the old data goes back where it was
         if staging.is_symlink() or staging.is_file():
             staging.unlink()
         elif staging.exists():
