@@ -326,16 +326,15 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
     from lesionlab.quality import BadImage, load_image
 
     sizes = (predictor.input_size, *predictor.extra_sizes)
-    rows, skipped, batch, batch_rows = [], [], {size: [] for size in sizes}, []
+    frames, skipped, batch, batch_rows = [], [], {size: [] for size in sizes}, []
 
     def flush():
         if batch_rows:
             images = {size: np.stack(batch[size]) for size in sizes}
             proba = predictor.batch_proba(images, pd.DataFrame(batch_rows), tta)
-            scored = list(zip(batch_rows, proba))
-            rows.extend(scored)
+            frames.append(_prediction_frame(list(zip(batch_rows, proba)), predictor.classes))
             if on_batch is not None:
-                on_batch(_prediction_frame(scored, predictor.classes))
+                on_batch(frames[-1])
             for size in sizes:
                 batch[size].clear()
             batch_rows.clear()
@@ -353,7 +352,8 @@ def run_predictions(predictor: Predictor, inputs: pd.DataFrame, tta: bool = Fals
         if len(batch_rows) >= batch_size:
             flush()
     flush()
-    return _prediction_frame(rows, predictor.classes), pd.DataFrame(skipped, columns=["image_id", "path", "problem"])
+    pred = pd.concat(frames, ignore_index=True) if frames else _prediction_frame([], predictor.classes)
+    return pred, pd.DataFrame(skipped, columns=["image_id", "path", "problem"])
 
 
 def validation_temperature(root: Path, dataset: str, row: str) -> float | None:

@@ -16,6 +16,8 @@ Three kinds of finding, each a row of ``problems.csv`` (``image_id, file, check,
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -143,6 +145,23 @@ def _check_geometry(width: int, height: int, min_side: int) -> None:
         raise BadImage(TOO_SMALL, f"{width}x{height} px, minimum {min_side} px")
 
 
+@contextmanager
+def _open_checked(path: str, min_side: int = 0):
+    """``Image.open(path)`` whose declared size is checked from the header before any pixel is decoded
+    (:func:`_check_geometry`); PIL's decompression-bomb warning and error, in the block too, become
+    :class:`BadImage` (too large)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_geometry(*im.size, min_side)
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise BadImage(TOO_LARGE, str(err)) from None
+
+
 def _png_16bit_colour(path: str) -> bool:
     """A 48- or 64-bit PNG (16 bits per colour channel), which PIL reads as 8-bit RGB without saying so."""
     with open(path, "rb") as f:
@@ -158,8 +177,6 @@ def load_image(path: str, size: int | tuple[int, ...], preprocess: Preprocess | 
     Raises :class:`BadImage` (also for a file declaring more than :data:`MAX_PIXELS` pixels, checked before
     decoding, and for an image whose shorter side is below ``min_side``); returns the conversion notes too.
     """
-    import warnings
-
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if ARRAY_REF in path:
@@ -173,21 +190,16 @@ def load_image(path: str, size: int | tuple[int, ...], preprocess: Preprocess | 
     if os.path.getsize(path) == 0:
         raise BadImage("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_geometry(*im.size, min_side)   # from the header, before any pixel is decoded
-                im.load()
-                notes = ["16-bit-per-channel RGB -> 8-bit RGB"] if im.format == "PNG" and _png_16bit_colour(path) else []
-                if im.getexif().get(0x0112, 1) not in (1, None):
-                    im = ImageOps.exif_transpose(im)
-                    notes.append("EXIF orientation applied")
-                im, more = _to_rgb(im)
-                return _resized(im, size, preprocess), notes + more
+        with _open_checked(path, min_side) as im:
+            im.load()
+            notes = ["16-bit-per-channel RGB -> 8-bit RGB"] if im.format == "PNG" and _png_16bit_colour(path) else []
+            if im.getexif().get(0x0112, 1) not in (1, None):
+                im = ImageOps.exif_transpose(im)
+                notes.append("EXIF orientation applied")
+            im, more = _to_rgb(im)
+            return _resized(im, size, preprocess), notes + more
     except UnidentifiedImageError:
         raise BadImage("not an image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise BadImage(TOO_LARGE, str(err)) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage("truncated or corrupt image", f"{type(err).__name__}: {err}") from None
 
@@ -199,16 +211,10 @@ def load_mask(path: str, size: int, resize: str = "squash") -> np.ndarray | None
 
     if not path:
         return None
-    import warnings
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.size[0] * im.size[1] > MAX_PIXELS:
-                    return None
-                small = to_square(im.convert("L"), size, resize, Image.Resampling.BILINEAR, 0)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        with _open_checked(path) as im:
+            small = to_square(im.convert("L"), size, resize, Image.Resampling.BILINEAR, 0)
+    except (BadImage, OSError, SyntaxError, ValueError):
         return None
     return (np.asarray(small) >= 128).astype(np.uint8)
 
