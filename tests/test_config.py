@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from conftest import REPO
 from lesionlab.cli import main
@@ -113,3 +114,43 @@ def test_explain_variants_must_be_image_models():
     raw["explain"]["variants"] = ["cnn_baseline", "cnn_baseline"]
     with pytest.raises(ParamsError, match="listed twice"):
         parse_params(raw)
+
+
+#: keys of defaults sections whose params.yaml value names this project's rows (which no code default can know)
+ROW_REFERENCES = {("explain", "variants"), ("compare", "pairs")}
+
+
+def test_params_yaml_states_every_default_and_the_code_agrees():
+    """params.yaml is where defaults live: every key of every defaults section is written there, and the code's
+    default (used only by a params.yaml that omits the key) is the same value."""
+    from lesionlab.config import Params, _probe_defaults, read_yaml
+
+    raw = read_yaml((REPO / "params.yaml").read_text(), "params.yaml")
+    checked = 0
+    for section, field in Params.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        code = _probe_defaults() if section == "probe" else model()
+        given = raw.get(section) or {}
+        assert sorted(set(model.model_fields) - set(given)) == [], f"params.yaml {section}: keys not written"
+        for key, value in given.items():
+            if (section, key) not in ROW_REFERENCES:
+                assert getattr(code, key) == value, f"{section}.{key}: code {getattr(code, key)!r}, params.yaml {value!r}"
+                checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("overrides, defaults", [("VariantParams", "TrainParams"),
+                                                 ("BackboneVariantParams", "BackboneParams"),
+                                                 ("TabularVariantParams", "TabularParams"),
+                                                 ("EnsembleVariantParams", "EnsembleParams")])
+def test_override_models_are_derived_from_their_defaults(overrides, defaults):
+    """Every default can be overridden, with the same bounds, and nothing else can (plus description/members)."""
+    from lesionlab import config
+
+    over, base = getattr(config, overrides), getattr(config, defaults)
+    assert set(over.model_fields) - set(base.model_fields) <= {"description", "members"}
+    assert set(base.model_fields) <= set(over.model_fields)
+    for key, info in base.model_fields.items():
+        assert over.model_fields[key].default is None and over.model_fields[key].metadata == info.metadata, key

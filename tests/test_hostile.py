@@ -166,11 +166,10 @@ class _Planted:
 def _plant_variant(root, dataset, variant, info: dict):
     folder = root / "results" / dataset / "variants" / variant
     folder.mkdir(parents=True)
-    (folder / "training.json").write_text(json.dumps(info))
-    prepared = root / "results" / dataset / "prepared"
-    prepared.mkdir(parents=True, exist_ok=True)
-    (prepared / "summary.json").write_text(json.dumps({"classes": ["mel", "nv"], "image_size": 32}))
-    return folder
+    record = {"record_version": 2, "variant": variant, "dataset": dataset, "seed": 0, "input_size": 32,
+              "framework": "torch", **info}    # a complete record: whoever plants a model can write its record too
+    (folder / "training.json").write_text(json.dumps(record))
+    return folder     # (no prepared/ folder: a model is loaded from its record alone)
 
 
 def test_a_planted_torch_model_is_refused_and_runs_nothing(tmp_path):
@@ -184,7 +183,7 @@ def test_a_planted_torch_model_is_refused_and_runs_nothing(tmp_path):
     root = _project(tmp_path)
     marker = tmp_path / "marker.txt"
     folder = _plant_variant(root, "synthetic", "evil", {"kind": "finetune", "backbone": "efficientnet_lite0",
-                                                         "image_size": 32, "classes": ["mel", "nv"], "config": {}})
+                                                         "classes": ["mel", "nv"], "config": {}})
     torch.save({"state_dict": _Planted(marker)}, folder / "model.pt")
     with pytest.raises(ContractError, match="refused to load: not a plain weights file"):
         load_predictor(root, "synthetic", "evil")
@@ -224,7 +223,7 @@ def test_a_planted_keras_model_is_refused_and_runs_nothing(tmp_path):
 
     root = _project(tmp_path)
     marker = tmp_path / "marker.txt"
-    _plant_variant(root, "synthetic", "evil", {"kind": "finetune", "backbone": "keras_mobilenet_v2", "image_size": 32,
+    _plant_variant(root, "synthetic", "evil", {"kind": "finetune", "backbone": "keras_mobilenet_v2", "framework": "keras",
                                                "classes": ["mel", "nv"], "config": {"backbone": "keras_mobilenet_v2"}})
     env = {**__import__("os").environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
     made = subprocess.run([sys.executable, "-c", _KERAS_PLANT, str(root), str(marker)], env=env, capture_output=True,

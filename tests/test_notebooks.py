@@ -24,7 +24,26 @@ def test_committed_without_outputs_and_with_parameters(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "dataset = None" in tagged[0].source
+    assert len(tagged) == 1
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_notebook_parameter_drives_the_run_or_does_not_exist(path):
+    """Each name the parameters cell sets is read by the cells after it; the dataset is never one (it is
+    params.yaml's, through stage_context: a page cannot name one dataset and train on another)."""
+    import ast
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    names = {t.id for node in ast.walk(ast.parse(code[first].source)) if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)}
+    read = {node.id for c in code[first + 1:] for node in ast.walk(ast.parse(c.source))
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    assert "dataset" not in names
+    assert names <= read, f"parameters set but never read: {sorted(names - read)}"
+    assert "stage_context()" in code[first + 1].source
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 

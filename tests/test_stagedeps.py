@@ -30,15 +30,15 @@ def test_a_missing_dependency_is_caught_and_rewritten(tmp_path):
     cut = text.index("        - src/lesionlab/metrics.py\n", start)
     (root / "dvc.yaml").write_text(text[:cut] + text[cut + len("        - src/lesionlab/metrics.py\n"):])
     assert stagedeps.check(root) == {"train": (["src/lesionlab/metrics.py"], [])}
-    # 2. a new import, two modules away from the notebook (03_train -> train -> new_helper)
+    # 2. a new import, three modules away from the notebook (03_train -> train -> keras_cnn -> fitting -> new_helper)
     (root / "src/lesionlab/new_helper.py").write_text("VALUE = 1\n")
-    train = root / "src/lesionlab/train.py"
-    train.write_text(train.read_text() + "\n\ndef _uses_helper():\n    from lesionlab import new_helper\n\n"
+    fitting = root / "src/lesionlab/fitting.py"
+    fitting.write_text(fitting.read_text() + "\n\ndef _uses_helper():\n    from lesionlab import new_helper\n\n"
                      "    return new_helper.VALUE\n")
     found = stagedeps.check(root)
     assert "src/lesionlab/new_helper.py" in found["train"][0] and "src/lesionlab/metrics.py" in found["train"][0]
-    assert "src/lesionlab/new_helper.py" in found["compare"][0]   # compare reads the training code too
-    assert "eda" not in found                                       # the EDA does not import train.py
+    assert "src/lesionlab/new_helper.py" in found["compare"][0]   # compare loads models: the fitting code too
+    assert "eda" not in found                                       # the EDA does not import fitting.py
     stagedeps.rewrite(root)
     assert stagedeps.check(root) == {}
     rewritten = (root / "dvc.yaml").read_text()

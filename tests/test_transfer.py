@@ -332,7 +332,7 @@ import h5py
 from keras.src.legacy.saving import legacy_h5_format
 from lesionlab.backbones import backbone_spec
 from lesionlab.config import load_params
-from lesionlab.keras_cnn import _keras
+from lesionlab.keras_common import load_keras as _keras
 from lesionlab.transfer import embed_backbone
 root = Path(sys.argv[1])
 params = load_params(root / "params.yaml")

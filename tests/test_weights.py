@@ -120,7 +120,7 @@ KERAS_SCRIPT = textwrap.dedent("""
     import h5py
     from lesionlab.backbones import backbone_spec
     from lesionlab.keras_backbone import build_base
-    from lesionlab.keras_cnn import _keras
+    from lesionlab.keras_common import load_keras as _keras
     from lesionlab.weights import resolve_weights
     from keras.src.legacy.saving import legacy_h5_format
 

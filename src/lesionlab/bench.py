@@ -289,8 +289,9 @@ def training_throughput(scratch: Path, dataset: str, params) -> dict[str, list[f
     out: dict[str, list[float]] = {}
     stages = [f"train@{v}" for v in params.variants] + [f"backbone@{v}" for v in [*params.probes, *params.finetunes]]
     for stage in stages:
-        info = json.loads((results / "variants" / stage.split("@")[1] / "training.json").read_text())
-        seconds = [s for s in info.get("epoch_seconds", []) if s]
+        from lesionlab.record import read_record
+
+        seconds = [s for s in read_record(results / "variants" / stage.split("@")[1]).epoch_seconds if s]
         out.setdefault(family(stage, params), []).extend(n_train / s for s in seconds)
     for name in params.tabulars:
         m = json.loads((results / "metrics" / f"{name}.json").read_text())

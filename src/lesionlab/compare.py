@@ -20,9 +20,9 @@ from lesionlab.metrics import HEADLINE, class_indices, compute_metrics, headline
 from lesionlab.tasks import SPECIFICITIES, TASK_HEADLINE, TASK_METRICS, triage_view
 from lesionlab.taxonomy import TRIAGE_LEVELS
 from lesionlab.uncertainty import selective_summary, uncertain_flags
-from lesionlab.paths import ensemble_dir, variant_dir
+from lesionlab.paths import ensemble_dir, metrics_file, variant_dir
+from lesionlab.record import RECORD_FILE, read_record
 from lesionlab.report import Html, esc
-from lesionlab.train import metrics_file
 from lesionlab.taxonomy import malignant_classes, probability_columns
 
 METRIC_LABELS = {
@@ -84,8 +84,7 @@ def skipped_rows(root: Path, dataset: str, params) -> dict[str, str]:
     out = {}
     for name in [*params.all_variants(), *params.ensembles]:
         folder = ensemble_dir(root, dataset, name) if name in params.ensembles else variant_dir(root, dataset, name)
-        path = folder / "training.json"
-        reason = json.loads(path.read_text()).get("skipped") if path.is_file() else None
+        reason = read_record(folder).skipped if (folder / RECORD_FILE).is_file() else None
         if reason:
             out[name] = reason
     return out
@@ -518,14 +517,14 @@ def backbone_table(root: Path, dataset: str, params) -> pd.DataFrame:
     rows = []
     for name in [*params.probes, *params.finetunes]:
         cfg = params.backbone_variant(name)
-        info = json.loads((variant_dir(root, dataset, name) / "training.json").read_text())
-        weights = info["weights"]
+        record = read_record(variant_dir(root, dataset, name))
+        weights = record.weights
         started = ("random initialisation" if weights["weights"] == "random"
                    else Html(f"ImageNet <code>{esc(weights['file'])}</code><br><small>sha256 {esc(weights['sha256'])}"
                              "</small>"))
         metrics = json.loads(metrics_file(root, dataset, name).read_text())
         rows.append({"variant": name, "backbone": cfg.backbone, "strategy": cfg.strategy,
-                     "input px": info.get("image_size"), "weights": started, "device": info.get("device"),
+                     "input px": record.input_size, "weights": started, "device": record.device,
                      "trainable params": metrics.get("n_trainable_params"),
                      "train s": metrics.get("train_seconds"), "train img/s": metrics.get("train_images_per_second")})
     return pd.DataFrame(rows)

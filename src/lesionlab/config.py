@@ -39,7 +39,7 @@ class SyntheticParams(_Section):
     n_lesions: int = Field(1000, ge=14)
     width: int = Field(160, ge=32, le=1024)
     height: int = Field(120, ge=32, le=1024)
-    priors: dict[str, float] = Field(default_factory=lambda: dict(HAM10000_PRIORS))
+    priors: dict[str, float] = Field(default_factory=lambda: {c: round(p, 4) for c, p in HAM10000_PRIORS.items()})
     views_per_lesion: list[float] = Field(default_factory=lambda: [0.72, 0.18, 0.07, 0.03], min_length=1)
     mimic_rate: float = Field(0.12, ge=0, le=1)
     hair_rate: float = Field(0.35, ge=0, le=1)
@@ -67,7 +67,7 @@ class SyntheticParams(_Section):
 
 class PrepareParams(_Section):
     image_size: int = Field(48, ge=16, le=512, description="side of the square uint8 image cache")
-    backbone_image_size: int = Field(128, ge=32, le=512, description="side of the second cache, for backbones")
+    backbone_image_size: int = Field(96, ge=32, le=512, description="side of the second cache, for backbones")
     on_bad: Literal["error", "skip"] = Field("error", description="unusable rows: stop the run, or drop and list them")
     min_image_side: int = Field(16, ge=1, le=4096, description="an image whose shorter side is below this (px) is an "
                                 "unusable row (prepare) or skipped and listed (predict): upscaling a thumbnail "
@@ -114,25 +114,23 @@ class TrainParams(_Section):
     resize: Optional[Literal["squash", "crop", "pad"]] = None
 
 
-class VariantParams(_Section):
-    """A variant: a description plus any subset of ``train`` keys that it overrides."""
+def overrides_of(defaults: type[BaseModel], name: str, doc: str, **extra) -> type[BaseModel]:
+    """The override model of a defaults section, derived rather than restated: a ``description`` plus every field
+    of ``defaults``, optional (None: keep the section's default) with the same type and bounds; the defaults'
+    validators are inherited (each lets None through). ``extra``: more fields (an ensemble's ``members``)."""
+    from pydantic import create_model
 
-    description: str = ""
-    framework: Optional[Literal["keras"]] = None
-    epochs: Optional[int] = Field(None, ge=1)
-    batch_size: Optional[int] = Field(None, ge=1)
-    learning_rate: Optional[float] = Field(None, gt=0)
-    patience: Optional[int] = Field(None, ge=1)
-    filters: Optional[list[int]] = Field(None, min_length=1)
-    dense_units: Optional[int] = Field(None, ge=1)
-    dropout: Optional[float] = Field(None, ge=0, lt=1)
-    augment: Optional[bool] = None
-    class_weights: Optional[bool] = None
-    batchnorm: Optional[bool] = None
-    activation: Optional[Literal["relu", "elu"]] = None
-    color_constancy: Optional[Literal["none", "shades_of_gray"]] = None
-    resize: Optional[Literal["squash", "crop", "pad"]] = None
+    fields: dict[str, Any] = {"description": (str, "")}
+    for key, info in defaults.model_fields.items():
+        field = Field(None, description=info.description)
+        field.metadata.extend(info.metadata)   # ge / le / min_length ...
+        fields[key] = (Optional[info.annotation], field)
+    fields.update(extra)
+    return create_model(name, __base__=defaults, __doc__=doc, **fields)
 
+
+VariantParams = overrides_of(TrainParams, "VariantParams",
+                             "A variant: a description plus any subset of ``train`` keys that it overrides.")
 
 STRATEGIES = ("linear_probe", "partial", "full")
 
@@ -166,62 +164,27 @@ class BackboneParams(_Section):
     backbone: str = "efficientnet_lite0"
     weights: Literal["imagenet", "random"] = "imagenet"
     strategy: Literal["linear_probe", "partial", "full"] = "partial"
-    trainable_blocks: int = Field(3, ge=0, description="partial: how many of the last backbone stages train")
+    trainable_blocks: int = Field(4, ge=0, description="partial: how many of the last backbone stages train")
     image_size: Optional[int] = Field(None, ge=32, le=512, description="input side; None = prepare.backbone_image_size")
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(3e-4, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_epochs: int = Field(1, ge=0)
-    patience: int = Field(4, ge=1)
+    patience: int = Field(3, ge=1)
     head: Literal["linear", "mlp"] = "linear"
     hidden_units: int = Field(256, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     focal_gamma: float = Field(2.0, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    class_weights: bool = False
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weights: bool = True
     sampler: Literal["shuffle", "class_balanced"] = "shuffle"
     mixup: float = Field(0.0, ge=0, description="Beta(a, a) mixing coefficient; 0 = off")
     cutmix: float = Field(0.0, ge=0, description="Beta(a, a) box share; 0 = off")
     ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of the weights (e.g. 0.999); 0 = off")
     augment: bool = True
-    tta: bool = False
-
-    @field_validator("backbone")
-    @classmethod
-    def _registered(cls, v: str) -> str:
-        return _registered_backbone(v)
-
-
-class BackboneVariantParams(_Section):
-    """A probe or fine-tune variant: a description plus any subset of the section's defaults it overrides."""
-
-    description: str = ""
-    backbone: Optional[str] = None
-    weights: Optional[Literal["imagenet", "random"]] = None
-    strategy: Optional[Literal["linear_probe", "partial", "full"]] = None
-    trainable_blocks: Optional[int] = Field(None, ge=0)
-    image_size: Optional[int] = Field(None, ge=32, le=512)
-    epochs: Optional[int] = Field(None, ge=1)
-    batch_size: Optional[int] = Field(None, ge=1)
-    learning_rate: Optional[float] = Field(None, gt=0)
-    weight_decay: Optional[float] = Field(None, ge=0)
-    warmup_epochs: Optional[int] = Field(None, ge=0)
-    patience: Optional[int] = Field(None, ge=1)
-    head: Optional[Literal["linear", "mlp"]] = None
-    hidden_units: Optional[int] = Field(None, ge=1)
-    dropout: Optional[float] = Field(None, ge=0, lt=1)
-    loss: Optional[Literal["cross_entropy", "focal"]] = None
-    focal_gamma: Optional[float] = Field(None, ge=0)
-    label_smoothing: Optional[float] = Field(None, ge=0, lt=1)
-    class_weights: Optional[bool] = None
-    sampler: Optional[Literal["shuffle", "class_balanced"]] = None
-    mixup: Optional[float] = Field(None, ge=0)
-    cutmix: Optional[float] = Field(None, ge=0)
-    ema: Optional[float] = Field(None, ge=0, lt=1)
-    augment: Optional[bool] = None
-    tta: Optional[bool] = None
+    tta: bool = True
 
     @field_validator("backbone")
     @classmethod
@@ -229,9 +192,13 @@ class BackboneVariantParams(_Section):
         return v if v is None else _registered_backbone(v)
 
 
+BackboneVariantParams = overrides_of(BackboneParams, "BackboneVariantParams", "A probe or fine-tune variant: a "
+                                    "description plus any subset of the section's defaults it overrides.")
+
+
 def _probe_defaults() -> BackboneParams:
-    return BackboneParams(strategy="linear_probe", epochs=60, batch_size=256, learning_rate=1e-3, patience=10,
-                          warmup_epochs=2)
+    return BackboneParams(strategy="linear_probe", trainable_blocks=0, epochs=60, batch_size=256, learning_rate=1e-3,
+                          patience=10, warmup_epochs=2, label_smoothing=0.0, class_weights=False, tta=False)
 
 
 class TabularParams(_Section):
@@ -250,23 +217,14 @@ class TabularParams(_Section):
 
     @field_validator("features")
     @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
+    def _unique(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is not None and len(set(v)) != len(v):
             raise ValueError(f"features must not repeat: {v}")
         return v
 
 
-class TabularVariantParams(_Section):
-    description: str = ""
-    model: Optional[Literal["gbm", "logistic"]] = None
-    features: Optional[list[Literal["age", "sex", "site"]]] = Field(None, min_length=1)
-    class_weights: Optional[bool] = None
-    n_estimators: Optional[int] = Field(None, ge=1)
-    learning_rate: Optional[float] = Field(None, gt=0)
-    num_leaves: Optional[int] = Field(None, ge=2)
-    min_child_samples: Optional[int] = Field(None, ge=1)
-    patience: Optional[int] = Field(None, ge=1)
-    C: Optional[float] = Field(None, gt=0)
+TabularVariantParams = overrides_of(TabularParams, "TabularVariantParams",
+                                   "A metadata model: a description plus any subset of ``tabular`` keys it overrides.")
 
 
 class EnsembleParams(_Section):
@@ -278,13 +236,9 @@ class EnsembleParams(_Section):
     class_weights: bool = Field(True, description="weighted / stacking: every class weighs the same in the fit")
 
 
-class EnsembleVariantParams(_Section):
-    description: str = ""
-    members: list[str] = Field(min_length=2)
-    method: Optional[Literal["mean", "weighted", "stacking"]] = None
-    folds: Optional[int] = Field(None, ge=2)
-    C: Optional[float] = Field(None, gt=0)
-    class_weights: Optional[bool] = None
+EnsembleVariantParams = overrides_of(EnsembleParams, "EnsembleVariantParams", "An ensemble: its members (two or "
+                                    "more rows) plus any subset of ``ensemble`` keys it overrides.",
+                                    members=(list[str], Field(min_length=2)))
 
 
 class EnsembleConfig(EnsembleParams):

@@ -78,7 +78,7 @@ def mean_ensemble(proba: np.ndarray, weights: np.ndarray | None = None) -> np.nd
 
 def balanced_sample_weights(y: np.ndarray, k: int) -> np.ndarray:
     """Per row n / (k_present * count(class)): every class weighs the same in a loss."""
-    from lesionlab.tabular import balanced_class_weights
+    from lesionlab.fitting import balanced_class_weights
 
     return balanced_class_weights(y, k)[y]
 
@@ -221,11 +221,23 @@ def combine(members: Members, cfg: EnsembleConfig, lesion_of: dict[str, str], se
                        **fit.final.describe(members.names, members.classes)}
 
 
+def training_record(root: Path, dataset: str, params: Params, cfg: EnsembleConfig, classes: list[str]) -> dict:
+    """The training-record fields of an ensemble: its members' frameworks joined, the largest input size among them
+    (predict decodes each image at every member's size), their shared image preprocessing."""
+    from lesionlab.paths import variant_dir
+    from lesionlab.record import read_record
+
+    members = [read_record(variant_dir(root, dataset, m.removesuffix("+tta"))) for m in cfg.members]
+    return {"kind": "ensemble", "framework": "+".join(sorted({m.framework for m in members})), "classes": classes,
+            "input_size": max(m.input_size for m in members), "preprocess": members[0].preprocess,
+            "seed": params.base.seed, "config": cfg.model_dump(), "device": "cpu"}
+
+
 def build_ensemble(root: Path, params: Params, name: str) -> dict:
     """Read the members' predictions, combine them, write the predictions contract and metrics."""
     from lesionlab.compare import row_predictions_file, skipped_rows
     from lesionlab.prepare import load_prepared
-    from lesionlab.train import metrics_from_predictions
+    from lesionlab.metrics import metrics_from_predictions
 
     cfg = params.ensemble_config(name)
     ds = params.dataset
@@ -235,7 +247,7 @@ def build_ensemble(root: Path, params: Params, name: str) -> dict:
     if skipped:
         return write_skipped(root, ds, name, fresh_dir(ensemble_dir(root, ds, name)),
                              "member " + "; ".join(f"{m} was skipped ({r})" for m, r in skipped.items()),
-                             {"kind": "ensemble", "seed": params.base.seed, "config": cfg.model_dump(), "classes": classes})
+                             training_record(root, ds, params, cfg, classes))
     lesion_of = dict(zip(data.table["image_id"], data.table["lesion_id"]))
     preds = {m: read_predictions(row_predictions_file(root, ds, m, params), classes) for m in cfg.members}
     members = align_members(preds, classes)
@@ -250,8 +262,8 @@ def build_ensemble(root: Path, params: Params, name: str) -> dict:
     metrics = metrics_from_predictions(pred, classes)
     metrics.update({"n_members": len(members.names), "fit_seconds": round(seconds, 2)})
     (out / "ensemble.json").write_text(json.dumps({"name": name, "config": cfg.model_dump(), **record}, indent=1) + "\n")
-    write_stage_files(root, ds, name, out, metrics, None, {"kind": "ensemble", "seed": params.base.seed,
-                                                           "config": cfg.model_dump(), "classes": classes})
+    write_stage_files(root, ds, name, out, metrics, None, {**training_record(root, ds, params, cfg, classes),
+                                                           "weights_file": "ensemble.json"})
     print(f"[ensemble@{name}] test balanced accuracy {metrics['balanced_accuracy']:.3f}, macro AUC "
           f"{metrics['macro_auc']:.3f}, malignant AUC {metrics['malignant_auc']:.3f} ({seconds:.1f} s)", flush=True)
     member_metrics = {m: metrics_from_predictions(preds[m], classes) for m in cfg.members}

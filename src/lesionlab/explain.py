@@ -186,18 +186,19 @@ class Explanation:
 
 def load_explainer(root: Path, dataset: str, variant: str):
     """(framework, callable images -> (maps, proba), input size) of a trained image model."""
-    info = json.loads((variant_dir(root, dataset, variant) / "training.json").read_text())
-    kind = info.get("kind", "cnn")
-    if kind == "tabular":
-        raise ValueError(f"{variant} is a metadata model: it sees no image, there is nothing to explain")
-    if kind == "cnn" or info.get("framework") == "keras":
+    from lesionlab.predict import row_record
+
+    record = row_record(root, dataset, variant, check_weights=True)
+    if record.kind in ("tabular", "ensemble"):
+        raise ValueError(f"{variant} is a {record.kind} row, not one image model: Grad-CAM has nothing to explain")
+    if record.framework == "keras":
         from lesionlab.predict import load_keras_model
 
-        model, size = load_keras_model(root, dataset, variant, info)
+        model, size = load_keras_model(root, dataset, variant, record)
         return "keras", (lambda x, bs: gradcam_keras(model, x, bs)), size
     from lesionlab.predict import load_torch_model
 
-    model, spec, size, device = load_torch_model(root, dataset, variant, info)
+    model, spec, size, device = load_torch_model(root, dataset, variant, record)
     return "torch", (lambda x, bs: gradcam_torch(model, spec, x, bs, device)), size
 
 

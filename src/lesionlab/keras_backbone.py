@@ -18,8 +18,9 @@ import numpy as np
 
 from lesionlab.backbones import BackboneSpec
 from lesionlab.config import AugmentParams, BackboneParams
-from lesionlab.keras_cnn import FitResult, _keras, balanced_class_weights
-from lesionlab.metrics import balanced_accuracy, confusion_matrix
+from lesionlab import keras_common
+from lesionlab.fitting import BestEpoch, class_weight_dict
+from lesionlab.keras_common import early_stopping, load_keras
 from lesionlab.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.weights import WeightsRecord
 
@@ -49,7 +50,7 @@ def _preprocess_layer(keras, spec: BackboneSpec):
 
 def build_base(spec: BackboneSpec, record: WeightsRecord, image_size: int, seed: int):
     """The application without its top, average-pooled, with the resolved weights loaded."""
-    keras = _keras(seed)
+    keras = load_keras(seed)
     app = getattr(keras.applications, _APPS[spec.name])
     base = app(include_top=False, weights=None, input_shape=(image_size, image_size, 3), pooling="avg")
     if record.path:
@@ -59,7 +60,7 @@ def build_base(spec: BackboneSpec, record: WeightsRecord, image_size: int, seed:
 
 def build_model(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug: AugmentParams, cache_size: int,
                 n_classes: int, seed: int):
-    keras = _keras(seed)
+    keras = load_keras(seed)
     layers = keras.layers
     base = build_base(spec, record, cfg.image_size, seed)
     inputs = keras.Input((cache_size, cache_size, 3), name="image")
@@ -107,15 +108,17 @@ def apply_strategy(base, strategy: str, trainable_blocks: int) -> None:
             layer.trainable = False
 
 
-def predict(model, images, batch_size: int = 128) -> np.ndarray:
-    out = [np.asarray(model(np.asarray(images[i:i + batch_size]), training=False))
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out).astype(np.float64)
+#: images per inference call of a backbone (larger than a CNN's activations allow at 512)
+PREDICT_BATCH = 128
+
+
+def predict(model, images, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    return keras_common.predict(model, images, batch_size)
 
 
 def embedding_model(spec: BackboneSpec, record: WeightsRecord, size: int, seed: int):
     """uint8 images (size x size) -> pooled embedding, preprocessing included."""
-    keras = _keras(seed)
+    keras = load_keras(seed)
     base = build_base(spec, record, size, seed)
     inputs = keras.Input((size, size, 3))
     return keras.Model(inputs, base(_preprocess_layer(keras, spec)(inputs), training=False))
@@ -140,7 +143,7 @@ def embeddings(spec: BackboneSpec, record: WeightsRecord, images, size: int, bat
 
 def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug: AugmentParams, images, rows, seed: int,
              out, progress: bool, label: str = "") -> dict:
-    keras = _keras(seed)
+    keras = load_keras(seed)
     n_classes = len(rows.data.classes)
     model = build_model(spec, record, cfg, aug, images.shape[1], n_classes, seed)
     train, val = rows.train, rows.val
@@ -158,42 +161,14 @@ def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     x_train, x_val = np.asarray(images[train]), np.asarray(images[val])
     y_train, y_val = rows.y[train], rows.y[val]
-    result = FitResult()
-    state = {"best": -np.inf, "weights": None, "wait": 0, "t0": 0.0}
-
-    class EarlyStopOnBalancedAccuracy(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            state["t0"] = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - state["t0"]
-            proba = predict(self.model, x_val)
-            pred = proba.argmax(axis=1)
-            bacc = balanced_accuracy(confusion_matrix(y_val, pred, n_classes))
-            result.history.append({
-                "epoch": epoch + 1, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
-                "val_loss": float(-np.mean(np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0)))),
-                "val_accuracy": float(np.mean(pred == y_val)), "val_balanced_accuracy": float(bacc),
-                "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-                "seconds": round(seconds, 3)})
-            result.train_seconds += seconds
-            result.images_seen += len(x_train)
-            improved = bacc > state["best"] + 1e-9
-            if improved:
-                state.update(best=bacc, weights=self.model.get_weights(), wait=0)
-                result.best_epoch = epoch + 1
-            else:
-                state["wait"] += 1
-                self.model.stop_training = state["wait"] >= cfg.patience
-            if progress:
-                print(f"{label}epoch {epoch + 1:3d}/{cfg.epochs}  loss {logs['loss']:.4f}  val_bacc {bacc:.4f}"
-                      f"{'  *' if improved else ''}  ({seconds:.1f} s)", flush=True)
-
-    weights = balanced_class_weights(y_train, n_classes) if cfg.class_weights else None
+    tracker = BestEpoch(y_val, n_classes, cfg.epochs, cfg.patience, label, progress)
+    stopper = early_stopping(keras, tracker, x_val, len(x_train), with_learning_rate=True, batch_size=PREDICT_BATCH)
     model.fit(x_train, keras.utils.to_categorical(y_train, n_classes), batch_size=cfg.batch_size, epochs=cfg.epochs,
-              class_weight=weights, shuffle=True, verbose=0, callbacks=[EarlyStopOnBalancedAccuracy()])
-    if state["weights"] is not None and not cfg.ema:
-        model.set_weights(state["weights"])
+              class_weight=class_weight_dict(y_train, n_classes) if cfg.class_weights else None, shuffle=True,
+              verbose=0, callbacks=[stopper])
+    if stopper.best_weights is not None and not cfg.ema:
+        model.set_weights(stopper.best_weights)
+    result = tracker.result
     started = time.perf_counter()
     proba, proba_tta = predict_with_tta(lambda x: predict(model, x), images, rows.scored, cfg.tta)
     predict_seconds = time.perf_counter() - started

@@ -7,10 +7,15 @@ A metric that is undefined on the given sample (an AUC without both outcomes) is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy.stats import rankdata
 
 from lesionlab.taxonomy import malignant_classes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: metrics reported for every variant, in leaderboard order
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity", "macro_f1")
@@ -134,4 +139,16 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str,
         out["melanoma_auc"] = binary_auc(y_true == m, proba[:, m])
     for c, r in zip(classes, per_class_recall(cm)):
         out[f"recall_{c}"] = float(r)
+    return out
+
+
+def metrics_from_predictions(pred: "pd.DataFrame", classes) -> dict[str, float]:
+    """Test metrics under their own names, validation metrics prefixed ``val_``."""
+    index = {c: i for i, c in enumerate(classes)}
+    pcols = [f"p_{c}" for c in classes]
+    out: dict[str, float] = {}
+    for split, prefix in (("test", ""), ("val", "val_")):
+        part = pred[pred["split"] == split]
+        m = compute_metrics(part["label"].map(index).to_numpy(), part[pcols].to_numpy(dtype=float), classes)
+        out.update({f"{prefix}{k}": v for k, v in m.items() if not (prefix and k.startswith("recall_"))})
     return out

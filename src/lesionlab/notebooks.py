@@ -48,6 +48,17 @@ def skip_slow_schema_formats() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
+def stage_context():
+    """(project root, validated params.yaml, the dataset it selects): what every stage notebook starts from, run by
+    papermill or by hand in JupyterLab. The dataset is params.yaml's alone, never a notebook parameter, so a page
+    cannot name one dataset while its model trains on another (`dvc exp run -S dataset=...` switches both)."""
+    from lesionlab.config import find_project_root, load_params
+
+    root = find_project_root()
+    params = load_params(root / "params.yaml")
+    return root, params, params.dataset
+
+
 def executed_path(root: Path, dataset: str, stage: str, variant: str | None = None) -> Path:
     """The executed copy of a stage's notebook: ``results/<ds>/notebooks/<stage>[@<variant>].ipynb``."""
     return results_dir(root, dataset) / "notebooks" / (f"{stage}@{variant}.ipynb" if variant else f"{stage}.ipynb")
@@ -62,9 +73,7 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
     spec = STAGES[stage]
     executed = executed_path(root, dataset, stage, variant)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    parameters = {"dataset": dataset}
-    if variant is not None:
-        parameters["variant"] = variant
+    parameters = {} if variant is None else {"variant": variant}   # the dataset is params.yaml's (stage_context)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     started = time.perf_counter()

@@ -1,42 +1,40 @@
 """The files every model stage writes besides its predictions: metrics, history, training record.
 
-Shared by the stages written after the CNN ladder and the backbones (tabular, ensembles), so that
-``results/<ds>/metrics/<name>.json``, ``history/<name>.csv`` and ``variants/<name>/training.json``
-look the same whoever wrote them.
+One writer for every family (CNN ladder, probes, fine-tunes, metadata models, ensembles), so that
+``results/<ds>/metrics/<name>.json``, ``history/<name>.csv`` and ``<out>/training.json``
+(:class:`lesionlab.record.TrainingRecord`) look the same whoever wrote them.
 """
 
 from __future__ import annotations
 
 import json
-import platform
-import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from lesionlab.train import _rounded, history_file, metrics_file
+from lesionlab.paths import fresh_dir, history_file, metrics_file  # noqa: F401  (fresh_dir: the stages' import)
+from lesionlab.record import TrainingRecord, write_record
 
 
-def fresh_dir(folder: Path) -> Path:
-    """An empty folder (a stage's output is rewritten whole, never patched)."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
+def rounded(d: dict, digits: int = 6) -> dict:
+    """Floats to ``digits`` decimals, non-finite ones to None (JSON has no NaN): the metrics files' format."""
+    return {k: (round(v, digits) if isinstance(v, float) and np.isfinite(v) else v if not isinstance(v, float) else None)
+            for k, v in d.items()}
 
 
 def write_stage_files(root: Path, dataset: str, name: str, out: Path, metrics: dict, history: pd.DataFrame | None,
-                      record: dict) -> None:
-    """metrics/<name>.json (rounded, sorted), history/<name>.csv (if any), <out>/training.json."""
+                      record: dict) -> TrainingRecord:
+    """metrics/<name>.json (rounded, sorted), history/<name>.csv (if any), <out>/training.json (``record``: the
+    fields of :class:`lesionlab.record.TrainingRecord` besides variant and dataset; ``weights_file`` is hashed)."""
     mfile = metrics_file(root, dataset, name)
     mfile.parent.mkdir(parents=True, exist_ok=True)
-    mfile.write_text(json.dumps(_rounded(metrics), indent=2, sort_keys=True) + "\n")
+    mfile.write_text(json.dumps(rounded(metrics), indent=2, sort_keys=True) + "\n")
     if history is not None:
         hfile = history_file(root, dataset, name)
         hfile.parent.mkdir(parents=True, exist_ok=True)
         history.to_csv(hfile, index=False, float_format="%.6f")
-    (out / "training.json").write_text(json.dumps({"variant": name, "dataset": dataset, **record,
-                                                   "python": platform.python_version()}, indent=2) + "\n")
+    return write_record(out, variant=name, dataset=dataset, **record)
 
 
 def write_skipped(root: Path, dataset: str, name: str, out: Path, reason: str, record: dict,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 #: a dataset, variant, ensemble, backbone or external-set name: one folder name (no separator, no '..'), so that
@@ -19,6 +20,14 @@ def checked(name: str, what: str = "name") -> str:
         raise UnsafeName(f"{what} {name!r}: not a plain name (letters, digits, '_', '-', '.', '+'; no '/' or '..'): "
                          "it names a folder under results/ and reports/")
     return name
+
+
+def fresh_dir(folder: Path) -> Path:
+    """An empty folder (a stage's output is rewritten whole, never patched)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def results_dir(root: Path, dataset: str) -> Path:
@@ -41,6 +50,16 @@ def splits_file(root: Path, dataset: str) -> Path:
 def variant_dir(root: Path, dataset: str, variant: str) -> Path:
     """Output of ``train@<variant>``: predictions.csv, model, metrics.json, history.csv."""
     return results_dir(root, dataset) / "variants" / checked(variant, "variant")
+
+
+def metrics_file(root: Path, dataset: str, name: str) -> Path:
+    """Flat test metrics (+ ``val_`` ones and training figures) of a leaderboard row: DVC metrics."""
+    return results_dir(root, dataset) / "metrics" / f"{checked(name, 'variant')}.json"
+
+
+def history_file(root: Path, dataset: str, name: str) -> Path:
+    """Per-epoch (per boosting round) history of a trained row: DVC plots."""
+    return results_dir(root, dataset) / "history" / f"{checked(name, 'variant')}.csv"
 
 
 def variant_report(root: Path, dataset: str, variant: str) -> Path:

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.contracts import ContractError
-from lesionlab.paths import ensemble_dir, prepared_dir, variant_dir
+from lesionlab.paths import ensemble_dir, variant_dir
 from lesionlab.preprocess import Preprocess
+from lesionlab.record import TrainingRecord, read_record
 from lesionlab.taxonomy import probability_columns
 
 METADATA_COLUMNS = ("age", "sex", "site")
@@ -52,14 +53,14 @@ class Predictor:
         return average_views(self.proba, images[self.input_size], tta)
 
 
-def _tabular_predictor(root: Path, dataset: str, variant: str, info: dict) -> Predictor:
+def _tabular_predictor(root: Path, dataset: str, variant: str, record: TrainingRecord) -> Predictor:
     """A metadata model: reads age / sex / site from the input CSV (the images are not used)."""
     from lesionlab.tabular import MetadataEncoder
 
     folder = variant_dir(root, dataset, variant)
-    enc = MetadataEncoder(**info["encoder"])
-    classes = tuple(info["classes"])
-    impute = info["config"]["model"] == "logistic"
+    enc = MetadataEncoder(**record.details["encoder"])
+    classes = tuple(record.classes)
+    impute = record.config["model"] == "logistic"
     if impute:
         model = json.loads((folder / "model.json").read_text())
         coef, intercept = np.asarray(model["coef"]), np.asarray(model["intercept"])
@@ -87,102 +88,96 @@ def _tabular_predictor(root: Path, dataset: str, variant: str, info: dict) -> Pr
         out[:, model["classes_present"]] = present
         return out
 
-    size = int(json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["image_size"])
-    return Predictor(variant, "tabular", info["framework"], classes, size, lambda x: None, combine=combine)
+    return Predictor(variant, "tabular", record.framework, classes, record.input_size, lambda x: None, combine=combine)
 
 
-def _ensemble_predictor(root: Path, dataset: str, name: str) -> Predictor:
+def _ensemble_predictor(root: Path, dataset: str, name: str, record: TrainingRecord) -> Predictor:
     """Rebuild each member, then combine them as ``ensemble.json`` records (weights or the meta-learner)."""
     from lesionlab.ensemble import PooledMetaLearner, mean_ensemble, stack_features
 
-    record = json.loads((ensemble_dir(root, dataset, name) / "ensemble.json").read_text())
-    members = record["config"]["members"]
+    combination = json.loads((ensemble_dir(root, dataset, name) / "ensemble.json").read_text())
+    members = record.config["members"]
     loaded = {m: load_predictor(root, dataset, m.removesuffix("+tta")) for m in members}
-    classes = next(iter(loaded.values())).classes
+    classes = tuple(record.classes)
     sizes = sorted({p.input_size for p in loaded.values()})
-    meta = (PooledMetaLearner.from_record(record, members, list(classes))
-            if record["config"]["method"] == "stacking" else None)
+    meta = (PooledMetaLearner.from_record(combination, members, list(classes))
+            if record.config["method"] == "stacking" else None)
 
     def combine(images: dict, rows: pd.DataFrame, tta: bool) -> np.ndarray:
         proba = np.stack([p.batch_proba(images, rows, m.endswith("+tta")) for m, p in loaded.items()])
         if meta is not None:
             return meta.predict_proba(stack_features(proba))
-        return mean_ensemble(proba, [record["weights"][m] for m in members])
+        return mean_ensemble(proba, [combination["weights"][m] for m in members])
 
-    return Predictor(name, "ensemble", "+".join(sorted({p.framework for p in loaded.values()})), classes, sizes[-1],
-                     lambda x: None, extra_sizes=tuple(sizes[:-1]), combine=combine)
+    return Predictor(name, "ensemble", record.framework, classes, sizes[-1], lambda x: None,
+                     extra_sizes=tuple(sizes[:-1]), combine=combine)
+
+
+def row_record(root: Path, dataset: str, name: str, check_weights: bool = False) -> TrainingRecord:
+    """The training record of a trained row: a variant (``variants/<name>``) or an ensemble (``ensembles/<name>``)."""
+    folder = ensemble_dir(root, dataset, name)
+    if not (folder / "training.json").is_file():
+        folder = variant_dir(root, dataset, name)
+    if not (folder / "training.json").is_file():
+        trained = sorted(p.name for p in folder.parent.glob("*") if p.is_dir())
+        raise FileNotFoundError(f"{folder / 'training.json'} not found: variant {name!r} of {dataset!r} has not been trained "
+                                f"(run `dvc repro` or pick one of {trained})")
+    return read_record(folder, check_weights=check_weights)
 
 
 def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
-    """Rebuild a trained variant (or an ensemble of them) from its stage outputs (model files + training.json),
-    with the image preprocessing its dataset was prepared with."""
-    return replace(_load_predictor(root, dataset, variant), preprocess=recorded_preprocess(root, dataset, variant))
+    """Rebuild a trained variant (or an ensemble of them) from its stage outputs: the model file and its training
+    record, which also says how its images were decoded (nothing is read from the prepare stage)."""
+    record = row_record(root, dataset, variant, check_weights=True)
+    if record.skipped:
+        raise ContractError(f"{variant!r} of {dataset!r} trained nothing: {record.skipped}")
+    return replace(_load_predictor(root, dataset, variant, record), preprocess=record.preprocessing())
 
 
 def recorded_preprocess(root: Path, dataset: str, variant: str) -> Preprocess:
-    """How ``variant``'s training images were decoded: its training record's ``preprocess`` (CNN-ladder variants,
-    which may be preprocessing ablations), an ensemble's first member's (members share it), else the prepare
-    stage's (summary.json)."""
-    record = ensemble_dir(root, dataset, variant) / "ensemble.json"
-    if record.is_file():
-        variant = json.loads(record.read_text())["config"]["members"][0].removesuffix("+tta")
-    info = variant_dir(root, dataset, variant) / "training.json"
-    if info.is_file() and "preprocess" in (recorded := json.loads(info.read_text())):
-        return Preprocess(**recorded["preprocess"])
-    return Preprocess.from_summary(json.loads((prepared_dir(root, dataset) / "summary.json").read_text()))
+    """How ``variant``'s training images were decoded (its training record)."""
+    return row_record(root, dataset, variant).preprocessing()
 
 
-def _load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
-    if (ensemble_dir(root, dataset, variant) / "ensemble.json").is_file():
-        return _ensemble_predictor(root, dataset, variant)
-    folder = variant_dir(root, dataset, variant)
-    info_file = folder / "training.json"
-    if not info_file.is_file():
-        raise FileNotFoundError(f"{info_file} not found: variant {variant!r} of {dataset!r} has not been trained "
-                                f"(run `dvc repro` or pick one of {sorted(p.name for p in folder.parent.glob('*'))})")
-    info = json.loads(info_file.read_text())
-    summary = json.loads((prepared_dir(root, dataset) / "summary.json").read_text())
-    classes = tuple(info.get("classes") or summary["classes"])
-    kind = info.get("kind", "cnn")
+def _load_predictor(root: Path, dataset: str, variant: str, record: TrainingRecord) -> Predictor:
+    kind, classes = record.kind, tuple(record.classes)
+    if kind == "ensemble":
+        return _ensemble_predictor(root, dataset, variant, record)
     if kind == "tabular":
-        return _tabular_predictor(root, dataset, variant, info)
+        return _tabular_predictor(root, dataset, variant, record)
     if kind == "cnn":
         from lesionlab import keras_cnn
 
-        model, size = load_keras_model(root, dataset, variant, info)
+        model, size = load_keras_model(root, dataset, variant, record)
         return Predictor(variant, kind, "keras", classes, size, lambda x: keras_cnn.predict(model, x))
     from lesionlab.backbones import backbone_spec
     from lesionlab.config import BackboneParams
 
-    cfg = BackboneParams(**info["config"])
-    spec = backbone_spec(info["backbone"])
-    size = int(info["image_size"])
+    folder = variant_dir(root, dataset, variant)
+    cfg = BackboneParams(**record.config)
+    spec = backbone_spec(record.backbone)
+    size = record.input_size
     if spec.framework == "keras" and kind == "probe":
-        return _keras_probe(root, folder, info, cfg, spec, classes, size, variant)
+        return _keras_probe(root, folder, record, cfg, spec, classes, size, variant)
     if spec.framework == "keras":
         from lesionlab import keras_backbone
 
-        model, size = load_keras_model(root, dataset, variant, info)
+        model, size = load_keras_model(root, dataset, variant, record)
         return Predictor(variant, kind, "keras", classes, size, lambda x: keras_backbone.predict(model, x))
     from lesionlab import torch_train
 
-    model, spec, size, device = load_torch_model(root, dataset, variant, info)
+    model, spec, size, device = load_torch_model(root, dataset, variant, record)
     return Predictor(variant, kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
 
 
-def load_keras_model(root: Path, dataset: str, variant: str, info: dict):
+def load_keras_model(root: Path, dataset: str, variant: str, record: TrainingRecord):
     """(Keras model, input size) of a CNN-ladder variant or a fine-tuned Keras backbone."""
-    from lesionlab import keras_cnn
+    from lesionlab.keras_common import load_keras
 
-    folder = variant_dir(root, dataset, variant)
-    keras = keras_cnn._keras(info.get("seed", 0))
-    if info.get("kind") == "probe":
+    if record.kind == "probe":
         raise ValueError(f"{variant}: a Keras probe is a Keras embedder + a PyTorch head, not one model")
-    if info.get("kind", "cnn") == "cnn":
-        size = int(json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["image_size"])
-    else:
-        size = int(info["image_size"])
-    return safe_keras_load(keras, folder / "model.keras"), size
+    keras = load_keras(record.seed)
+    return safe_keras_load(keras, variant_dir(root, dataset, variant) / "model.keras"), record.input_size
 
 
 def safe_keras_load(keras, path: Path):
@@ -198,27 +193,24 @@ def safe_keras_load(keras, path: Path):
         raise
 
 
-def load_torch_model(root: Path, dataset: str, variant: str, info: dict):
+def load_torch_model(root: Path, dataset: str, variant: str, record: TrainingRecord):
     """(BackboneNet in eval mode, backbone spec, input size, device) of a PyTorch probe or fine-tune."""
-    import torch
-
     from lesionlab import torch_models
     from lesionlab.backbones import backbone_spec
     from lesionlab.config import BackboneParams
 
     folder = variant_dir(root, dataset, variant)
-    cfg = BackboneParams(**info["config"])
-    spec = backbone_spec(info["backbone"])
-    size = int(info["image_size"])
+    cfg = BackboneParams(**record.config)
+    spec = backbone_spec(record.backbone)
+    size = record.input_size
     device = torch_models.pick_device()
-    if info.get("kind") == "probe":
-        record = _embedding_weights(root, info, spec, size)
+    if record.kind == "probe":
         head = _probe_head(folder, cfg)
-        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, record.path), head, size)
+        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, _embedding_weights(root, record, spec,
+                                                                                                     size).path), head, size)
     else:
         saved = safe_torch_load(folder / "model.pt")
-        n_classes = len(info.get("classes") or json.loads((prepared_dir(root, dataset) / "summary.json").read_text())["classes"])
-        head = torch_models.make_head(spec.features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout)
+        head = torch_models.make_head(spec.features, len(record.classes), cfg.head, cfg.hidden_units, cfg.dropout)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
         model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), spec, size, device
@@ -238,11 +230,11 @@ def safe_torch_load(path: Path) -> dict:
                             f"tensors: {str(err).splitlines()[0][:160]}). Retrain this variant (`dvc repro`)") from None
 
 
-def _embedding_weights(root: Path, info: dict, spec, size: int):
+def _embedding_weights(root: Path, record: TrainingRecord, spec, size: int):
     """The weights the probe's embeddings were computed with, checked by sha256."""
     from lesionlab.weights import resolve_weights
 
-    weights = info["weights"]
+    weights = record.weights
     record = resolve_weights(spec, weights["weights"], size, root)
     if record.sha256 != weights["sha256"]:
         raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
@@ -261,14 +253,15 @@ def _probe_head(folder: Path, cfg):
     return head.eval()
 
 
-def _keras_probe(root: Path, folder: Path, info: dict, cfg, spec, classes, size: int, variant: str) -> Predictor:
+def _keras_probe(root: Path, folder: Path, record: TrainingRecord, cfg, spec, classes, size: int,
+                 variant: str) -> Predictor:
     """Keras backbone embeddings -> the probe's PyTorch head (torch is imported before TensorFlow)."""
     import torch
 
     from lesionlab import keras_backbone
 
     head = _probe_head(folder, cfg)
-    embedder = keras_backbone.embedding_model(spec, _embedding_weights(root, info, spec, size), size, info.get("seed", 0))
+    embedder = keras_backbone.embedding_model(spec, _embedding_weights(root, record, spec, size), size, record.seed)
 
     def proba(images):
         features = np.asarray(embedder(np.asarray(images, dtype=np.float32), training=False))

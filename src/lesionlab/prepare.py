@@ -19,7 +19,6 @@ Unusable rows stop the run (``prepare.on_bad: error``) or are dropped and listed
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ import pandas as pd
 
 from lesionlab import quality
 from lesionlab.config import Params
-from lesionlab.contracts import read_dataset_table, validate_dataset_table
+from lesionlab.contracts import read_dataset_table, read_splits, validate_dataset_table
 from lesionlab.datasets import (ARRAY_REF, TABLE_COLUMNS, DatasetError, class_semantics, dataset_info, import_dataset,
                                 infer_classes, known_label_names)
-from lesionlab.paths import backbone_cache_dir, prepared_dir, results_dir
+from lesionlab.paths import backbone_cache_dir, fresh_dir, prepared_dir, results_dir, splits_file
 from lesionlab.preprocess import Preprocess
 from lesionlab import taxonomy
 
@@ -131,9 +130,7 @@ def ensure_stage_folders(root: Path, dataset: str) -> None:
 
 def write_image_cache(folder: Path, images: np.ndarray, image_ids) -> Path:
     """``images.npy`` + ``image_ids.csv`` (its rows) in a fresh ``folder``."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    fresh_dir(folder)
     np.save(folder / "images.npy", images)
     pd.DataFrame({"image_id": list(image_ids)}).to_csv(folder / "image_ids.csv", index=False)
     return folder
@@ -208,10 +205,7 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     from lesionlab import synthetic
 
     info = dataset_info(params.dataset, root)
-    out = prepared_dir(root, params.dataset)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = fresh_dir(prepared_dir(root, params.dataset))
     started = time.perf_counter()
     if info.raw_dir is None:
         cfg = synthetic.SyntheticConfig(**params.synthetic.model_dump())
@@ -290,3 +284,33 @@ def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics
     print(f"[prepare] {len(table)} images of {summary['lesions']} lesions; cache {images.shape} written to {out} "
           f"in {time.perf_counter() - started:.1f} s", flush=True)
     return summary
+
+
+@dataclass
+class Rows:
+    """A prepared dataset with its split: labels as indices and boolean masks per split."""
+
+    data: Prepared
+    split: np.ndarray
+    y: np.ndarray
+
+    @property
+    def train(self) -> np.ndarray:
+        return np.flatnonzero(self.split == "train")
+
+    @property
+    def val(self) -> np.ndarray:
+        return np.flatnonzero(self.split == "val")
+
+    @property
+    def scored(self) -> np.ndarray:
+        """val + test rows (where TTA is applied)."""
+        return np.flatnonzero(self.split != "train")
+
+
+def load_rows(root: Path, dataset: str) -> Rows:
+    data = load_prepared(root, dataset)
+    splits = read_splits(splits_file(root, dataset), data.table)
+    split = data.table[["image_id"]].merge(splits, on="image_id", how="left")["split"].to_numpy()
+    index = {c: i for i, c in enumerate(data.classes)}
+    return Rows(data, split, data.table["label"].map(index).to_numpy())

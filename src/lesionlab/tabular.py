@@ -26,10 +26,12 @@ import pandas as pd
 
 from lesionlab.config import Params, TabularParams
 from lesionlab.contracts import write_predictions
+from lesionlab.fitting import balanced_class_weights
 from lesionlab.datasets import FEATURE_COLUMNS, LEAKY_COLUMNS, unrecorded_features
 from lesionlab.metrics import balanced_accuracy, confusion_matrix
 from lesionlab.outputs import fresh_dir, write_skipped, write_stage_files
 from lesionlab.paths import variant_dir
+from lesionlab.record import read_record
 
 UNKNOWN = "unknown"
 
@@ -112,22 +114,13 @@ class MetadataEncoder:
         return dict(self.__dict__)
 
 
-def balanced_class_weights(y: np.ndarray, k: int) -> np.ndarray:
-    """n / (k_present * count) per class (scikit-learn's 'balanced'); absent classes weigh 0."""
-    counts = np.bincount(y, minlength=k).astype(float)
-    present = counts > 0
-    w = np.zeros(k)
-    w[present] = len(y) / (present.sum() * counts[present])
-    return w
-
-
 @dataclass
 class TabularFit:
     proba: np.ndarray
     history: pd.DataFrame
     best_iteration: int
     train_seconds: float
-    model_files: list[str]
+    model_file: str
     n_params: int
 
 
@@ -176,7 +169,7 @@ def _fit_gbm(cfg: TabularParams, x: pd.DataFrame, y: np.ndarray, train: np.ndarr
     booster.save_model(str(out / "model.txt"), num_iteration=best)
     proba = booster.predict(x, num_iteration=best)
     n_leaves = sum(t["num_leaves"] for t in booster.dump_model(num_iteration=best)["tree_info"])
-    return TabularFit(proba, history, best, seconds, ["model.txt"], int(n_leaves))
+    return TabularFit(proba, history, best, seconds, "model.txt", int(n_leaves))
 
 
 def _fit_logistic(cfg: TabularParams, x: pd.DataFrame, y: np.ndarray, train: np.ndarray, val: np.ndarray, k: int,
@@ -204,7 +197,7 @@ def _fit_logistic(cfg: TabularParams, x: pd.DataFrame, y: np.ndarray, train: np.
     (out / "model.json").write_text(json.dumps({
         "classes_present": present.tolist(), "coef": model.coef_.tolist(), "intercept": model.intercept_.tolist(),
         "columns": list(x.columns)}, indent=1) + "\n")
-    return TabularFit(proba, history, 1, seconds, ["model.json"], int(model.coef_.size + model.intercept_.size))
+    return TabularFit(proba, history, 1, seconds, "model.json", int(model.coef_.size + model.intercept_.size))
 
 
 def missing_metadata_reason(train: pd.DataFrame, features) -> str | None:
@@ -218,8 +211,8 @@ def missing_metadata_reason(train: pd.DataFrame, features) -> str | None:
 
 def train_tabular(root: Path, params: Params, name: str) -> dict:
     """Fit ``tabulars.<name>`` on the train split (early stopping on val), predict every row, write the outputs."""
-    from lesionlab.train import metrics_from_predictions
-    from lesionlab.transfer import load_rows
+    from lesionlab.metrics import metrics_from_predictions
+    from lesionlab.prepare import load_rows
 
     cfg = params.tabular_variant(name)
     ds, seed = params.dataset, params.base.seed
@@ -229,8 +222,7 @@ def train_tabular(root: Path, params: Params, name: str) -> dict:
     reason = missing_metadata_reason(table.iloc[train], cfg.features)
     if reason:
         return write_skipped(root, ds, name, fresh_dir(variant_dir(root, ds, name)), reason,
-                             {"kind": "tabular", "seed": seed, "config": cfg.model_dump(), "classes": list(classes)},
-                             history_columns=["epoch"])
+                             training_record(params, cfg, rows), history_columns=["epoch"])
     encoder = MetadataEncoder.fit(table.iloc[train], cfg.features)
     impute = cfg.model == "logistic"
     x = encoder.transform(table, impute=impute)
@@ -246,9 +238,8 @@ def train_tabular(root: Path, params: Params, name: str) -> dict:
                     "train_seconds": round(fit.train_seconds, 2),
                     "train_images_per_second": round(len(train) * len(fit.history) / max(fit.train_seconds, 1e-9), 1)})
     write_stage_files(root, ds, name, out, metrics, fit.history, {
-        "kind": "tabular", "seed": seed, "config": cfg.model_dump(), "framework": "lightgbm" if cfg.model == "gbm"
-        else "scikit-learn", "device": "cpu", "classes": list(classes), "encoder": encoder.to_json(),
-        "columns": list(x.columns), "model_files": fit.model_files, "unseen_categories": unseen})
+        **training_record(params, cfg, rows), "weights_file": fit.model_file,
+        "details": {"encoder": encoder.to_json(), "columns": list(x.columns), "unseen_categories": unseen}})
     print(f"[tabular@{name}] best iteration {fit.best_iteration}/{len(fit.history)}: test balanced accuracy "
           f"{metrics['balanced_accuracy']:.3f}, macro AUC {metrics['macro_auc']:.3f}, malignant AUC "
           f"{metrics['malignant_auc']:.3f} ({fit.train_seconds:.1f} s)", flush=True)
@@ -256,14 +247,22 @@ def train_tabular(root: Path, params: Params, name: str) -> dict:
             "encoder": encoder, "design": x, "split": rows.split}
 
 
+def training_record(params: Params, cfg: TabularParams, rows) -> dict:
+    """The training-record fields of a metadata model (:class:`lesionlab.record.TrainingRecord`). It reads no
+    pixels: its input size is the side the dataset's rows were decoded at (predict still checks each image opens)."""
+    return {"kind": "tabular", "framework": "lightgbm" if cfg.model == "gbm" else "scikit-learn",
+            "classes": list(rows.data.classes), "input_size": int(rows.data.images.shape[1]),
+            "preprocess": params.preprocess(), "seed": params.base.seed, "config": cfg.model_dump(), "device": "cpu"}
+
+
 def feature_importance(root: Path, dataset: str, name: str) -> pd.Series:
     """Per design column: LightGBM total split gain, or the logistic model's largest |coefficient| over classes."""
     out = variant_dir(root, dataset, name)
-    info = json.loads((out / "training.json").read_text())
+    columns = read_record(out).details["columns"]
     if (out / "model.txt").is_file():
         import lightgbm as lgb
 
         booster = lgb.Booster(model_file=str(out / "model.txt"))
-        return pd.Series(booster.feature_importance("gain"), index=info["columns"], name="total gain")
+        return pd.Series(booster.feature_importance("gain"), index=columns, name="total gain")
     model = json.loads((out / "model.json").read_text())
-    return pd.Series(np.abs(np.asarray(model["coef"])).max(axis=0), index=info["columns"], name="max |coefficient|")
+    return pd.Series(np.abs(np.asarray(model["coef"])).max(axis=0), index=columns, name="max |coefficient|")

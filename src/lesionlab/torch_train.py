@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lesionlab.config import BackboneParams
-from lesionlab.keras_cnn import FitResult, balanced_class_weights
-from lesionlab.metrics import balanced_accuracy, confusion_matrix
+from lesionlab.fitting import BestEpoch, FitResult, balanced_class_weights
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -101,11 +100,10 @@ def fit(model: nn.Module, make_batch, y_train: np.ndarray, predict_val, y_val: n
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
     weights = None
     if cfg.class_weights:
-        w = balanced_class_weights(y_train, n_classes)
-        weights = torch.tensor([w.get(c, 0.0) for c in range(n_classes)], dtype=torch.float32, device=device)
+        weights = torch.tensor(balanced_class_weights(y_train, n_classes), dtype=torch.float32, device=device)
     ema = AveragedModel(model, avg_fn=ema_average(cfg.ema), use_buffers=True) if cfg.ema else None
     scored = ema.module if ema is not None else model
-    result, best, best_state, wait = FitResult(), -np.inf, None, 0
+    tracker, best_state = BestEpoch(y_val, n_classes, cfg.epochs, cfg.patience, label, progress), None
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -128,32 +126,15 @@ def fit(model: nn.Module, make_batch, y_train: np.ndarray, predict_val, y_val: n
             seen += len(idx)
         seconds = time.perf_counter() - started
         scored.eval()
-        proba = predict_val(scored)
-        pred = proba.argmax(axis=1)
-        bacc = balanced_accuracy(confusion_matrix(y_val, pred, n_classes))
-        row = {"epoch": epoch, "loss": running / max(seen, 1), "accuracy": correct / max(seen, 1),
-               "val_loss": float(-np.mean(np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0)))),
-               "val_accuracy": float(np.mean(pred == y_val)), "val_balanced_accuracy": float(bacc),
-               "learning_rate": float(optimizer.param_groups[0]["lr"]), "seconds": round(seconds, 3)}
-        result.history.append(row)
-        result.train_seconds += seconds
-        result.images_seen += seen
-        improved = bacc > best + 1e-9
-        if improved:
-            best, wait, result.best_epoch = bacc, 0, epoch
+        if tracker.end_epoch(epoch, predict_val(scored), running / max(seen, 1), correct / max(seen, 1), seconds, seen,
+                             optimizer.param_groups[0]["lr"]):
             best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
-        else:
-            wait += 1
-        if progress:
-            print(f"{label}epoch {epoch:3d}/{cfg.epochs}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                  f"val_bacc {bacc:.4f}{'  *' if improved else ''}  ({seconds:.1f} s, {seen / seconds:.0f} img/s)",
-                  flush=True)
-        if wait >= cfg.patience:
+        if tracker.stop:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return result
+    return tracker.result
 
 
 def augment_batch(images: torch.Tensor, rng: np.random.Generator, zoom: float, brightness: float,

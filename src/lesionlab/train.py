@@ -12,10 +12,6 @@ The framework-specific part (here Keras) only turns images into probabilities.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -24,34 +20,10 @@ import pandas as pd
 
 from lesionlab.config import Params
 from lesionlab.contracts import read_splits, write_predictions
-from lesionlab.metrics import compute_metrics
-from lesionlab.paths import results_dir, splits_file, variant_dir
+from lesionlab.metrics import metrics_from_predictions
+from lesionlab.outputs import fresh_dir, write_stage_files
+from lesionlab.paths import splits_file, variant_dir
 from lesionlab.prepare import load_prepared
-
-
-def metrics_file(root: Path, dataset: str, variant: str) -> Path:
-    return results_dir(root, dataset) / "metrics" / f"{variant}.json"
-
-
-def history_file(root: Path, dataset: str, variant: str) -> Path:
-    return results_dir(root, dataset) / "history" / f"{variant}.csv"
-
-
-def _rounded(d: dict, digits: int = 6) -> dict:
-    return {k: (round(v, digits) if isinstance(v, float) and np.isfinite(v) else v if not isinstance(v, float) else None)
-            for k, v in d.items()}
-
-
-def metrics_from_predictions(pred: pd.DataFrame, classes) -> dict[str, float]:
-    """Test metrics under their own names, validation metrics prefixed ``val_``."""
-    index = {c: i for i, c in enumerate(classes)}
-    pcols = [f"p_{c}" for c in classes]
-    out: dict[str, float] = {}
-    for split, prefix in (("test", ""), ("val", "val_")):
-        part = pred[pred["split"] == split]
-        m = compute_metrics(part["label"].map(index).to_numpy(), part[pcols].to_numpy(dtype=float), classes)
-        out.update({f"{prefix}{k}": v for k, v in m.items() if not (prefix and k.startswith("recall_"))})
-    return out
 
 
 def train_variant(root: Path, params: Params, variant: str, progress: bool = True) -> dict:
@@ -77,10 +49,7 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
     print(f"[train@{variant}] {ds}: {train.sum()} train / {val.sum()} val / {(split == 'test').sum()} test images, "
           f"config {cfg.model_dump()}", flush=True)
 
-    out = variant_dir(root, ds, variant)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = fresh_dir(variant_dir(root, ds, variant))
     model = keras_cnn.build_cnn(cfg, params.augment, data.images.shape[1], len(data.classes), seed)
     fit = keras_cnn.fit(model, images[train], y[train], images[val], y[val], cfg, len(data.classes), seed, progress)
     started = time.perf_counter()
@@ -98,18 +67,12 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
         "train_images_per_second": round(fit.images_seen / max(fit.train_seconds, 1e-9), 1),
         "predict_images_per_second": round(len(images) / max(predict_seconds, 1e-9), 1),
     })
-    mfile, hfile = metrics_file(root, ds, variant), history_file(root, ds, variant)
-    mfile.parent.mkdir(parents=True, exist_ok=True)
-    hfile.parent.mkdir(parents=True, exist_ok=True)
-    mfile.write_text(json.dumps(_rounded(metrics), indent=2, sort_keys=True) + "\n")
     history = pd.DataFrame(fit.history)
-    history.drop(columns=["seconds"]).to_csv(hfile, index=False, float_format="%.6f")
-    (out / "training.json").write_text(json.dumps({
-        "variant": variant, "dataset": ds, "seed": seed, "config": cfg.model_dump(),
-        "preprocess": dataclasses.asdict(preprocess),   # what `lesionlab predict` decodes its inputs with
-        "framework": cfg.framework, "device": "cpu", "python": platform.python_version(),
-        "epoch_seconds": [row["seconds"] for row in fit.history],
-    }, indent=2) + "\n")
+    write_stage_files(root, ds, variant, out, metrics, history.drop(columns=["seconds"]), dict(
+        kind="cnn", framework=cfg.framework, classes=list(data.classes), input_size=int(data.images.shape[1]),
+        preprocess=preprocess,   # what `lesionlab predict` decodes its inputs with
+        weights_file="model.keras", seed=seed, config=cfg.model_dump(), device="cpu",
+        epoch_seconds=[row["seconds"] for row in fit.history]))
     print(f"[train@{variant}] best epoch {fit.best_epoch}/{len(fit.history)}: test balanced accuracy "
           f"{metrics['balanced_accuracy']:.3f}, macro AUC {metrics['macro_auc']:.3f} ({fit.train_seconds:.0f} s)", flush=True)
     return {"config": cfg, "metrics": metrics, "history": history, "predictions": pred, "classes": data.classes}

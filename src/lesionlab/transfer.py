@@ -16,10 +16,7 @@ Every variant writes the same files as the CNN ladder (predictions contract, met
 from __future__ import annotations
 
 import json
-import platform
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,42 +24,14 @@ import pandas as pd
 
 from lesionlab.backbones import backbone_spec
 from lesionlab.config import BackboneParams, Params
-from lesionlab.contracts import read_splits, write_predictions
-from lesionlab.paths import embeddings_dir, splits_file, variant_dir
-from lesionlab.prepare import Prepared, load_backbone_cache, load_prepared
+from lesionlab.contracts import write_predictions
+from lesionlab.metrics import metrics_from_predictions
+from lesionlab.outputs import fresh_dir, write_stage_files
+from lesionlab.paths import embeddings_dir, variant_dir
+from lesionlab.prepare import Rows, load_backbone_cache, load_prepared, load_rows
 from lesionlab.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.weights import WeightsRecord, resolve_weights
 
-
-
-@dataclass
-class Rows:
-    """A prepared dataset with its split: labels as indices and boolean masks per split."""
-
-    data: Prepared
-    split: np.ndarray
-    y: np.ndarray
-
-    @property
-    def train(self) -> np.ndarray:
-        return np.flatnonzero(self.split == "train")
-
-    @property
-    def val(self) -> np.ndarray:
-        return np.flatnonzero(self.split == "val")
-
-    @property
-    def scored(self) -> np.ndarray:
-        """val + test rows (where TTA is applied)."""
-        return np.flatnonzero(self.split != "train")
-
-
-def load_rows(root: Path, dataset: str) -> Rows:
-    data = load_prepared(root, dataset)
-    splits = read_splits(splits_file(root, dataset), data.table)
-    split = data.table[["image_id"]].merge(splits, on="image_id", how="left")["split"].to_numpy()
-    index = {c: i for i, c in enumerate(data.classes)}
-    return Rows(data, split, data.table["label"].map(index).to_numpy())
 
 
 # --- embed@<backbone> ---------------------------------------------------------------------
@@ -77,10 +46,7 @@ def embed_backbone(root: Path, params: Params, backbone: str, progress: bool = T
     record = resolve_weights(spec, params.embed.weights, size, root)
     print(f"[embed@{backbone}] {len(images)} images x {N_VIEWS} views at {size} px; weights: {record.describe()}",
           flush=True)
-    out = embeddings_dir(root, ds, backbone)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = fresh_dir(embeddings_dir(root, ds, backbone))
     started = time.perf_counter()
     if spec.framework == "torch":
         from lesionlab import torch_models
@@ -140,9 +106,8 @@ def load_embeddings(root: Path, dataset: str, backbone: str) -> tuple[np.ndarray
 
 def _write_outputs(root: Path, params: Params, name: str, kind: str, cfg: BackboneParams, rows: Rows,
                    proba: np.ndarray, proba_tta: np.ndarray | None, fit, weights: dict, device: str,
-                   n_params: tuple[int, int], predict_seconds: float, extra: dict | None = None) -> dict:
-    from lesionlab.train import _rounded, history_file, metrics_file, metrics_from_predictions
-
+                   n_params: tuple[int, int], predict_seconds: float, input_size: int, weights_file: str,
+                   details: dict | None = None) -> dict:
     ds, classes, table = params.dataset, rows.data.classes, rows.data.table
     out = variant_dir(root, ds, name)
     pred = write_predictions(out / "predictions.csv", table["image_id"], rows.split, table["label"], proba, classes)
@@ -161,33 +126,19 @@ def _write_outputs(root: Path, params: Params, name: str, kind: str, cfg: Backbo
         "train_images_per_second": round(fit.images_seen / max(fit.train_seconds, 1e-9), 1),
         "predict_images_per_second": round(len(table) / max(predict_seconds, 1e-9), 1),
     })
-    mfile, hfile = metrics_file(root, ds, name), history_file(root, ds, name)
-    mfile.parent.mkdir(parents=True, exist_ok=True)
-    hfile.parent.mkdir(parents=True, exist_ok=True)
-    mfile.write_text(json.dumps(_rounded(metrics), indent=2, sort_keys=True) + "\n")
     history = pd.DataFrame(fit.history)
-    history.drop(columns=["seconds"]).to_csv(hfile, index=False, float_format="%.6f")
     spec = backbone_spec(cfg.backbone)
-    (out / "training.json").write_text(json.dumps({
-        "variant": name, "kind": kind, "dataset": ds, "seed": params.base.seed, "config": cfg.model_dump(),
-        "framework": spec.framework, "backbone": cfg.backbone, "device": device, "weights": weights,
-        "classes": list(classes), "python": platform.python_version(),
-        "epoch_seconds": [row["seconds"] for row in fit.history], **(extra or {}),
-    }, indent=2) + "\n")
+    write_stage_files(root, ds, name, out, metrics, history.drop(columns=["seconds"]), dict(
+        kind=kind, framework=spec.framework, classes=list(classes), input_size=int(input_size),
+        preprocess=params.preprocess(), weights_file=weights_file, seed=params.base.seed, config=cfg.model_dump(),
+        device=device, epoch_seconds=[row["seconds"] for row in fit.history], backbone=cfg.backbone,
+        weights=weights, details=details or {}))
     tta = f", with TTA {metrics['tta_balanced_accuracy']:.3f} / {metrics['tta_macro_auc']:.3f}" if proba_tta is not None else ""
     print(f"[{kind}@{name}] best epoch {fit.best_epoch}/{len(fit.history)}: test balanced accuracy "
           f"{metrics['balanced_accuracy']:.3f}, macro AUC {metrics['macro_auc']:.3f}{tta} "
           f"({fit.train_seconds:.0f} s on {device})", flush=True)
     return {"config": cfg, "metrics": metrics, "history": history, "predictions": pred, "classes": classes,
             "weights": weights, "device": device}
-
-
-def _fresh(root: Path, dataset: str, name: str) -> Path:
-    out = variant_dir(root, dataset, name)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    return out
 
 
 # --- probe@<variant> ------------------------------------------------------------------------
@@ -217,7 +168,7 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
     rng = np.random.default_rng(params.base.seed + 1)
     print(f"[probe@{name}] head on {cfg.backbone} embeddings {tuple(features.shape)}: {len(train)} train / "
           f"{len(val)} val; config {cfg.model_dump()}", flush=True)
-    _fresh(root, params.dataset, name)
+    fresh_dir(variant_dir(root, params.dataset, name))
 
     def make_batch(idx, training):
         views = rng.integers(N_VIEWS, size=len(idx)) if (training and cfg.augment) else np.zeros(len(idx), int)
@@ -241,8 +192,8 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
     torch.save({"state_dict": head.state_dict(), "n_features": int(feats.shape[-1]), "n_classes": n_classes},
                out / "head.pt")
     return _write_outputs(root, params, name, "probe", cfg, rows, proba, proba_tta, fit, embed_info["weights"],
-                          device, torch_models.count_parameters(head), predict_seconds,
-                          {"image_size": embed_info["image_size"], "embedding": embed_info})
+                          device, torch_models.count_parameters(head), predict_seconds, embed_info["image_size"],
+                          "head.pt", {"embedding": embed_info})
 
 
 def build_probe_head(n_features: int, n_classes: int, cfg: BackboneParams):
@@ -267,7 +218,7 @@ def train_finetune(root: Path, params: Params, name: str, progress: bool = True)
     record = resolve_weights(spec, cfg.weights, cfg.image_size, root)
     print(f"[finetune@{name}] {spec.name} ({spec.framework}), strategy {cfg.strategy}, {cfg.image_size} px, "
           f"weights: {record.describe()}; {len(rows.train)} train / {len(rows.val)} val images", flush=True)
-    out = _fresh(root, params.dataset, name)
+    out = fresh_dir(variant_dir(root, params.dataset, name))
     if spec.framework == "keras":
         from lesionlab import keras_backbone
 
@@ -277,7 +228,8 @@ def train_finetune(root: Path, params: Params, name: str, progress: bool = True)
         result = _torch_finetune(spec, record, cfg, params, images, rows, out, progress, name)
     return _write_outputs(root, params, name, "finetune", cfg, rows, result["proba"], result["proba_tta"],
                           result["fit"], record.to_dict(), result["device"], result["n_params"],
-                          result["predict_seconds"], {"image_size": cfg.image_size})
+                          result["predict_seconds"], cfg.image_size,
+                          "model.keras" if spec.framework == "keras" else "model.pt")
 
 
 def _torch_finetune(spec, record, cfg: BackboneParams, params: Params, images, rows: Rows, out: Path, progress: bool,
