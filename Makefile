@@ -36,7 +36,7 @@ browser:  ## headless Chromium (Debian package) for the report-site test and `le
 test: setup browser  ## unit tests + one end-to-end `dvc repro` on a tiny config + the report site in Chromium
 	$(PY) -m pytest
 
-bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + README table
+bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
 	$(PY) -m lesionlab bench $(BENCH_ARGS)
 
 lab: setup  ## JupyterLab on notebooks/ with the project's kernel (the .venv); every notebook runs as committed

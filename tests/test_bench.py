@@ -120,9 +120,9 @@ def test_readme_table_is_replaced_between_the_markers(tmp_path):
 
 
 def test_committed_benchmark_matches_the_readme():
-    """reports/bench.json is what `make bench` wrote; the README shows its table, not a hand-edited one."""
+    """reports/bench.json is what `make bench` wrote; docs/cost.md shows its table, not a hand-edited one."""
     result = json.loads((REPO / "reports" / "bench.json").read_text())
     for key in ("cold_pipeline", "noop_repro", "variant_change", "notebook_overhead", "cache_build"):
         f = result["figures"][key]
         assert f["n"] >= 1 and f["min"] <= f["median"] <= f["max"], key
-    assert bench.markdown_table(result) in (REPO / "README.md").read_text()
+    assert bench.markdown_table(result) in (REPO / "docs" / "cost.md").read_text()

@@ -17,7 +17,7 @@ files, as they are on disk) into a scratch git repository with an empty DVC cach
 
 Each figure is the median of ``repeats`` runs with min and max (the cold pipeline and the queue are run
 ``cold_repeats`` / once per setting, and say so). Results go to ``reports/bench.json`` and to the table between
-the ``bench`` markers in README.md. Research and education only: the models are not for diagnosis.
+the ``bench`` markers in docs/cost.md. Research and education only: the models are not for diagnosis.
 """
 
 from __future__ import annotations
@@ -490,7 +490,7 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
-# --- the README table ---------------------------------------------------------------------------------------------
+# --- the docs/cost.md table ---------------------------------------------------------------------------------------------
 
 ROWS = [
     ("cold_pipeline", "default pipeline, cold (`dvc repro`, empty cache)"),
@@ -508,7 +508,7 @@ def _fmt(x: float, unit: str) -> str:
 
 
 def markdown_table(bench: dict) -> str:
-    """The README's table: median [min–max] (n), the floor and ratio, the target and whether it is met."""
+    """The table of docs/cost.md: median [min–max] (n), the floor and ratio, the target and whether it is met."""
     figures = bench["figures"]
     lines = ["| measure | median [min–max] (runs) | floor → ratio | target |", "|---|---|---|---|"]
     for key, label in ROWS:

@@ -99,9 +99,9 @@ def _bench(args) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = bench.markdown_table(result)
     if not args.no_readme:
-        bench.update_readme(root / "README.md", table)
+        bench.update_readme(root / "docs" / "cost.md", table)
     print(table)
-    print(f"[bench] wrote {out}" + ("" if args.no_readme else " and the table in README.md"))
+    print(f"[bench] wrote {out}" + ("" if args.no_readme else " and the table in docs/cost.md"))
     return 0
 
 
@@ -229,6 +229,19 @@ def _deps(args) -> int:
     return 0
 
 
+def _docs(args) -> int:
+    """Rewrite (or check) the tables in README.md and docs/ that are generated from committed result files."""
+    from lesionlab import doctables
+
+    root = find_project_root()
+    stale = doctables.update(root, check=args.check)
+    if args.check and stale:
+        print(f"generated tables out of date in {', '.join(stale)}: run `python -m lesionlab docs`", file=sys.stderr)
+        return 1
+    print("docs: every generated table matches its file" + (f" ({', '.join(stale)} rewritten)" if stale else ""))
+    return 0
+
+
 def _leaderboard(args) -> int:
     """Print a leaderboard.csv as the Markdown table the README shows."""
     import pandas as pd
@@ -277,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "tabular: tabulars:, ensemble: ensembles:, explain: explain.variants)")
     p.set_defaults(func=_run)
     p = sub.add_parser("bench", help="measure the pipeline's cost in a scratch copy (cold run, no-op, one-variant "
-                       "change, notebook overhead, cache/loader/training throughput, queue) -> reports/bench.json + README")
+                       "change, notebook overhead, cache/loader/training throughput, queue) -> reports/bench.json + docs/cost.md")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure (median, min, max); default 3")
     p.add_argument("--cold-repeats", type=int, default=1, help="cold pipeline runs (each is the whole pipeline); default 1")
     p.add_argument("--variant", default="cnn_aug", help="the variant whose dropout the one-variant change edits")
@@ -287,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="an empty folder for the scratch copy (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch copy and its logs")
     p.add_argument("--out", default="reports/bench.json")
-    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's benchmark table")
+    p.add_argument("--no-readme", action="store_true", help="do not rewrite the benchmark table in docs/cost.md")
     p.set_defaults(func=_bench)
     p = sub.add_parser("site", help="render every executed notebook + reports/<ds>/index.html (navigation, provenance)")
     p.set_defaults(func=_site)
@@ -338,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "command can import (its import closure); --check only lists the differences and fails")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_deps)
+    p = sub.add_parser("docs", help="rewrite the tables in README.md and docs/*.md generated from committed result "
+                       "files (<!-- table: ... --> blocks); --check only reports the stale ones and fails")
+    p.add_argument("--check", action="store_true")
+    p.set_defaults(func=_docs)
     p = sub.add_parser("leaderboard", help="print a leaderboard CSV (leaderboard.csv, leaderboard_binary.csv, "
                        "leaderboard_triage.csv) as a Markdown table")
     p.add_argument("csv", nargs="?", default="reports/synthetic/leaderboard.csv")

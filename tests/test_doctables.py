@@ -1,0 +1,39 @@
+"""Tables in README.md and docs/ are generated from committed result files: in sync, and a hand edit is caught."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from conftest import REPO
+from lesionlab import doctables
+
+
+def test_generated_tables_match_their_files():
+    assert doctables.update(REPO, check=True) == []
+    assert "<!-- table: leaderboard reports/ham10000/leaderboard.csv" in (REPO / "README.md").read_text()
+
+
+def test_a_hand_edited_number_is_caught_and_rewritten(tmp_path):
+    for name in ("README.md", "docs", "reports"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, tmp_path / name)
+    readme = tmp_path / "README.md"
+    original = readme.read_text()
+    edited = re.sub(r"\| `cnn_baseline` \| \d\.\d{3}", "| `cnn_baseline` | 0.999", original, count=1)
+    assert edited != original
+    readme.write_text(edited)
+    assert doctables.update(tmp_path, check=True) == ["README.md"]
+    assert doctables.update(tmp_path) == ["README.md"] and readme.read_text() == original
+
+
+def test_the_readme_is_short_and_links_only_inside_the_repository():
+    text = (REPO / "README.md").read_text()
+    assert len(text.encode()) <= 10_000
+    assert "Research and education only" in text
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        assert not target.startswith(("http", "..", "/")), target
+        assert (REPO / target).exists(), target
+    for doc in (REPO / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
+            if not target.startswith("http"):
+                assert (doc.parent / target).resolve().is_relative_to(REPO), f"{doc.name}: {target}"
