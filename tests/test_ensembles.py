@@ -11,7 +11,7 @@ from conftest import REPO
 from lesionlab import compare
 from lesionlab.config import EnsembleConfig, ParamsError, parse_params
 from lesionlab.contracts import ContractError
-from lesionlab.ensemble import (Members, align_members, combine, cross_fit_stacking, fit_mean_weights, mean_ensemble,
+from lesionlab.ensemble import (align_members, combine, cross_fit_stacking, fit_mean_weights, mean_ensemble,
                                 stack_features)
 from lesionlab.taxonomy import HAM10000_CLASSES
 

@@ -14,7 +14,6 @@ Cases, in the order of the issue:
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 

@@ -243,8 +243,6 @@ def _embedding_weights(root: Path, record: TrainingRecord, spec, size: int):
 
 
 def _probe_head(folder: Path, cfg):
-    import torch
-
     from lesionlab.transfer import build_probe_head
 
     saved = safe_torch_load(folder / "head.pt")
