@@ -255,19 +255,15 @@ def micro_benchmarks(scratch: Path, env: dict, dataset: str, repeats: int) -> di
 
 def family(stage: str, params) -> str:
     """The model family (and framework) of a stage, for throughput and memory."""
+    from lesionlab.families import FAMILIES
+
     kind, _, name = stage.partition("@")
-    if kind == "train":
-        return "CNN (Keras)"
-    if kind == "backbone":
-        if name in params.probes:
-            return "linear probe (PyTorch head on cached embeddings)"
-        strategy = params.backbone_variant(name).strategy
-        return f"fine-tune {strategy} (PyTorch, {params.prepare.backbone_image_size} px)"
+    for fam in FAMILIES.values():
+        if kind in (fam.stage, fam.stage_name) and name in getattr(params, fam.section) and fam.describe:
+            return fam.describe(params, name)
     if kind == "embed":
         return f"embedding (PyTorch, frozen, {params.prepare.backbone_image_size} px, 8 views per image)"
-    if kind == "tabular":
-        return f"metadata ({params.tabular_variant(name).model})"
-    return {"ensemble": "ensemble", "explain": "Grad-CAM", "compare": "comparison", "site": "report site",
+    return {"explain": "Grad-CAM", "compare": "comparison", "site": "report site",
             "prepare": "prepare (image cache)", "eda": "EDA", "split": "split"}.get(kind, kind)
 
 

@@ -65,22 +65,19 @@ def _external_params(root: Path, name: str):
 
 
 def _run(args) -> int:
-    from lesionlab.notebooks import run_notebook
+    from lesionlab import families
+    from lesionlab.notebooks import STAGES, run_notebook
 
+    if args.stage not in STAGES:
+        raise ParamsError(f"`lesionlab run`: unknown stage {args.stage!r}; stages: {list(STAGES)}")
     root = find_project_root()
     params = load_params(root / "params.yaml")
-    if args.stage == "train":
+    served = families.for_stage(args.stage)
+    if served:   # a model family's stage: --variant names one of its rows (unknown -> ParamsError naming them)
+        sections = " or ".join(f"{f.section}:" for f in served)
         if not args.variant:
-            raise ParamsError("`lesionlab run train` needs --variant NAME")
-        params.variant(args.variant)  # unknown variant -> ParamsError naming the defined ones
-    if args.stage == "backbone":
-        if not args.variant:
-            raise ParamsError("`lesionlab run backbone` needs --variant NAME")
-        params.backbone_variant(args.variant)
-    if args.stage in ("tabular", "ensemble"):
-        if not args.variant:
-            raise ParamsError(f"`lesionlab run {args.stage}` needs --variant NAME")
-        (params.tabular_variant if args.stage == "tabular" else params.ensemble_config)(args.variant)
+            raise ParamsError(f"`lesionlab run {args.stage}` needs --variant NAME (a row of {sections})")
+        params.row_config(args.variant, *(f.kind for f in served))
     if args.stage == "explain" and args.variant not in params.explain.variants:
         raise ParamsError(f"`lesionlab run explain` needs --variant NAME, one of explain.variants {params.explain.variants}")
     run_notebook(root, params.dataset, args.stage, args.variant)
@@ -285,9 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(func=_score_external)
     p = sub.add_parser("run", help="execute a stage notebook with papermill (results/<ds>/notebooks/)")
-    p.add_argument("stage", choices=["eda", "split", "train", "backbone", "tabular", "ensemble", "explain", "compare"])
-    p.add_argument("--variant", help="variant name (train: variants:, backbone: probes: or finetunes:, "
-                   "tabular: tabulars:, ensemble: ensembles:, explain: explain.variants)")
+    p.add_argument("stage", help="eda, split, a model family's stage (train, backbone, tabular, ensemble, ...), "
+                   "explain or compare")
+    p.add_argument("--variant", help="a row of the stage's family (train: variants:, backbone: probes: or finetunes:, "
+                   "tabular: tabulars:, ensemble: ensembles:, a new family: its section), or explain: explain.variants")
     p.set_defaults(func=_run)
     p = sub.add_parser("bench", help="measure the pipeline's cost in a scratch copy (cold run, no-op, one-variant "
                        "change, notebook overhead, cache/loader/training throughput, queue) -> reports/bench.json + docs/cost.md")

@@ -20,7 +20,8 @@ from lesionlab.metrics import HEADLINE, class_indices, compute_metrics, headline
 from lesionlab.tasks import SPECIFICITIES, TASK_HEADLINE, TASK_METRICS, triage_view
 from lesionlab.taxonomy import TRIAGE_LEVELS
 from lesionlab.uncertainty import selective_summary, uncertain_flags
-from lesionlab.paths import ensemble_dir, metrics_file, variant_dir
+from lesionlab import families
+from lesionlab.paths import ensemble_dir, metrics_file, row_dir, variant_dir
 from lesionlab.record import RECORD_FILE, read_record
 from lesionlab.report import Html, esc
 from lesionlab.taxonomy import malignant_classes, probability_columns
@@ -66,9 +67,8 @@ def row_predictions_file(root: Path, dataset: str, name: str, params) -> Path:
 
 def row_report(name: str, params) -> str:
     """The row's page, relative to reports/<ds>/index.html."""
-    if name in params.ensembles:
-        return f"ensembles/{name}.html"
-    return f"variants/{name.removesuffix(TTA_SUFFIX)}.html"
+    base = name.removesuffix(TTA_SUFFIX)
+    return f"{families.of_row(params, base).outputs}/{base}.html"
 
 
 def leaderboard_rows(params, skipped: dict[str, str] | None = None) -> list[str]:
@@ -82,8 +82,8 @@ def skipped_rows(root: Path, dataset: str, params) -> dict[str, str]:
     with such a member): name -> the reason its training record (``training.json``) gives. They have no
     predictions."""
     out = {}
-    for name in [*params.all_variants(), *params.ensembles]:
-        folder = ensemble_dir(root, dataset, name) if name in params.ensembles else variant_dir(root, dataset, name)
+    for name in [n for family in families.FAMILIES.values() for n in getattr(params, family.section)]:
+        folder = row_dir(root, dataset, families.of_row(params, name).outputs, name)
         reason = read_record(folder).skipped if (folder / RECORD_FILE).is_file() else None
         if reason:
             out[name] = reason

@@ -10,25 +10,14 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from lesionlab import families
+from lesionlab.params_base import PARAMS_FILE, ParamsError, overrides_of, registered_backbone  # noqa: F401
+from lesionlab.params_base import Section as _Section
 from lesionlab.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
-
-PARAMS_FILE = "params.yaml"
-
-
-#: the sections of params.yaml that name leaderboard rows (names are unique across all of them)
-SECTIONS = ("variants", "probes", "finetunes", "tabulars", "ensembles")
-
-
-class ParamsError(ValueError):
-    """params.yaml is malformed; the message names every offending key."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class BaseParams(_Section):
@@ -95,46 +84,6 @@ class AugmentParams(_Section):
     contrast: float = Field(0.05, ge=0, lt=1)
 
 
-class TrainParams(_Section):
-    framework: Literal["keras"] = "keras"
-    epochs: int = Field(25, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    patience: int = Field(8, ge=1, description="epochs without a better val balanced accuracy before stopping")
-    filters: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
-    dense_units: int = Field(128, ge=1)
-    dropout: float = Field(0.3, ge=0, lt=1)
-    augment: bool = False
-    class_weights: bool = False
-    batchnorm: bool = False
-    activation: Literal["relu", "elu"] = "relu"
-    #: preprocessing ablations: the variant trains (and predicts) on images decoded with these instead of
-    #: prepare's (None = as prepare; docs/datasets.md)
-    color_constancy: Optional[Literal["none", "shades_of_gray"]] = None
-    resize: Optional[Literal["squash", "crop", "pad"]] = None
-
-
-def overrides_of(defaults: type[BaseModel], name: str, doc: str, **extra) -> type[BaseModel]:
-    """The override model of a defaults section, derived rather than restated: a ``description`` plus every field
-    of ``defaults``, optional (None: keep the section's default) with the same type and bounds; the defaults'
-    validators are inherited (each lets None through). ``extra``: more fields (an ensemble's ``members``)."""
-    from pydantic import create_model
-
-    fields: dict[str, Any] = {"description": (str, "")}
-    for key, info in defaults.model_fields.items():
-        field = Field(None, description=info.description)
-        field.metadata.extend(info.metadata)   # ge / le / min_length ...
-        fields[key] = (Optional[info.annotation], field)
-    fields.update(extra)
-    return create_model(name, __base__=defaults, __doc__=doc, **fields)
-
-
-VariantParams = overrides_of(TrainParams, "VariantParams",
-                             "A variant: a description plus any subset of ``train`` keys that it overrides.")
-
-STRATEGIES = ("linear_probe", "partial", "full")
-
-
 class EmbedParams(_Section):
     """Frozen feature extractors for linear probes: one ``embed@<backbone>`` stage each."""
 
@@ -145,104 +94,7 @@ class EmbedParams(_Section):
     @field_validator("backbones")
     @classmethod
     def _registered(cls, v: list[str]) -> list[str]:
-        return [_registered_backbone(b) for b in v]
-
-
-def _registered_backbone(name: str) -> str:
-    from lesionlab.backbones import BACKBONES
-
-    if name not in BACKBONES:
-        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
-        raise ValueError(f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                         f"registered: {sorted(BACKBONES)}")
-    return name
-
-
-class BackboneParams(_Section):
-    """Training config of a pretrained-backbone variant (``probe:`` and ``finetune:`` defaults)."""
-
-    backbone: str = "efficientnet_lite0"
-    weights: Literal["imagenet", "random"] = "imagenet"
-    strategy: Literal["linear_probe", "partial", "full"] = "partial"
-    trainable_blocks: int = Field(4, ge=0, description="partial: how many of the last backbone stages train")
-    image_size: Optional[int] = Field(None, ge=32, le=512, description="input side; None = prepare.backbone_image_size")
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    warmup_epochs: int = Field(1, ge=0)
-    patience: int = Field(3, ge=1)
-    head: Literal["linear", "mlp"] = "linear"
-    hidden_units: int = Field(256, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
-    focal_gamma: float = Field(2.0, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    class_weights: bool = True
-    sampler: Literal["shuffle", "class_balanced"] = "shuffle"
-    mixup: float = Field(0.0, ge=0, description="Beta(a, a) mixing coefficient; 0 = off")
-    cutmix: float = Field(0.0, ge=0, description="Beta(a, a) box share; 0 = off")
-    ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of the weights (e.g. 0.999); 0 = off")
-    augment: bool = True
-    tta: bool = True
-
-    @field_validator("backbone")
-    @classmethod
-    def _registered(cls, v: Optional[str]) -> Optional[str]:
-        return v if v is None else _registered_backbone(v)
-
-
-BackboneVariantParams = overrides_of(BackboneParams, "BackboneVariantParams", "A probe or fine-tune variant: a "
-                                    "description plus any subset of the section's defaults it overrides.")
-
-
-def _probe_defaults() -> BackboneParams:
-    return BackboneParams(strategy="linear_probe", trainable_blocks=0, epochs=60, batch_size=256, learning_rate=1e-3,
-                          patience=10, warmup_epochs=2, label_smoothing=0.0, class_weights=False, tta=False)
-
-
-class TabularParams(_Section):
-    """A metadata-only model (``tabular:`` defaults; ``tabulars:`` entries override any key)."""
-
-    model: Literal["gbm", "logistic"] = "gbm"
-    features: list[Literal["age", "sex", "site"]] = Field(default_factory=lambda: ["age", "sex", "site"],
-                                                          min_length=1)
-    class_weights: bool = True
-    n_estimators: int = Field(400, ge=1, description="gbm: boosting rounds (early stopping may use fewer)")
-    learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(15, ge=2)
-    min_child_samples: int = Field(20, ge=1)
-    patience: int = Field(30, ge=1, description="gbm: rounds without a better val log-loss before stopping")
-    C: float = Field(1.0, gt=0, description="logistic: inverse L2 regularisation strength")
-
-    @field_validator("features")
-    @classmethod
-    def _unique(cls, v: Optional[list[str]]) -> Optional[list[str]]:
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"features must not repeat: {v}")
-        return v
-
-
-TabularVariantParams = overrides_of(TabularParams, "TabularVariantParams",
-                                   "A metadata model: a description plus any subset of ``tabular`` keys it overrides.")
-
-
-class EnsembleParams(_Section):
-    """Defaults of every ensemble (``ensembles:`` entries name their members and override any key)."""
-
-    method: Literal["mean", "weighted", "stacking"] = "stacking"
-    folds: int = Field(5, ge=2, description="stacking: cross-fitting folds over the validation lesions")
-    C: float = Field(1.0, gt=0, description="stacking: inverse L2 strength of the meta-learner's penalty")
-    class_weights: bool = Field(True, description="weighted / stacking: every class weighs the same in the fit")
-
-
-EnsembleVariantParams = overrides_of(EnsembleParams, "EnsembleVariantParams", "An ensemble: its members (two or "
-                                    "more rows) plus any subset of ``ensemble`` keys it overrides.",
-                                    members=(list[str], Field(min_length=2)))
-
-
-class EnsembleConfig(EnsembleParams):
-    members: list[str]
+        return [registered_backbone(b) for b in v]
 
 
 class UncertaintyParams(_Section):
@@ -295,7 +147,10 @@ class CompareParams(_Section):
         return v
 
 
-class Params(_Section):
+class CoreParams(_Section):
+    """The sections every project has; :data:`Params` adds each registered model family's two sections (its
+    defaults and its rows, :mod:`lesionlab.families`)."""
+
     dataset: str = "synthetic"
     dataset_source: str = "src/lesionlab/synthetic.py"
     base: BaseParams = BaseParams()
@@ -303,30 +158,12 @@ class Params(_Section):
     prepare: PrepareParams = PrepareParams()
     split: SplitParams = SplitParams()
     augment: AugmentParams = AugmentParams()
-    train: TrainParams = TrainParams()
-    variants: dict[str, VariantParams] = Field(min_length=1)
     embed: EmbedParams = EmbedParams()
-    probe: BackboneParams = Field(default_factory=_probe_defaults)
-    finetune: BackboneParams = BackboneParams()
-    probes: dict[str, BackboneVariantParams] = Field(default_factory=dict)
-    finetunes: dict[str, BackboneVariantParams] = Field(default_factory=dict)
-    tabular: TabularParams = TabularParams()
-    tabulars: dict[str, TabularVariantParams] = Field(default_factory=dict)
-    ensemble: EnsembleParams = EnsembleParams()
-    ensembles: dict[str, EnsembleVariantParams] = Field(default_factory=dict)
     uncertainty: UncertaintyParams = UncertaintyParams()
     explain: ExplainParams = ExplainParams()
     compare: CompareParams = CompareParams()
     #: external test sets: every trained model and ensemble also scores these datasets (never trained on)
     external: list[str] = Field(default_factory=list)
-
-    @field_validator("variants", "probes", "finetunes", "tabulars", "ensembles")
-    @classmethod
-    def _variant_names(cls, v: dict) -> dict:
-        for name in v:
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '_'")
-        return v
 
     @field_validator("dataset")
     @classmethod
@@ -340,7 +177,7 @@ class Params(_Section):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self, context: ValidationInfo) -> "Params":
+    def _cross_checks(self, context: ValidationInfo) -> "CoreParams":
         from lesionlab.datasets import DATASETS, dataset_info
 
         info = dataset_info(self.dataset, (context.context or {}).get("root"))
@@ -363,54 +200,23 @@ class Params(_Section):
                                  "user's download under data/<name>/")
         if self.split.val_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20 % for training")
+        seen: dict[str, str] = {}
+        for family in families.FAMILIES.values():
+            for name in getattr(self, family.section):
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                    raise ValueError(f"{family.section}.{name}: variant name {name!r} must be lower-case letters, "
+                                     "digits and '_'")
+                if name in seen:
+                    raise ValueError(f"{family.section}.{name}: the name is already used in {seen[name]} "
+                                     "(every variant writes results/<dataset>/variants/<name>)")
+                seen[name] = family.section
         names = self.all_variants()
         if self.compare.baseline not in names:
             raise ValueError(f"compare.baseline {self.compare.baseline!r} is not one of the variants {names}")
-        seen: dict[str, str] = {}
-        for section in SECTIONS:
-            for name in getattr(self, section):
-                if name in seen:
-                    raise ValueError(f"{section}.{name}: the name is already used in {seen[name]} "
-                                     "(every variant writes results/<dataset>/variants/<name>)")
-                seen[name] = section
-        for name in self.probes:
-            cfg = self.backbone_variant(name)
-            if cfg.strategy != "linear_probe":
-                raise ValueError(f"probes.{name}.strategy must be linear_probe (fine-tuning belongs under finetunes:)")
-            if cfg.backbone not in self.embed.backbones:
-                raise ValueError(f"probes.{name}: backbone {cfg.backbone!r} has no embed stage; add it to "
-                                 f"embed.backbones {self.embed.backbones}")
-            if cfg.weights != self.embed.weights:
-                raise ValueError(f"probes.{name}.weights is {cfg.weights!r} but the cached embeddings use "
-                                 f"embed.weights {self.embed.weights!r}")
-            if cfg.cutmix > 0:
-                raise ValueError(f"probes.{name}.cutmix: cutmix needs images; a probe trains on embeddings (use mixup)")
-        from lesionlab.backbones import BACKBONES
-
-        for name in self.finetunes:
-            cfg = self.backbone_variant(name)
-            if cfg.strategy == "linear_probe":
-                raise ValueError(f"finetunes.{name}.strategy: linear_probe variants belong under probes: "
-                                 "(they reuse the cached embeddings)")
-            unsupported = [k for k, on in (("sampler", cfg.sampler != "shuffle"), ("mixup", cfg.mixup > 0),
-                                           ("cutmix", cfg.cutmix > 0)) if on]
-            if unsupported and BACKBONES[cfg.backbone].framework == "keras":
-                raise ValueError(f"finetunes.{name}: {unsupported} are implemented by the PyTorch trainer "
-                                 f"only; {cfg.backbone!r} is a Keras backbone")
+        for family in families.FAMILIES.values():
+            if family.validate is not None:
+                family.validate(self)
         rows = self.scored_rows()
-        for name, entry in self.ensembles.items():
-            unknown = [m for m in entry.members if m not in rows]
-            if unknown:
-                raise ValueError(f"ensembles.{name}.members: {unknown} not trained by this params.yaml; members "
-                                 f"can be {rows}")
-            kinds = {m: self.preprocess(m.removesuffix("+tta") if m.removesuffix("+tta") in self.variants else None)
-                     for m in entry.members}
-            if len(set(kinds.values())) > 1:
-                raise ValueError(f"ensembles.{name}.members: the members' images are preprocessed differently "
-                                 f"({ {m: f'{p.color_constancy}/{p.resize}' for m, p in kinds.items()} }); an ensemble "
-                                 "combines models that read the same images")
-            if len(set(entry.members)) != len(entry.members):
-                raise ValueError(f"ensembles.{name}.members: a member is listed twice: {entry.members}")
         images = self.image_variants()
         unknown = [v for v in self.explain.variants if v not in images]
         if unknown:
@@ -422,56 +228,64 @@ class Params(_Section):
                 raise ValueError(f"compare.pairs: {unknown} is not a leaderboard row; rows: {rows + list(self.ensembles)}")
         return self
 
+    def _rows(self, family) -> list[str]:
+        return list(getattr(self, family.section))
+
     def all_variants(self) -> list[str]:
         """Every trained model the comparison reads: CNN ladder, probes, fine-tunes, tabular (params.yaml order)."""
-        return [*self.variants, *self.probes, *self.finetunes, *self.tabulars]
+        return [n for f in families.FAMILIES.values() if f.outputs == "variants" for n in self._rows(f)]
 
     def image_variants(self) -> list[str]:
         """The models that look at pixels (CNN ladder, probes, fine-tunes): what Grad-CAM can explain."""
-        return [*self.variants, *self.probes, *self.finetunes]
+        return [n for f in families.FAMILIES.values() if f.outputs == "variants" and f.image_model for n in self._rows(f)]
 
     def scored_rows(self) -> list[str]:
         """Every model row an ensemble may combine: each trained model, plus ``<name>+tta`` where TTA is on."""
         rows = []
-        for name in self.all_variants():
-            rows.append(name)
-            if (name in self.probes or name in self.finetunes) and self.backbone_variant(name).tta:
-                rows.append(name + "+tta")
+        for family in families.FAMILIES.values():
+            if family.outputs != "variants":
+                continue
+            for name in self._rows(family):
+                rows.append(name)
+                if family.tta is not None and family.tta(family.config(self, name)):
+                    rows.append(name + "+tta")
         return rows
 
-    def tabular_variant(self, name: str) -> TabularParams:
+    def row_config(self, name: str, *kinds: str):
+        """The effective config of a row (its family's defaults + its overrides); ``kinds`` limits the families."""
+        for family in families.FAMILIES.values():
+            if (not kinds or family.kind in kinds) and name in getattr(self, family.section):
+                return family.config(self, name)
+        sections = [f.section for f in families.FAMILIES.values() if not kinds or f.kind in kinds]
+        raise ParamsError(f"{PARAMS_FILE}: unknown {' or '.join(kinds) or 'row'} {name!r}; "
+                          + ", ".join(f"{s}: {self._rows_of(s)}" for s in sections))
+
+    def _rows_of(self, section: str) -> list[str]:
+        return list(getattr(self, section))
+
+    def tabular_variant(self, name: str):
         """The effective config of a metadata model: ``tabular`` defaults + its overrides."""
         if name not in self.tabulars:
             raise ParamsError(f"{PARAMS_FILE}: unknown tabular model {name!r}; tabulars: {list(self.tabulars)}")
-        overrides = {k: v for k, v in self.tabulars[name].model_dump().items() if v is not None and k != "description"}
-        return self.tabular.model_copy(update=overrides)
+        return self.row_config(name, "tabular")
 
-    def ensemble_config(self, name: str) -> EnsembleConfig:
+    def ensemble_config(self, name: str):
         """The effective config of an ensemble: ``ensemble`` defaults + its members and overrides."""
         if name not in self.ensembles:
             raise ParamsError(f"{PARAMS_FILE}: unknown ensemble {name!r}; ensembles: {list(self.ensembles)}")
-        overrides = {k: v for k, v in self.ensembles[name].model_dump().items() if v is not None and k != "description"}
-        return EnsembleConfig(**{**self.ensemble.model_dump(), **overrides})
+        return self.row_config(name, "ensemble")
 
-    def backbone_variant(self, name: str) -> BackboneParams:
+    def backbone_variant(self, name: str):
         """The effective config of a probe or fine-tune variant: its section's defaults + its overrides."""
-        if name in self.probes:
-            defaults, entry = self.probe, self.probes[name]
-        elif name in self.finetunes:
-            defaults, entry = self.finetune, self.finetunes[name]
-        else:
+        if name not in self.probes and name not in self.finetunes:
             raise ParamsError(f"{PARAMS_FILE}: unknown backbone variant {name!r}; probes: {list(self.probes)}, "
                               f"finetunes: {list(self.finetunes)}")
-        overrides = {k: v for k, v in entry.model_dump().items() if v is not None and k != "description"}
-        cfg = defaults.model_copy(update=overrides)
-        if cfg.image_size is None:
-            cfg = cfg.model_copy(update={"image_size": self.prepare.backbone_image_size})
-        return cfg
+        return self.row_config(name, "probe", "finetune")
 
     def description(self, name: str) -> str:
-        for section in (self.variants, self.probes, self.finetunes, self.tabulars, self.ensembles):
-            if name in section:
-                return section[name].description
+        for family in families.FAMILIES.values():
+            if name in getattr(self, family.section):
+                return getattr(self, family.section)[name].description
         return ""
 
     def preprocess(self, name: str | None = None):
@@ -498,12 +312,37 @@ class Params(_Section):
             out.extend([a, b] for b in twins[:1])
         return out
 
-    def variant(self, name: str) -> TrainParams:
+    def variant(self, name: str):
         """The effective training config of a variant: ``train`` defaults + the variant's overrides."""
         if name not in self.variants:
             raise ParamsError(f"{PARAMS_FILE}: unknown variant {name!r}; defined: {list(self.variants)}")
-        overrides = {k: v for k, v in self.variants[name].model_dump().items() if v is not None and k != "description"}
-        return self.train.model_copy(update=overrides)
+        return self.row_config(name, "cnn")
+
+
+def _assemble() -> type[BaseModel]:
+    """``Params``: the core sections + each registered family's defaults section and rows section."""
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {}
+    for family in families.discover().values():
+        factory = family.defaults_factory or family.defaults_model
+        fields[family.defaults] = (family.defaults_model, Field(default_factory=factory))
+        rows = dict[str, family.row_model]
+        fields[family.section] = (rows, Field(min_length=1) if family.required else Field(default_factory=dict))
+    return create_model("Params", __base__=CoreParams, __doc__="params.yaml, validated.", **fields)
+
+
+Params = _assemble()
+
+#: the sections of params.yaml that name leaderboard rows (names are unique across all of them)
+SECTIONS = tuple(f.section for f in families.FAMILIES.values())
+
+# the families' section models, where callers have always found them
+from lesionlab.families._backbone import STRATEGIES, BackboneParams, BackboneVariantParams  # noqa: E402, F401
+from lesionlab.families.cnn import TrainParams, VariantParams  # noqa: E402, F401
+from lesionlab.families.ensemble import EnsembleConfig, EnsembleParams, EnsembleVariantParams  # noqa: E402, F401
+from lesionlab.families.probe import probe_defaults as _probe_defaults  # noqa: E402, F401
+from lesionlab.families.tabular import TabularParams, TabularVariantParams  # noqa: E402, F401
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -522,14 +361,14 @@ def find_project_root(start: str | Path | None = None) -> Path:
 
 def _model_for(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (to suggest close names for typos)."""
+    rows = {f.section: f.row_model for f in families.FAMILIES.values()}
     model: Any = Params
     for part in loc[:-1]:
-        if model is Params and part in SECTIONS:
+        if model is Params and part in rows:
             model = part
             continue
-        if model in SECTIONS:
-            model = {"variants": VariantParams, "probes": BackboneVariantParams, "finetunes": BackboneVariantParams,
-                     "tabulars": TabularVariantParams, "ensembles": EnsembleVariantParams}[model]
+        if model in rows:
+            model = rows[model]
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

@@ -184,22 +184,37 @@ class Explanation:
     summary: dict
 
 
+def keras_gradcam(root, dataset: str, name: str, record):
+    """(framework, images -> (maps, proba), input size) of a trained Keras CNN."""
+    from lesionlab.predictor import load_keras_model
+
+    model, size = load_keras_model(root, dataset, name, record)
+    return "keras", (lambda x, bs: gradcam_keras(model, x, bs)), size
+
+
+def backbone_gradcam(root, dataset: str, name: str, record):
+    """(framework, images -> (maps, proba), input size) of a trained probe or fine-tune."""
+    from lesionlab.transfer import load_torch_model
+
+    if record.framework == "keras":
+        from lesionlab.predictor import load_keras_model
+
+        model, size = load_keras_model(root, dataset, name, record)
+        return "keras", (lambda x, bs: gradcam_keras(model, x, bs)), size
+    model, spec, size, device = load_torch_model(root, dataset, name, record)
+    return "torch", (lambda x, bs: gradcam_torch(model, spec, x, bs, device)), size
+
+
 def load_explainer(root: Path, dataset: str, variant: str):
-    """(framework, callable images -> (maps, proba), input size) of a trained image model."""
-    from lesionlab.predict import row_record
+    """(framework, callable images -> (maps, proba), input size) of a trained image model: its family's Grad-CAM."""
+    from lesionlab.families import discover
+    from lesionlab.predictor import row_record
 
     record = row_record(root, dataset, variant, check_weights=True)
-    if record.kind in ("tabular", "ensemble"):
+    family = discover().get(record.kind)
+    if family is None or family.gradcam is None:
         raise ValueError(f"{variant} is a {record.kind} row, not one image model: Grad-CAM has nothing to explain")
-    if record.framework == "keras":
-        from lesionlab.predict import load_keras_model
-
-        model, size = load_keras_model(root, dataset, variant, record)
-        return "keras", (lambda x, bs: gradcam_keras(model, x, bs)), size
-    from lesionlab.predict import load_torch_model
-
-    model, spec, size, device = load_torch_model(root, dataset, variant, record)
-    return "torch", (lambda x, bs: gradcam_torch(model, spec, x, bs, device)), size
+    return family.call("gradcam", root, dataset, variant, record)
 
 
 def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64, progress: bool = True) -> Explanation:
@@ -208,7 +223,7 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
     splits = read_splits(splits_file(root, dataset), data.table)
     split = data.table[["image_id"]].merge(splits, on="image_id", how="left")["split"].to_numpy()
     test = np.flatnonzero(split == "test")
-    from lesionlab.predict import recorded_preprocess
+    from lesionlab.predictor import recorded_preprocess
 
     framework, explain, size = load_explainer(root, dataset, variant)
     preprocess = recorded_preprocess(root, dataset, variant)

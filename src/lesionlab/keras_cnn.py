@@ -82,3 +82,11 @@ def fit(model, x_train, y_train, x_val, y_val, cfg: TrainParams, n_classes: int,
     if stopper.best_weights is not None:
         model.set_weights(stopper.best_weights)
     return tracker.result
+
+
+def load_predictor(root, dataset: str, name: str, record):
+    """A trained CNN-ladder variant as a Predictor (lesionlab predict)."""
+    from lesionlab.predictor import Predictor, load_keras_model
+
+    model, size = load_keras_model(root, dataset, name, record)
+    return Predictor(name, "cnn", "keras", tuple(record.classes), size, lambda x: predict(model, x))

@@ -25,16 +25,21 @@ class NotebookStage:
     title: str
 
 
-STAGES = {
-    "eda": NotebookStage("01_eda.ipynb", "Exploratory data analysis"),
-    "split": NotebookStage("02_split.ipynb", "Lesion-grouped stratified split"),
-    "train": NotebookStage("03_train.ipynb", "Variant"),
-    "backbone": NotebookStage("04_backbone.ipynb", "Backbone variant"),
-    "tabular": NotebookStage("05_tabular.ipynb", "Metadata model"),
-    "ensemble": NotebookStage("06_ensemble.ipynb", "Ensemble"),
-    "explain": NotebookStage("07_explain.ipynb", "Explanations"),
-    "compare": NotebookStage("08_compare.ipynb", "Comparison of every variant"),
-}
+def _stages() -> dict[str, NotebookStage]:
+    """Every stage notebook: the data stages, then one per model family's stage (lesionlab.families), then the
+    explanation and the comparison."""
+    from lesionlab.families import discover
+
+    stages = {"eda": NotebookStage("01_eda.ipynb", "Exploratory data analysis"),
+              "split": NotebookStage("02_split.ipynb", "Lesion-grouped stratified split")}
+    for family in discover().values():
+        stages.setdefault(family.stage, NotebookStage(family.notebook, family.title))
+    stages["explain"] = NotebookStage("07_explain.ipynb", "Explanations")
+    stages["compare"] = NotebookStage("08_compare.ipynb", "Comparison of every variant")
+    return stages
+
+
+STAGES = _stages()
 
 
 def skip_slow_schema_formats() -> None:

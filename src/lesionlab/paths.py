@@ -52,6 +52,11 @@ def variant_dir(root: Path, dataset: str, variant: str) -> Path:
     return results_dir(root, dataset) / "variants" / checked(variant, "variant")
 
 
+def row_dir(root: Path, dataset: str, outputs: str, name: str) -> Path:
+    """A trained row's folder: ``results/<ds>/<outputs>/<name>`` (``outputs``: its family's, variants or ensembles)."""
+    return results_dir(root, dataset) / checked(outputs, "outputs folder") / checked(name, "variant")
+
+
 def metrics_file(root: Path, dataset: str, name: str) -> Path:
     """Flat test metrics (+ ``val_`` ones and training figures) of a leaderboard row: DVC metrics."""
     return results_dir(root, dataset) / "metrics" / f"{checked(name, 'variant')}.json"

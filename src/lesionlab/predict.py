@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,79 +21,39 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.contracts import ContractError
-from lesionlab.paths import ensemble_dir, variant_dir
-from lesionlab.preprocess import Preprocess
-from lesionlab.record import TrainingRecord, read_record
+from lesionlab.predictor import (Predictor, load_keras_model, recorded_preprocess, row_record,  # noqa: F401
+                                 safe_keras_load, safe_torch_load)
+from lesionlab.record import TrainingRecord
 from lesionlab.taxonomy import probability_columns
 
 METADATA_COLUMNS = ("age", "sex", "site")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
-@dataclass
-class Predictor:
-    variant: str
-    kind: str                     # cnn | probe | finetune | tabular | ensemble
-    framework: str
-    classes: tuple[str, ...]
-    input_size: int               # side of the uint8 images it takes
-    proba: Callable[[np.ndarray], np.ndarray]
-    #: ensembles and metadata models: more image sizes to decode, and a function of
-    #: ({size: images}, the batch's input rows, tta) -> probabilities that replaces ``proba``
-    extra_sizes: tuple[int, ...] = ()
-    combine: Callable[[dict, pd.DataFrame, bool], np.ndarray] | None = None
-    #: how the training images were decoded (colour constancy, resize policy): applied to every input
-    preprocess: Preprocess = field(default_factory=Preprocess)
-
-    def batch_proba(self, images: dict, rows: pd.DataFrame, tta: bool) -> np.ndarray:
-        from lesionlab.tta import average_views
-
-        if self.combine is not None:
-            return self.combine(images, rows, tta)
-        return average_views(self.proba, images[self.input_size], tta)
+def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
+    """Rebuild a trained variant (or an ensemble of them) from its stage outputs: the model file and its training
+    record, which also says how its images were decoded (nothing is read from the prepare stage)."""
+    record = row_record(root, dataset, variant, check_weights=True)
+    if record.skipped:
+        raise ContractError(f"{variant!r} of {dataset!r} trained nothing: {record.skipped}")
+    return replace(_load_predictor(root, dataset, variant, record), preprocess=record.preprocessing())
 
 
-def _tabular_predictor(root: Path, dataset: str, variant: str, record: TrainingRecord) -> Predictor:
-    """A metadata model: reads age / sex / site from the input CSV (the images are not used)."""
-    from lesionlab.tabular import MetadataEncoder
+def _load_predictor(root: Path, dataset: str, variant: str, record: TrainingRecord) -> Predictor:
+    from lesionlab.families import FAMILIES, discover
 
-    folder = variant_dir(root, dataset, variant)
-    enc = MetadataEncoder(**record.details["encoder"])
-    classes = tuple(record.classes)
-    impute = record.config["model"] == "logistic"
-    if impute:
-        model = json.loads((folder / "model.json").read_text())
-        coef, intercept = np.asarray(model["coef"]), np.asarray(model["intercept"])
-    else:
-        import lightgbm as lgb
-
-        booster = lgb.Booster(model_file=str(folder / "model.txt"))
-
-    def combine(images, rows: pd.DataFrame, tta: bool) -> np.ndarray:
-        missing = [f for f in enc.features if f not in rows.columns]
-        if missing:
-            raise ContractError(f"{variant} is a metadata model: the input CSV needs the column(s) {missing} "
-                             f"(a folder of images has no metadata)")
-        x = enc.transform(rows, impute=impute).to_numpy(dtype=float)
-        if not impute:
-            return booster.predict(x)
-        from scipy.special import expit, softmax
-
-        logits = x @ coef.T + intercept
-        if coef.shape[0] == 1:  # scikit-learn keeps one row of coefficients when training saw two classes
-            present = np.column_stack([1 - expit(logits[:, 0]), expit(logits[:, 0])])
-        else:
-            present = softmax(logits, axis=1)
-        out = np.zeros((len(x), len(classes)))
-        out[:, model["classes_present"]] = present
-        return out
-
-    return Predictor(variant, "tabular", record.framework, classes, record.input_size, lambda x: None, combine=combine)
+    discover()
+    if record.kind not in FAMILIES:
+        raise ContractError(f"{variant!r} of {dataset!r}: its training record names the model family {record.kind!r}, "
+                            f"which this code does not have (families: {list(FAMILIES)})")
+    return FAMILIES[record.kind].call("load", root, dataset, variant, record)
 
 
-def _ensemble_predictor(root: Path, dataset: str, name: str, record: TrainingRecord) -> Predictor:
-    """Rebuild each member, then combine them as ``ensemble.json`` records (weights or the meta-learner)."""
+def load_ensemble(root: Path, dataset: str, name: str, record: TrainingRecord) -> Predictor:
+    """An ensemble (the family's loader): each member rebuilt through its own family, then combined as
+    ``ensemble.json`` records (weights or the meta-learner)."""
     from lesionlab.ensemble import PooledMetaLearner, mean_ensemble, stack_features
+    from lesionlab.paths import ensemble_dir
 
     combination = json.loads((ensemble_dir(root, dataset, name) / "ensemble.json").read_text())
     members = record.config["members"]
@@ -111,162 +71,6 @@ def _ensemble_predictor(root: Path, dataset: str, name: str, record: TrainingRec
 
     return Predictor(name, "ensemble", record.framework, classes, sizes[-1], lambda x: None,
                      extra_sizes=tuple(sizes[:-1]), combine=combine)
-
-
-def row_record(root: Path, dataset: str, name: str, check_weights: bool = False) -> TrainingRecord:
-    """The training record of a trained row: a variant (``variants/<name>``) or an ensemble (``ensembles/<name>``)."""
-    folder = ensemble_dir(root, dataset, name)
-    if not (folder / "training.json").is_file():
-        folder = variant_dir(root, dataset, name)
-    if not (folder / "training.json").is_file():
-        trained = sorted(p.name for p in folder.parent.glob("*") if p.is_dir())
-        raise FileNotFoundError(f"{folder / 'training.json'} not found: variant {name!r} of {dataset!r} has not been trained "
-                                f"(run `dvc repro` or pick one of {trained})")
-    return read_record(folder, check_weights=check_weights)
-
-
-def load_predictor(root: Path, dataset: str, variant: str) -> Predictor:
-    """Rebuild a trained variant (or an ensemble of them) from its stage outputs: the model file and its training
-    record, which also says how its images were decoded (nothing is read from the prepare stage)."""
-    record = row_record(root, dataset, variant, check_weights=True)
-    if record.skipped:
-        raise ContractError(f"{variant!r} of {dataset!r} trained nothing: {record.skipped}")
-    return replace(_load_predictor(root, dataset, variant, record), preprocess=record.preprocessing())
-
-
-def recorded_preprocess(root: Path, dataset: str, variant: str) -> Preprocess:
-    """How ``variant``'s training images were decoded (its training record)."""
-    return row_record(root, dataset, variant).preprocessing()
-
-
-def _load_predictor(root: Path, dataset: str, variant: str, record: TrainingRecord) -> Predictor:
-    kind, classes = record.kind, tuple(record.classes)
-    if kind == "ensemble":
-        return _ensemble_predictor(root, dataset, variant, record)
-    if kind == "tabular":
-        return _tabular_predictor(root, dataset, variant, record)
-    if kind == "cnn":
-        from lesionlab import keras_cnn
-
-        model, size = load_keras_model(root, dataset, variant, record)
-        return Predictor(variant, kind, "keras", classes, size, lambda x: keras_cnn.predict(model, x))
-    from lesionlab.backbones import backbone_spec
-    from lesionlab.config import BackboneParams
-
-    folder = variant_dir(root, dataset, variant)
-    cfg = BackboneParams(**record.config)
-    spec = backbone_spec(record.backbone)
-    size = record.input_size
-    if spec.framework == "keras" and kind == "probe":
-        return _keras_probe(root, folder, record, cfg, spec, classes, size, variant)
-    if spec.framework == "keras":
-        from lesionlab import keras_backbone
-
-        model, size = load_keras_model(root, dataset, variant, record)
-        return Predictor(variant, kind, "keras", classes, size, lambda x: keras_backbone.predict(model, x))
-    from lesionlab import torch_train
-
-    model, spec, size, device = load_torch_model(root, dataset, variant, record)
-    return Predictor(variant, kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
-
-
-def load_keras_model(root: Path, dataset: str, variant: str, record: TrainingRecord):
-    """(Keras model, input size) of a CNN-ladder variant or a fine-tuned Keras backbone."""
-    from lesionlab.keras_common import load_keras
-
-    if record.kind == "probe":
-        raise ValueError(f"{variant}: a Keras probe is a Keras embedder + a PyTorch head, not one model")
-    keras = load_keras(record.seed)
-    return safe_keras_load(keras, variant_dir(root, dataset, variant) / "model.keras"), record.input_size
-
-
-def safe_keras_load(keras, path: Path):
-    """A saved Keras model, loaded with ``safe_mode`` on: a file holding code (a Lambda layer's bytecode, an
-    unregistered custom object) is refused with the reason, never run. Models this package saves hold none."""
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except (ValueError, TypeError) as err:
-        if "safe_mode" in str(err) or "lambda" in str(err).lower() or "custom" in str(err).lower():
-            raise ContractError(f"{path}: refused to load: the file holds code that would run on loading "
-                                f"({str(err).splitlines()[0][:160]}). Models lesionlab saves hold none; retrain this "
-                                "variant (`dvc repro`) rather than loading a file from elsewhere") from None
-        raise
-
-
-def load_torch_model(root: Path, dataset: str, variant: str, record: TrainingRecord):
-    """(BackboneNet in eval mode, backbone spec, input size, device) of a PyTorch probe or fine-tune."""
-    from lesionlab import torch_models
-    from lesionlab.backbones import backbone_spec
-    from lesionlab.config import BackboneParams
-
-    folder = variant_dir(root, dataset, variant)
-    cfg = BackboneParams(**record.config)
-    spec = backbone_spec(record.backbone)
-    size = record.input_size
-    device = torch_models.pick_device()
-    if record.kind == "probe":
-        head = _probe_head(folder, cfg)
-        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, _embedding_weights(root, record, spec,
-                                                                                                     size).path), head, size)
-    else:
-        saved = safe_torch_load(folder / "model.pt")
-        head = torch_models.make_head(spec.features, len(record.classes), cfg.head, cfg.hidden_units, cfg.dropout)
-        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
-        model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval(), spec, size, device
-
-
-def safe_torch_load(path: Path) -> dict:
-    """A saved PyTorch state (tensors, numbers, strings) with ``weights_only``: a pickle that would build any
-    other object (and so could run code) is refused with the reason."""
-    import pickle
-
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ContractError(f"{path}: refused to load: not a plain weights file (it would build objects other than "
-                            f"tensors: {str(err).splitlines()[0][:160]}). Retrain this variant (`dvc repro`)") from None
-
-
-def _embedding_weights(root: Path, record: TrainingRecord, spec, size: int):
-    """The weights the probe's embeddings were computed with, checked by sha256."""
-    from lesionlab.weights import resolve_weights
-
-    weights = record.weights
-    record = resolve_weights(spec, weights["weights"], size, root)
-    if record.sha256 != weights["sha256"]:
-        raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
-                                f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})")
-    return record
-
-
-def _probe_head(folder: Path, cfg):
-    from lesionlab.transfer import build_probe_head
-
-    saved = safe_torch_load(folder / "head.pt")
-    head = build_probe_head(saved["n_features"], saved["n_classes"], cfg)
-    head.load_state_dict(saved["state_dict"])
-    return head.eval()
-
-
-def _keras_probe(root: Path, folder: Path, record: TrainingRecord, cfg, spec, classes, size: int,
-                 variant: str) -> Predictor:
-    """Keras backbone embeddings -> the probe's PyTorch head (torch is imported before TensorFlow)."""
-    import torch
-
-    from lesionlab import keras_backbone
-
-    head = _probe_head(folder, cfg)
-    embedder = keras_backbone.embedding_model(spec, _embedding_weights(root, record, spec, size), size, record.seed)
-
-    def proba(images):
-        features = np.asarray(embedder(np.asarray(images, dtype=np.float32), training=False))
-        with torch.no_grad():
-            return torch.softmax(head(torch.from_numpy(features)), dim=1).numpy().astype(np.float64)
-
-    return Predictor(variant, "probe", "keras", classes, size, proba)
 
 
 def list_inputs(source: Path, info=None) -> pd.DataFrame:

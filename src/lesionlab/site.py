@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from lesionlab import timing
+from lesionlab.families import FAMILIES
 from lesionlab.paths import reports_dir, results_dir
 from lesionlab.report import Html, esc, git_commit, link
 
@@ -50,15 +51,10 @@ def site_pages(params) -> list[Page]:
     pages = [Page("eda", "eda.ipynb", "eda.html", "Exploratory data analysis", "overview"),
              Page("split", "split.ipynb", "split.html", "Lesion-grouped split", "overview"),
              Page("compare", "compare.ipynb", "compare.html", "Comparison of every variant", "overview")]
-    for v in params.variants:
-        pages.append(Page(f"train@{v}", f"train@{v}.ipynb", f"variants/{v}.html", v, "CNN ladder"))
-    for group, names in (("probe", params.probes), ("finetune", params.finetunes)):
-        for v in names:
-            pages.append(Page(f"{group}@{v}", f"backbone@{v}.ipynb", f"variants/{v}.html", v, "backbone"))
-    for v in params.tabulars:
-        pages.append(Page(f"tabular@{v}", f"tabular@{v}.ipynb", f"variants/{v}.html", v, "metadata"))
-    for v in params.ensembles:
-        pages.append(Page(f"ensemble@{v}", f"ensemble@{v}.ipynb", f"ensembles/{v}.html", v, "ensemble"))
+    for family in FAMILIES.values():   # every model family's rows (lesionlab.families), in registry order
+        for v in getattr(params, family.section):
+            pages.append(Page(f"{family.stage_name}@{v}", f"{family.stage}@{v}.ipynb", f"{family.outputs}/{v}.html", v,
+                              family.group or family.label))
     for v in params.explain.variants:
         pages.append(Page(f"explain@{v}", f"explain@{v}.ipynb", f"explanations/{v}.html", f"Grad-CAM: {v}",
                           "explanation"))
@@ -266,9 +262,7 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
     vs_best = compare.difference_marks(paired, "vs best")
     p_base = {r["a"]: r["mcnemar_p"] for _, r in paired[(paired["comparison"] == "vs baseline")
                                                         & (paired["metric"] == "balanced_accuracy")].iterrows()}
-    kinds = {**{v: "CNN" for v in params.variants}, **{v: "probe" for v in params.probes},
-             **{v: "fine-tune" for v in params.finetunes}, **{v: "metadata" for v in params.tabulars},
-             **{v: "ensemble" for v in params.ensembles}}
+    kinds = {v: family.label for family in FAMILIES.values() for v in getattr(params, family.section)}
     rows = []
     for _, r in board.iterrows():
         v = r["variant"]

@@ -6,7 +6,7 @@ the CLI's entry (``__main__``, ``cli``'s module-level imports and the functions 
 command's handler and the ``cli`` functions it calls, and, for ``run <stage>``, the imports of the stage's
 notebook. A lazy import counts: a module a stage may load is a module whose change may change its outputs.
 
-``lesionlab deps`` rewrites the ``src/lesionlab/*.py`` entries of every stage's ``deps:`` in dvc.yaml (other
+``lesionlab deps`` rewrites the ``src/lesionlab/**.py`` entries of every stage's ``deps:`` in dvc.yaml (other
 entries and their order are kept); ``lesionlab deps --check`` lists what a stage misses or lists in excess and
 fails, which is what the test suite runs.
 """
@@ -24,25 +24,82 @@ PACKAGE = "src/lesionlab"
 _CLI_COMMON = ("main", "_guarded", "_user_errors", "_stage_name")
 
 
-def _imported(tree: ast.AST, modules: set[str]) -> set[str]:
-    """Package modules imported anywhere in ``tree``."""
+def _with_prefixes(name: str, modules) -> set[str]:
+    """``a.b.c`` -> the modules among ``a``, ``a.b``, ``a.b.c`` (importing a submodule runs its packages' inits)."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & set(modules)
+
+
+def _imported(tree: ast.AST, modules) -> set[str]:
+    """Package modules imported anywhere in ``tree`` (dotted names relative to the package: ``config``,
+    ``families``, ``families.cnn``)."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lesionlab.")}
+            for a in node.names:
+                if a.name.startswith("lesionlab."):
+                    found |= _with_prefixes(a.name.removeprefix("lesionlab."), modules)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module == "lesionlab":
-                found |= {a.name for a in node.names if a.name in modules}
+                found |= {a.name for a in node.names} & set(modules)
             elif node.module.startswith("lesionlab."):
-                found.add(node.module.split(".")[1])
-    return found & modules
+                base = node.module.removeprefix("lesionlab.")
+                found |= _with_prefixes(base, modules)
+                found |= {f"{base}.{a.name}" for a in node.names} & set(modules)   # from package import submodule
+    return found
+
+
+def module_files(root: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package and its sub-packages."""
+    package = Path(root) / PACKAGE
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(package).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" and len(rel.parts) > 1 else rel.parts
+        out[".".join(parts)] = path
+    return out
+
+
+def _role_targets(trees: dict[str, ast.AST], modules) -> dict[str, set[str]]:
+    """Model-family roles -> the modules that implement them: the ``"lesionlab.x:function"`` strings passed to
+    ``Family(...)`` (lesionlab.families), which are imported only when a role is called."""
+    out: dict[str, set[str]] = {}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Family":
+                for kw in node.keywords:
+                    value = kw.value.value if isinstance(kw.value, ast.Constant) else None
+                    if isinstance(value, str) and re.fullmatch(r"lesionlab\.[\w.]+:\w+", value):
+                        target = value.split(":")[0].removeprefix("lesionlab.")
+                        out.setdefault(kw.arg, set()).update(_with_prefixes(target, modules))
+    return out
+
+
+def _called_roles(tree: ast.AST) -> set[str]:
+    """The family roles a module runs: ``family.call("load", ...)``."""
+    return {node.args[0].value for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
 
 
 def import_graph(root: Path) -> dict[str, set[str]]:
-    """Module -> the package modules it imports (anywhere in the file)."""
-    files = {p.stem: p for p in (Path(root) / PACKAGE).glob("*.py")}
-    modules = set(files)
-    return {m: _imported(ast.parse(p.read_text(encoding="utf-8")), modules) for m, p in files.items()}
+    """Module -> the package modules it imports (anywhere in the file). A sub-package whose ``__init__`` imports
+    its modules by discovery (``pkgutil.iter_modules``, as the model-family registry does) depends on all of them;
+    a module that calls a family role (``family.call("load", ...)``) depends on every module implementing it."""
+    files = module_files(root)
+    texts = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+    trees = {name: ast.parse(text) for name, text in texts.items()}
+    roles = _role_targets(trees, files)
+    graph = {}
+    for name, path in files.items():
+        graph[name] = _imported(trees[name], files) - {name}
+        if path.name == "__init__.py" and "iter_modules(" in texts[name] and name != "__init__":
+            graph[name] |= {m for m in files if m.startswith(name + ".")}
+        for role in _called_roles(trees[name]):
+            graph[name] |= roles.get(role, set()) - {name}
+    return graph
 
 
 def closure(graph: dict[str, set[str]], start) -> set[str]:
@@ -111,7 +168,8 @@ def command_modules(root: Path, cmd: str, graph: dict[str, set[str]] | None = No
     if command == "run":
         start |= notebook_imports(Path(root) / "notebooks" / STAGES[words[4]].notebook, set(graph))
     # cli.py's own imports are those of the functions this command runs (above), not of every command's handler
-    return sorted(f"{PACKAGE}/{m}.py" for m in closure({**graph, "cli": set()}, start))
+    files = module_files(root)
+    return sorted(files[m].relative_to(Path(root)).as_posix() for m in closure({**graph, "cli": set()}, start))
 
 
 def _stage_bodies(dvc: dict):

@@ -266,3 +266,42 @@ def feature_importance(root: Path, dataset: str, name: str) -> pd.Series:
         return pd.Series(booster.feature_importance("gain"), index=columns, name="total gain")
     model = json.loads((out / "model.json").read_text())
     return pd.Series(np.abs(np.asarray(model["coef"])).max(axis=0), index=columns, name="max |coefficient|")
+
+
+def load_predictor(root, dataset: str, variant: str, record):
+    """A metadata model: reads age / sex / site from the input CSV (the images are not used)."""
+    from lesionlab.contracts import ContractError
+    from lesionlab.predictor import Predictor
+
+    folder = variant_dir(root, dataset, variant)
+    enc = MetadataEncoder(**record.details["encoder"])
+    classes = tuple(record.classes)
+    impute = record.config["model"] == "logistic"
+    if impute:
+        model = json.loads((folder / "model.json").read_text())
+        coef, intercept = np.asarray(model["coef"]), np.asarray(model["intercept"])
+    else:
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_file=str(folder / "model.txt"))
+
+    def combine(images, rows: pd.DataFrame, tta: bool) -> np.ndarray:
+        missing = [f for f in enc.features if f not in rows.columns]
+        if missing:
+            raise ContractError(f"{variant} is a metadata model: the input CSV needs the column(s) {missing} "
+                             f"(a folder of images has no metadata)")
+        x = enc.transform(rows, impute=impute).to_numpy(dtype=float)
+        if not impute:
+            return booster.predict(x)
+        from scipy.special import expit, softmax
+
+        logits = x @ coef.T + intercept
+        if coef.shape[0] == 1:  # scikit-learn keeps one row of coefficients when training saw two classes
+            present = np.column_stack([1 - expit(logits[:, 0]), expit(logits[:, 0])])
+        else:
+            present = softmax(logits, axis=1)
+        out = np.zeros((len(x), len(classes)))
+        out[:, model["classes_present"]] = present
+        return out
+
+    return Predictor(variant, "tabular", record.framework, classes, record.input_size, lambda x: None, combine=combine)

@@ -270,3 +270,94 @@ def _torch_finetune(spec, record, cfg: BackboneParams, params: Params, images, r
                 "classes": list(rows.data.classes)}, out / "model.pt")
     return {"proba": proba, "proba_tta": proba_tta, "fit": fit, "device": device, "n_params": n_params,
             "predict_seconds": predict_seconds}
+
+
+# --- a trained probe or fine-tune, loaded again (lesionlab predict, Grad-CAM) ------------------------------------
+
+
+def load_predictor(root, dataset: str, name: str, record):
+    """A trained probe or fine-tune as a Predictor: the framework is the backbone's (Keras or PyTorch)."""
+    from lesionlab.backbones import backbone_spec
+    from lesionlab.paths import variant_dir
+    from lesionlab.predictor import Predictor
+
+    classes, size = tuple(record.classes), record.input_size
+    spec = backbone_spec(record.backbone)
+    if spec.framework == "keras" and record.kind == "probe":
+        return keras_probe(root, variant_dir(root, dataset, name), record, BackboneParams(**record.config), spec,
+                           classes, size, name)
+    if spec.framework == "keras":
+        from lesionlab import keras_backbone
+        from lesionlab.predictor import load_keras_model
+
+        model, size = load_keras_model(root, dataset, name, record)
+        return Predictor(name, record.kind, "keras", classes, size, lambda x: keras_backbone.predict(model, x))
+    from lesionlab import torch_train
+
+    model, spec, size, device = load_torch_model(root, dataset, name, record)
+    return Predictor(name, record.kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
+
+
+def load_torch_model(root: Path, dataset: str, variant: str, record):
+    """(BackboneNet in eval mode, backbone spec, input size, device) of a PyTorch probe or fine-tune."""
+    from lesionlab import torch_models
+    from lesionlab.backbones import backbone_spec
+    from lesionlab.paths import variant_dir
+    from lesionlab.predictor import safe_torch_load
+
+    folder = variant_dir(root, dataset, variant)
+    cfg = BackboneParams(**record.config)
+    spec = backbone_spec(record.backbone)
+    size = record.input_size
+    device = torch_models.pick_device()
+    if record.kind == "probe":
+        head = probe_head(folder, cfg)
+        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, embedding_weights(root, record, spec,
+                                                                                                     size).path), head, size)
+    else:
+        saved = safe_torch_load(folder / "model.pt")
+        head = torch_models.make_head(spec.features, len(record.classes), cfg.head, cfg.hidden_units, cfg.dropout)
+        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
+        model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval(), spec, size, device
+
+
+def embedding_weights(root: Path, record, spec, size: int):
+    """The weights the probe's embeddings were computed with, checked by sha256."""
+    from lesionlab.weights import resolve_weights
+
+    weights = record.weights
+    record = resolve_weights(spec, weights["weights"], size, root)
+    if record.sha256 != weights["sha256"]:
+        raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
+                                f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})")
+    return record
+
+
+def probe_head(folder: Path, cfg):
+    from lesionlab.transfer import build_probe_head
+
+    from lesionlab.predictor import safe_torch_load
+
+    saved = safe_torch_load(folder / "head.pt")
+    head = build_probe_head(saved["n_features"], saved["n_classes"], cfg)
+    head.load_state_dict(saved["state_dict"])
+    return head.eval()
+
+
+def keras_probe(root: Path, folder: Path, record, cfg, spec, classes, size: int, variant: str):
+    """Keras backbone embeddings -> the probe's PyTorch head (torch is imported before TensorFlow)."""
+    import torch
+
+    from lesionlab import keras_backbone
+    from lesionlab.predictor import Predictor
+
+    head = probe_head(folder, cfg)
+    embedder = keras_backbone.embedding_model(spec, embedding_weights(root, record, spec, size), size, record.seed)
+
+    def proba(images):
+        features = np.asarray(embedder(np.asarray(images, dtype=np.float32), training=False))
+        with torch.no_grad():
+            return torch.softmax(head(torch.from_numpy(features)), dim=1).numpy().astype(np.float64)
+
+    return Predictor(variant, "probe", "keras", classes, size, proba)

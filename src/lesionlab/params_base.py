@@ -1,0 +1,45 @@
+"""What every params.yaml section model is built from: shared by :mod:`lesionlab.config` (the core sections and
+the assembled ``Params``) and the model families (:mod:`lesionlab.families`), which declare their own sections.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PARAMS_FILE = "params.yaml"
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed; the message names every offending key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def overrides_of(defaults: type[BaseModel], name: str, doc: str, **extra) -> type[BaseModel]:
+    """The override model of a defaults section, derived rather than restated: a ``description`` plus every field
+    of ``defaults``, optional (None: keep the section's default) with the same type and bounds; the defaults'
+    validators are inherited (each lets None through). ``extra``: more fields (an ensemble's ``members``)."""
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {"description": (str, "")}
+    for key, info in defaults.model_fields.items():
+        field = Field(None, description=info.description)
+        field.metadata.extend(info.metadata)   # ge / le / min_length ...
+        fields[key] = (Optional[info.annotation], field)
+    fields.update(extra)
+    return create_model(name, __base__=defaults, __doc__=doc, **fields)
+
+
+def registered_backbone(name: str) -> str:
+    from lesionlab.backbones import BACKBONES
+
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
+        raise ValueError(f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                         f"registered: {sorted(BACKBONES)}")
+    return name
