@@ -23,6 +23,9 @@ from typing import Any, Callable, Optional
 #: kind -> family, in registration order (the order rows appear in: CNN ladder, probes, fine-tunes, ...)
 FAMILIES: dict[str, "Family"] = {}
 
+#: the page of a family that brings no notebook: its row's params, fit (``family.call("fit", ...)``), metrics
+GENERIC_NOTEBOOK = "09_model.ipynb"
+
 #: the order of the built-in families; a new module is discovered after them, in name order
 BUILT_IN = ("cnn", "probe", "finetune", "tabular", "ensemble")
 
@@ -36,10 +39,10 @@ class Family:
     defaults_model: type            # pydantic model of the defaults section
     row_model: type                 # pydantic model of one row (derived: lesionlab.params_base.overrides_of)
     stage: str                      # `lesionlab run <stage> --variant NAME`; the dvc.yaml stage(s) run it
-    notebook: str                   # notebooks/<notebook>
-    title: str                      # the notebook page's title
     fit: str                        # "module:function" (root, params, name, progress=True) -> result; writes outputs
     load: str                       # "module:function" (root, dataset, name, record) -> lesionlab.predict.Predictor
+    notebook: str = GENERIC_NOTEBOOK   # notebooks/<notebook>: the family's page (default: the generic one)
+    title: str = "Model"            # the page's title
     outputs: str = "variants"       # results/<ds>/<outputs>/<name>/ (and reports/<ds>/<outputs>/<name>.html)
     dvc_stage: str = ""             # the dvc.yaml foreach stage of its rows (`<dvc_stage>@<name>`); default: stage
     group: str = ""                 # the report site's section of its pages; default: label
