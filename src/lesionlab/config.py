@@ -258,10 +258,7 @@ class CoreParams(_Section):
                 return family.config(self, name)
         sections = [f.section for f in families.FAMILIES.values() if not kinds or f.kind in kinds]
         raise ParamsError(f"{PARAMS_FILE}: unknown {' or '.join(kinds) or 'row'} {name!r}; "
-                          + ", ".join(f"{s}: {self._rows_of(s)}" for s in sections))
-
-    def _rows_of(self, section: str) -> list[str]:
-        return list(getattr(self, section))
+                          + ", ".join(f"{s}: {list(getattr(self, s))}" for s in sections))
 
     def tabular_variant(self, name: str):
         """The effective config of a metadata model: ``tabular`` defaults + its overrides."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 #: kind -> family, in registration order (the order rows appear in: CNN ladder, probes, fine-tunes, ...)
 FAMILIES: dict[str, "Family"] = {}
@@ -53,7 +53,9 @@ class Family:
     validate: Optional[Callable] = None           # (params) -> None, raises ValueError naming the key
     tta: Optional[Callable] = None                # (config) -> bool: the row also scores `<name>+tta`
     describe: Optional[Callable] = None           # (params, name) -> the bench's family label
-    extra: dict[str, Any] = field(default_factory=dict)
+    finish: Optional[Callable] = None             # (params, config) -> config: fill what depends on other sections
+    config_model: Optional[type] = None           # the effective config's model when it has more keys than the
+                                                  # defaults (an ensemble's members)
 
     def call(self, role: str, *args, **kwargs):
         """Run the family's ``role`` function (fit, load, gradcam), importing its module now. (`lesionlab deps`
@@ -73,14 +75,11 @@ class Family:
         defaults = getattr(params, self.defaults)
         overrides = {k: v for k, v in getattr(params, self.section)[name].model_dump().items()
                      if v is not None and k != "description"}
-        model = self.extra.get("config_model")   # a config with more than the defaults' keys (an ensemble's members)
-        if model is not None:
-            return model(**{**defaults.model_dump(), **overrides})
-        return self.finish(params, defaults.model_copy(update=overrides))
-
-    def finish(self, params, cfg):
-        hook = self.extra.get("finish")
-        return hook(params, cfg) if hook else cfg
+        if self.config_model is not None:
+            cfg = self.config_model(**{**defaults.model_dump(), **overrides})
+        else:
+            cfg = defaults.model_copy(update=overrides)
+        return self.finish(params, cfg) if self.finish else cfg
 
 
 def register(family: Family) -> Family:

@@ -50,5 +50,5 @@ FAMILY = register(Family(
     kind="ensemble", label="ensemble", section="ensembles", defaults="ensemble", defaults_model=EnsembleParams,
     row_model=EnsembleVariantParams, stage="ensemble", notebook="06_ensemble.ipynb", title="Ensemble",
     fit="lesionlab.ensemble:build_ensemble", load="lesionlab.predict:load_ensemble", outputs="ensembles",
-    image_model=False, validate=validate, extra={"config_model": EnsembleConfig},
+    image_model=False, validate=validate, config_model=EnsembleConfig,
     describe=lambda params, name: "ensemble"))

@@ -31,4 +31,4 @@ FAMILY = register(Family(
     defaults_model=BackboneParams, row_model=BackboneVariantParams, stage="backbone", dvc_stage="finetune",
     notebook="04_backbone.ipynb", title="Backbone variant", fit="lesionlab.transfer:train_finetune",
     load="lesionlab.transfer:load_predictor", gradcam="lesionlab.explain:backbone_gradcam", validate=validate,
-    tta=lambda cfg: cfg.tta, describe=describe, extra={"finish": _backbone.with_image_size}))
+    tta=lambda cfg: cfg.tta, describe=describe, finish=_backbone.with_image_size))

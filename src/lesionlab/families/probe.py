@@ -33,4 +33,4 @@ FAMILY = register(Family(
     notebook="04_backbone.ipynb", title="Backbone variant", fit="lesionlab.transfer:train_probe",
     load="lesionlab.transfer:load_predictor", gradcam="lesionlab.explain:backbone_gradcam", validate=validate,
     tta=lambda cfg: cfg.tta, describe=lambda params, name: "linear probe (PyTorch head on cached embeddings)",
-    extra={"finish": _backbone.with_image_size}))
+    finish=_backbone.with_image_size))
