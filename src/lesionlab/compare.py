@@ -82,11 +82,12 @@ def skipped_rows(root: Path, dataset: str, params) -> dict[str, str]:
     with such a member): name -> the reason its training record (``training.json``) gives. They have no
     predictions."""
     out = {}
-    for name in [n for family in families.FAMILIES.values() for n in getattr(params, family.section)]:
-        folder = row_dir(root, dataset, families.of_row(params, name).outputs, name)
-        reason = read_record(folder).skipped if (folder / RECORD_FILE).is_file() else None
-        if reason:
-            out[name] = reason
+    for family in families.FAMILIES.values():
+        for name in getattr(params, family.section):
+            folder = row_dir(root, dataset, family.outputs, name)
+            reason = read_record(folder).skipped if (folder / RECORD_FILE).is_file() else None
+            if reason:
+                out[name] = reason
     return out
 
 

@@ -28,8 +28,8 @@ import pandas as pd
 
 from lesionlab.config import EnsembleConfig, Params
 from lesionlab.contracts import ContractError, read_predictions, write_predictions
-from lesionlab.outputs import fresh_dir, write_skipped, write_stage_files
-from lesionlab.paths import ensemble_dir
+from lesionlab.outputs import write_skipped, write_stage_files
+from lesionlab.paths import ensemble_dir, fresh_dir
 from lesionlab.taxonomy import probability_columns
 
 _EPS = 1e-12

@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.contracts import read_splits
-from lesionlab.outputs import fresh_dir
-from lesionlab.paths import results_dir, splits_file, variant_dir
+from lesionlab.paths import fresh_dir, results_dir, splits_file, variant_dir
 from lesionlab.prepare import decode_images, load_backbone_cache, load_prepared
 from lesionlab.preprocess import Preprocess
 

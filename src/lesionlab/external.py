@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.config import Params
-from lesionlab.paths import external_dir, prepared_dir
+from lesionlab.paths import external_dir, fresh_dir, prepared_dir
 
 #: the operating point: the threshold that keeps this specificity on the internal validation split
 OPERATING_SPECIFICITY = 0.90
@@ -36,7 +36,6 @@ OPERATING_SPECIFICITY = 0.90
 def prepare_external(params: Params, root: Path, name: str, workers: int = 2, progress: bool = True) -> Path:
     """Decode external dataset ``name`` for the models of ``params.dataset``; returns its prepared folder."""
     from lesionlab.datasets import dataset_info, import_dataset
-    from lesionlab.outputs import fresh_dir
     from lesionlab.prepare import prepare_table, raw_source
 
     main = json.loads((prepared_dir(root, params.dataset) / "summary.json").read_text())
@@ -109,7 +108,6 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
 
     from lesionlab.compare import leaderboard_rows, skipped_rows
     from lesionlab.contracts import write_predictions
-    from lesionlab.outputs import fresh_dir
     from lesionlab.predict import load_predictor
     from lesionlab.tabular import missing_metadata_reason
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.paths import fresh_dir, history_file, metrics_file  # noqa: F401  (fresh_dir: the stages' import)
+from lesionlab.paths import history_file, metrics_file
 from lesionlab.record import TrainingRecord, write_record
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from lesionlab.contracts import ContractError
 from lesionlab.paths import ensemble_dir, variant_dir
 from lesionlab.preprocess import Preprocess
-from lesionlab.record import TrainingRecord, read_record
+from lesionlab.record import RECORD_FILE, TrainingRecord, read_record
 
 
 @dataclass
@@ -83,12 +83,12 @@ def safe_torch_load(path: Path) -> dict:
 def row_record(root: Path, dataset: str, name: str, check_weights: bool = False) -> TrainingRecord:
     """The training record of a trained row: a variant (``variants/<name>``) or an ensemble (``ensembles/<name>``)."""
     folder = ensemble_dir(root, dataset, name)
-    if not (folder / "training.json").is_file():
+    if not (folder / RECORD_FILE).is_file():
         folder = variant_dir(root, dataset, name)
-    if not (folder / "training.json").is_file():
+    if not (folder / RECORD_FILE).is_file():
         trained = sorted(p.name for p in folder.parent.glob("*") if p.is_dir())
-        raise FileNotFoundError(f"{folder / 'training.json'} not found: variant {name!r} of {dataset!r} has not been trained "
-                                f"(run `dvc repro` or pick one of {trained})")
+        raise FileNotFoundError(f"{folder / RECORD_FILE} not found: variant {name!r} of {dataset!r} has not been "
+                                f"trained (run `dvc repro` or pick one of {trained})")
     return read_record(folder, check_weights=check_weights)
 
 

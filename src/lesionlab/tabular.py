@@ -29,8 +29,8 @@ from lesionlab.contracts import write_predictions
 from lesionlab.fitting import balanced_class_weights
 from lesionlab.datasets import FEATURE_COLUMNS, LEAKY_COLUMNS, unrecorded_features
 from lesionlab.metrics import balanced_accuracy, confusion_matrix
-from lesionlab.outputs import fresh_dir, write_skipped, write_stage_files
-from lesionlab.paths import variant_dir
+from lesionlab.outputs import write_skipped, write_stage_files
+from lesionlab.paths import fresh_dir, variant_dir
 from lesionlab.record import read_record
 
 UNKNOWN = "unknown"

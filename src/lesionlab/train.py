@@ -21,8 +21,8 @@ import pandas as pd
 from lesionlab.config import Params
 from lesionlab.contracts import read_splits, write_predictions
 from lesionlab.metrics import metrics_from_predictions
-from lesionlab.outputs import fresh_dir, write_stage_files
-from lesionlab.paths import splits_file, variant_dir
+from lesionlab.outputs import write_stage_files
+from lesionlab.paths import fresh_dir, splits_file, variant_dir
 from lesionlab.prepare import load_prepared
 
 

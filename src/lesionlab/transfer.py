@@ -26,8 +26,8 @@ from lesionlab.backbones import backbone_spec
 from lesionlab.config import BackboneParams, Params
 from lesionlab.contracts import write_predictions
 from lesionlab.metrics import metrics_from_predictions
-from lesionlab.outputs import fresh_dir, write_stage_files
-from lesionlab.paths import embeddings_dir, variant_dir
+from lesionlab.outputs import write_stage_files
+from lesionlab.paths import embeddings_dir, fresh_dir, variant_dir
 from lesionlab.prepare import Rows, load_backbone_cache, load_prepared, load_rows
 from lesionlab.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.weights import WeightsRecord, resolve_weights
@@ -277,8 +277,6 @@ def _torch_finetune(spec, record, cfg: BackboneParams, params: Params, images, r
 
 def load_predictor(root, dataset: str, name: str, record):
     """A trained probe or fine-tune as a Predictor: the framework is the backbone's (Keras or PyTorch)."""
-    from lesionlab.backbones import backbone_spec
-    from lesionlab.paths import variant_dir
     from lesionlab.predictor import Predictor
 
     classes, size = tuple(record.classes), record.input_size
@@ -301,8 +299,6 @@ def load_predictor(root, dataset: str, name: str, record):
 def load_torch_model(root: Path, dataset: str, variant: str, record):
     """(BackboneNet in eval mode, backbone spec, input size, device) of a PyTorch probe or fine-tune."""
     from lesionlab import torch_models
-    from lesionlab.backbones import backbone_spec
-    from lesionlab.paths import variant_dir
     from lesionlab.predictor import safe_torch_load
 
     folder = variant_dir(root, dataset, variant)
@@ -335,8 +331,7 @@ def embedding_weights(root: Path, record, spec, size: int):
 
 
 def probe_head(folder: Path, cfg):
-    from lesionlab.transfer import build_probe_head
-
+    """The trained head of a probe (head.pt, loaded as weights only)."""
     from lesionlab.predictor import safe_torch_load
 
     saved = safe_torch_load(folder / "head.pt")
