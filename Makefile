@@ -27,7 +27,7 @@ check-params: setup
 repro: check-params  ## the main job: the whole pipeline on params.yaml's dataset (default: synthetic, offline)
 	dvc repro
 
-browser:  ## headless Chromium (Debian package) for the report-site test and `lesionlab screenshot`
+browser:  ## headless Chromium (Debian package) for the report-site tests and `python -m tools.browser PAGE OUT`
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 	  echo "installing chromium (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -37,7 +37,7 @@ test: setup browser  ## unit tests + one end-to-end `dvc repro` on a tiny config
 	$(PY) -m pytest
 
 bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
-	$(PY) -m lesionlab bench $(BENCH_ARGS)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 lab: setup  ## JupyterLab on notebooks/ with the project's kernel (the .venv); every notebook runs as committed
 	jupyter lab --notebook-dir=notebooks $(LAB_ARGS)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlab.taxonomy import HAM10000_CLASSES
+from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 

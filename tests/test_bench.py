@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lesionlab import bench, timing
+from lesionlab.pipeline import timing
+from tools import bench
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,17 +25,17 @@ def test_a_command_appends_its_timing_record_only_when_asked(tmp_path):
     env = {**os.environ, timing.ENV: str(log)}
     for argv in (["check-params"], ["run", "train", "--variant", "no_such_variant"]):
         subprocess.run([sys.executable, "-m", "lesionlab", *argv], cwd=REPO, env=env, capture_output=True)
-    records = timing.read_records(log)
+    records = bench.read_records(log)
     assert [(r["stage"], r["status"]) for r in records] == [("check-params", 0), ("train@no_such_variant", 2)]
     for r in records:
         assert 0.05 < r["wall_seconds"] < 120 and r["peak_rss_mib"] > 10   # includes interpreter start and imports
     env.pop(timing.ENV)
     subprocess.run([sys.executable, "-m", "lesionlab", "check-params"], cwd=REPO, env=env, capture_output=True)
-    assert len(timing.read_records(log)) == 2
+    assert len(bench.read_records(log)) == 2
 
 
 def test_process_seconds_counts_from_the_process_start():
-    code = "import time; time.sleep(0.6); from lesionlab import timing; print(timing.process_seconds())"
+    code = "import time; time.sleep(0.6); from lesionlab.pipeline import timing; print(timing.process_seconds())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 0.6 <= float(out) < 10
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from lesionlab.calibration import apply_temperature, calibrate, fit_temperature, reliability_bins
-from lesionlab.metrics import expected_calibration_error
-from lesionlab.uncertainty import coverage_curve, normalized_entropy, selective_summary, uncertain_flags
+from lesionlab.evaluation.calibration import apply_temperature, calibrate, fit_temperature, reliability_bins
+from lesionlab.evaluation.metrics import expected_calibration_error
+from lesionlab.evaluation.uncertainty import coverage_curve, normalized_entropy, selective_summary, uncertain_flags
 
 
 def _miscalibrated(n: int, seed: int, sharpen: float = 3.0):

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlab import compare
-from lesionlab.contracts import ContractError, write_predictions
+from lesionlab.evaluation import compare
+from lesionlab.pipeline.contracts import ContractError, write_predictions
 from lesionlab.paths import variant_dir
-from lesionlab.taxonomy import HAM10000_CLASSES
+from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 K = len(HAM10000_CLASSES)
 
@@ -76,9 +76,9 @@ def test_task_leaderboards_and_their_markdown(tmp_path, labels, capsys):
 # --- paired comparisons, subgroups, explanations (one matrix of lesion resamples for everything) ----------------
 
 def test_resampled_metrics_equal_the_metrics_of_the_resampled_rows():
-    from lesionlab.bootstrap import (group_resamples, resample_weights, weighted_auc, weighted_balanced_accuracy,
+    from lesionlab.evaluation.bootstrap import (group_resamples, resample_weights, weighted_auc, weighted_balanced_accuracy,
                                      weighted_mean)
-    from lesionlab.metrics import balanced_accuracy, binary_auc, confusion_matrix
+    from lesionlab.evaluation.metrics import balanced_accuracy, binary_auc, confusion_matrix
 
     rng = np.random.default_rng(1)
     n = 300
@@ -98,7 +98,7 @@ def test_resampled_metrics_equal_the_metrics_of_the_resampled_rows():
 def test_task_metrics_from_the_resample_matrix_equal_the_metrics_of_each_resample(task):
     """The leaderboards' CIs come from weighted metrics; each draw must equal the task's own metric function
     evaluated on the explicitly resampled rows (small, tied, class-starved samples included)."""
-    from lesionlab.bootstrap import group_resamples, resample_weights
+    from lesionlab.evaluation.bootstrap import group_resamples, resample_weights
 
     rng = np.random.default_rng(7)
     n = 90
@@ -123,7 +123,7 @@ def test_task_metrics_from_the_resample_matrix_equal_the_metrics_of_each_resampl
 
 
 def test_mcnemar_exact_test():
-    from lesionlab.bootstrap import mcnemar
+    from lesionlab.evaluation.bootstrap import mcnemar
 
     a = np.array([True] * 10 + [True] * 20)
     b = np.array([False] * 10 + [True] * 20)
@@ -202,7 +202,7 @@ def test_forest_plot_draws_a_percentile_interval_that_misses_its_point():
     import matplotlib
 
     matplotlib.use("Agg")
-    from lesionlab import figures
+    from lesionlab.reporting import figures
 
     board = pd.DataFrame({"variant": ["a", "b"], "balanced_accuracy": [0.50, 0.62],
                           "balanced_accuracy_lo": [0.52, 0.55], "balanced_accuracy_hi": [0.70, 0.66]})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import make_predictions
-from lesionlab.contracts import ContractError, read_predictions, validate_predictions, write_predictions
-from lesionlab.taxonomy import HAM10000_CLASSES
+from lesionlab.pipeline.contracts import ContractError, read_predictions, validate_predictions, write_predictions
+from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 
 def test_valid_predictions_pass_and_round_trip(tmp_path):

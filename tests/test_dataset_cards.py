@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionlab import taxonomy
+from lesionlab.data import taxonomy
 from lesionlab.config import ParamsError, parse_params
-from lesionlab.datasets import (DATASETS, DatasetError, class_semantics, dataset_info, import_dataset, infer_classes,
+from lesionlab.data.datasets import (DATASETS, DatasetError, class_semantics, dataset_info, import_dataset, infer_classes,
                                 normalise_label, registered_names)
-from lesionlab.prepare import load_prepared, prepare
+from lesionlab.data.prepare import load_prepared, prepare
 
 
 @pytest.fixture(autouse=True)
@@ -187,7 +187,7 @@ def test_one_class_only_is_refused_before_training(tmp_path):
 
 
 def test_rare_classes_are_reported_and_refused_on_request(toy_table):
-    from lesionlab.splitting import check_rare_classes, rare_classes, split_by_lesion
+    from lesionlab.data.splitting import check_rare_classes, rare_classes, split_by_lesion
 
     table = pd.concat([toy_table, pd.DataFrame([{"image_id": "solo_0", "lesion_id": "solo", "label": "scc", "age": 50.0,
                                                   "sex": "male", "site": "back", "path": "x.jpg"}])], ignore_index=True)
@@ -202,7 +202,7 @@ def test_rare_classes_are_reported_and_refused_on_request(toy_table):
 
 
 def test_metadata_model_without_metadata_is_skipped_with_its_reason():
-    from lesionlab.tabular import missing_metadata_reason
+    from lesionlab.models.tabular import missing_metadata_reason
 
     none = pd.DataFrame({"age": [np.nan, np.nan], "sex": ["unknown"] * 2, "site": ["unknown"] * 2})
     assert "no usable metadata" in missing_metadata_reason(none, ["age", "sex", "site"])
@@ -212,7 +212,7 @@ def test_metadata_model_without_metadata_is_skipped_with_its_reason():
 
 
 def test_compare_skips_what_the_data_lacks():
-    from lesionlab import compare
+    from lesionlab.evaluation import compare
 
     table = pd.DataFrame({"image_id": ["a", "b"], "age": [np.nan, np.nan], "sex": ["male", "unknown"],
                           "site": ["unknown", "unknown"]})

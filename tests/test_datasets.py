@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from lesionlab.config import parse_params
-from lesionlab.datasets import (DATASETS, FEATURE_COLUMNS, LEAKY_COLUMNS, TABLE_COLUMNS, IMPORT_COLUMNS, DatasetError, IMPORTERS,
+from lesionlab.data.datasets import (DATASETS, FEATURE_COLUMNS, LEAKY_COLUMNS, TABLE_COLUMNS, IMPORT_COLUMNS, DatasetError, IMPORTERS,
                                 dataset_info, import_dataset, infer_classes, read_ham10000_layout, tabular_features)
-from lesionlab.taxonomy import HAM10000_CLASSES
+from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 
 def _jpg(path: Path, value: int = 100, size=(40, 30)) -> Path:
@@ -41,7 +41,7 @@ def test_registry_declares_every_source_with_licence_and_citation():
     assert {"synthetic", "ham10000", "isic2019", "isic2020", "bcn20000", "dermamnist", "generic"} <= set(DATASETS)
     for info in DATASETS.values():
         assert info.layout in IMPORTERS and info.licence and info.citation and info.files
-        assert info.source == (info.raw_dir or "src/lesionlab/synthetic.py")
+        assert info.source == (info.raw_dir or "src/lesionlab/data/synthetic.py")
     assert DATASETS["isic2020"].classes == ("benign", "malignant")
     assert "scc" in DATASETS["isic2019"].classes and "akiec" in DATASETS["isic2019"].classes
     with pytest.raises(DatasetError, match="unknown dataset 'ham1000'"):
@@ -184,8 +184,8 @@ def test_medmnist_npz_keeps_its_split_and_label_order(tmp_path):
 
 
 def test_medmnist_prepare_decodes_from_the_npz_and_predefined_split(tmp_path):
-    from lesionlab.prepare import load_prepared, prepare
-    from lesionlab.splitting import make_splits
+    from lesionlab.data.prepare import load_prepared, prepare
+    from lesionlab.data.splitting import make_splits
 
     folder = tmp_path / "data" / "dermamnist"
     folder.mkdir(parents=True)
@@ -236,7 +236,7 @@ def test_empty_or_absent_folder_is_named(tmp_path):
 
 
 def test_real_dataset_absent_gives_a_clear_error(tmp_path):
-    from lesionlab.prepare import prepare
+    from lesionlab.data.prepare import prepare
 
     params = parse_params({"dataset": "ham10000", "dataset_source": "data/ham10000", "variants": {"cnn_baseline": {}}})
     with pytest.raises(DatasetError, match=r"data/ham10000: not found.*import-data ham10000.*Bring your own data"):

@@ -6,7 +6,7 @@ import re
 import shutil
 
 from conftest import REPO
-from lesionlab import doctables
+from lesionlab.reporting import doctables
 
 
 def test_generated_tables_match_their_files():

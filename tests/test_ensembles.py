@@ -8,12 +8,12 @@ import pytest
 import yaml
 
 from conftest import REPO
-from lesionlab import compare
+from lesionlab.evaluation import compare
 from lesionlab.config import EnsembleConfig, ParamsError, parse_params
-from lesionlab.contracts import ContractError
-from lesionlab.ensemble import (align_members, combine, cross_fit_stacking, fit_mean_weights, mean_ensemble,
+from lesionlab.pipeline.contracts import ContractError
+from lesionlab.models.ensemble import (align_members, combine, cross_fit_stacking, fit_mean_weights, mean_ensemble,
                                 stack_features)
-from lesionlab.taxonomy import HAM10000_CLASSES
+from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 C = list(HAM10000_CLASSES)
 K = len(C)
@@ -153,7 +153,7 @@ def test_paired_difference_of_a_row_with_itself_is_zero_and_of_a_better_row_posi
 def test_stacking_on_a_tiny_validation_split_falls_back_to_grouped_folds():
     """One validation image per class (e.g. 8 classes x 3 lesions): stratified folds are impossible, grouped ones
     still score every validation row out-of-fold."""
-    from lesionlab.ensemble import cross_fit_stacking
+    from lesionlab.models.ensemble import cross_fit_stacking
 
     rng = np.random.default_rng(0)
     y = np.arange(8)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from lesionlab.explain import mask_scores, pick_panels, resize_maps
+from lesionlab.evaluation.explain import mask_scores, pick_panels, resize_maps
 
 
 def _square_mask(size=8, lo=2, hi=6):
@@ -56,9 +56,9 @@ def test_pick_panels_takes_the_most_confident_cases_per_class_and_outcome():
 def test_torch_gradcam_with_a_linear_head_is_the_class_activation_map():
     """For global-average pooling + a linear head, Grad-CAM equals CAM (Zhou et al.): ReLU(sum_k w_ck A_k)."""
     torch = pytest.importorskip("torch")
-    from lesionlab.backbones import backbone_spec
-    from lesionlab.explain import gradcam_torch
-    from lesionlab.torch_models import BackboneNet, build_features, make_head
+    from lesionlab.models.backbones import backbone_spec
+    from lesionlab.evaluation.explain import gradcam_torch
+    from lesionlab.models.torch_models import BackboneNet, build_features, make_head
 
     torch.manual_seed(0)
     spec = backbone_spec("efficientnet_lite0")
@@ -81,7 +81,7 @@ def test_keras_gradcam_finds_the_region_the_model_uses(tmp_path):
     Run in a subprocess (TensorFlow and torchvision must not share the test process)."""
     script = textwrap.dedent("""
         import numpy as np, keras
-        from lesionlab.explain import gradcam_keras, mask_scores
+        from lesionlab.evaluation.explain import gradcam_keras, mask_scores
         inputs = keras.Input((16, 16, 3))
         x = keras.layers.Rescaling(1 / 255)(inputs)
         x = keras.layers.Conv2D(1, 1, activation="relu", kernel_initializer="ones", name="conv")(x)

@@ -1,7 +1,7 @@
 """The model-family registry: adding a family is one module + its params + its stage.
 
 A toy family (every image gets the training split's class frequencies) is planted in a scratch copy of the
-project as `src/lesionlab/families/prior.py`, with its two params.yaml sections and one dvc.yaml stage, and
+project as `src/lesionlab/models/families/prior.py`, with its two params.yaml sections and one dvc.yaml stage, and
 nothing else: `dvc repro` trains it through the generic notebook, and params validation, `lesionlab run`,
 `lesionlab predict`, the comparison's rows, the site's pages, the bench's labels and `lesionlab deps` know it.
 """
@@ -30,7 +30,7 @@ import json
 import numpy as np
 from pydantic import Field
 
-from lesionlab.families import Family, register
+from lesionlab.models.families import Family, register
 from lesionlab.params_base import Section, overrides_of
 
 
@@ -42,11 +42,11 @@ PriorRowParams = overrides_of(PriorParams, "PriorRowParams", "A class-prior row.
 
 
 def fit(root, params, name, progress=True):
-    from lesionlab.contracts import write_predictions
-    from lesionlab.metrics import metrics_from_predictions
-    from lesionlab.outputs import write_stage_files
+    from lesionlab.pipeline.contracts import write_predictions
+    from lesionlab.evaluation.metrics import metrics_from_predictions
+    from lesionlab.models.outputs import write_stage_files
     from lesionlab.paths import fresh_dir, variant_dir
-    from lesionlab.prepare import load_rows
+    from lesionlab.data.prepare import load_rows
 
     cfg = params.row_config(name)
     rows = load_rows(root, params.dataset)
@@ -67,7 +67,7 @@ def fit(root, params, name, progress=True):
 
 def load(root, dataset, name, record):
     from lesionlab.paths import variant_dir
-    from lesionlab.predictor import Predictor
+    from lesionlab.models.predictor import Predictor
 
     prior = np.asarray(json.loads((variant_dir(root, dataset, name) / "model.json").read_text())["prior"])
     return Predictor(name, "prior", "numpy", tuple(record.classes), record.input_size,
@@ -76,7 +76,7 @@ def load(root, dataset, name, record):
 
 FAMILY = register(Family(
     kind="prior", label="class prior", section="priors", defaults="prior", defaults_model=PriorParams,
-    row_model=PriorRowParams, stage="prior", fit="lesionlab.families.prior:fit", load="lesionlab.families.prior:load",
+    row_model=PriorRowParams, stage="prior", fit="lesionlab.models.families.prior:fit", load="lesionlab.models.families.prior:load",
     image_model=False, describe=lambda params, name: "class prior (numpy)"))
 '''
 
@@ -106,10 +106,12 @@ PRIOR_STAGE = '''  prior:                    # the toy family: class frequencies
 CHECKS = r'''
 import json, sys
 from pathlib import Path
-from lesionlab import bench, compare, families
+from lesionlab.evaluation import compare
+from lesionlab.models import families
+from tools import bench
 from lesionlab.config import load_params
-from lesionlab.notebooks import STAGES
-from lesionlab.site import site_pages
+from lesionlab.pipeline.notebooks import STAGES
+from lesionlab.reporting.site import site_pages
 
 params = load_params("params.yaml")
 print(json.dumps({
@@ -135,11 +137,11 @@ def test_a_new_family_is_one_module_its_params_and_its_stage(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     env, _ = make_repo(repo, _tiny)
-    (repo / "src/lesionlab/families/prior.py").write_text(PRIOR_FAMILY)          # the module
+    (repo / "src/lesionlab/models/families/prior.py").write_text(PRIOR_FAMILY)          # the module
     dvc = (repo / "dvc.yaml").read_text()
     (repo / "dvc.yaml").write_text(dvc.replace("  ensemble:", PRIOR_STAGE + "  ensemble:", 1))   # the stage
     run([sys.executable, "-m", "lesionlab", "deps"], repo, env)       # its src deps, generated like every stage's
-    assert "src/lesionlab/families/prior.py" in (repo / "dvc.yaml").read_text()
+    assert "src/lesionlab/models/families/prior.py" in (repo / "dvc.yaml").read_text()
     run([sys.executable, "-m", "lesionlab", "deps", "--check"], repo, env)
 
     # nothing else was touched
@@ -154,7 +156,7 @@ def test_a_new_family_is_one_module_its_params_and_its_stage(tmp_path):
                 cmp.extend(d.subdirs.values())
         elif not filecmp.cmp(REPO / name, repo / name, shallow=False):
             changed.add(name)
-    assert changed == {"src/lesionlab/families/prior.py", "params.yaml", "dvc.yaml"}, changed
+    assert changed == {"src/lesionlab/models/families/prior.py", "params.yaml", "dvc.yaml"}, changed
 
     run(["dvc", "repro", "prior@class_prior"], repo, env)
     folder = repo / "results/synthetic/variants/class_prior"

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from lesionlab.config import parse_params
-from lesionlab.contracts import assert_lesion_disjoint, validate_splits
-from lesionlab.prepare import load_prepared, prepare, read_problems
-from lesionlab.splitting import make_splits
-from lesionlab.taxonomy import HAM10000_CLASSES
+from lesionlab.pipeline.contracts import assert_lesion_disjoint, validate_splits
+from lesionlab.data.prepare import load_prepared, prepare, read_problems
+from lesionlab.data.splitting import make_splits
+from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 N_LESIONS = 25  # per class at most: a few hundred images with repeat views

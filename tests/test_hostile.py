@@ -42,7 +42,7 @@ def _hostile_params(params: dict) -> None:
 
 @pytest.mark.slow
 def test_every_user_string_is_text_on_every_page(tmp_path):
-    from lesionlab.browser import Browser, chromium_binary
+    from tools.browser import Browser, chromium_binary
 
     chromium_binary()   # the check needs a browser: `make test` installs one
     repo = tmp_path / "repo"
@@ -73,7 +73,7 @@ def test_every_user_string_is_text_on_every_page(tmp_path):
 def test_tables_escape_every_string_but_the_markup_the_package_built():
     import pandas as pd
 
-    from lesionlab.report import Html, link, table_html
+    from lesionlab.reporting.report import Html, link, table_html
 
     table = pd.DataFrame({"site": [XSS_IMG, "back"], "report": [link("variants/a.html", XSS_SCRIPT), Html("<b>0.5</b>")],
                           "n": [1, 2]}, index=[XSS_SCRIPT, "x"])
@@ -87,7 +87,7 @@ def test_tables_escape_every_string_but_the_markup_the_package_built():
 def test_a_dollar_in_a_user_string_is_text_in_figures(tmp_path):
     import matplotlib.pyplot as plt
 
-    from lesionlab import figures  # noqa: F401  (sets text.parse_math off)
+    from lesionlab.reporting import figures  # noqa: F401  (sets text.parse_math off)
 
     fig, ax = plt.subplots()
     ax.set_title("trunk $\\frac{$ 'site'")
@@ -176,8 +176,8 @@ def test_a_planted_torch_model_is_refused_and_runs_nothing(tmp_path):
 
     import torch
 
-    from lesionlab.contracts import ContractError
-    from lesionlab.predict import load_predictor
+    from lesionlab.pipeline.contracts import ContractError
+    from lesionlab.models.predict import load_predictor
 
     root = _project(tmp_path)
     marker = tmp_path / "marker.txt"
@@ -346,7 +346,7 @@ def _prepare_generic(root, rows: list[dict], on_bad: str = "error", min_side: in
     import yaml
 
     from lesionlab.config import load_params
-    from lesionlab.prepare import prepare
+    from lesionlab.data.prepare import prepare
 
     folder = root / "data" / "generic"
     folder.mkdir(parents=True, exist_ok=True)
@@ -367,7 +367,7 @@ def _good_rows(root, n: int = 6) -> list[dict]:
 def test_dataset_paths_outside_the_folder_are_bad_rows(tmp_path):
     import pandas as pd
 
-    from lesionlab.datasets import DatasetError
+    from lesionlab.data.datasets import DatasetError
 
     root = _project(tmp_path)
     elsewhere = _jpeg(tmp_path / "elsewhere" / "real.jpg")
@@ -393,7 +393,7 @@ def test_dataset_paths_outside_the_folder_are_bad_rows(tmp_path):
 def test_bombs_tiny_images_and_16_bit_pngs_in_prepare(tmp_path):
     import pandas as pd
 
-    from lesionlab.datasets import DatasetError
+    from lesionlab.data.datasets import DatasetError
 
     root = _project(tmp_path)
     images = root / "data/generic/images"
@@ -438,7 +438,7 @@ def _png48(path):
 
 
 def test_class_folders_sharing_a_file_name_are_two_images(tmp_path):
-    from lesionlab.datasets import read_generic_layout
+    from lesionlab.data.datasets import read_generic_layout
 
     folder = tmp_path / "generic"
     _jpeg(folder / "mel" / "same.jpg", colour=(90, 20, 20))
@@ -472,7 +472,7 @@ def test_ages_that_are_not_ages_are_reported_with_their_counts(tmp_path):
 def _fake_predictor(kind: str = "cnn", fail_after: int | None = None):
     import numpy as np
 
-    from lesionlab.predict import Predictor
+    from lesionlab.models.predict import Predictor
 
     calls = []
 
@@ -487,7 +487,7 @@ def _fake_predictor(kind: str = "cnn", fail_after: int | None = None):
 
 
 def _predict(monkeypatch, root, predictor, *argv):
-    import lesionlab.predict as predict
+    import lesionlab.models.predict as predict
 
     monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: predictor)
     return _cli(monkeypatch, root, "predict", "fake", *argv)
@@ -593,7 +593,7 @@ def test_a_bad_params_yaml_stops_dvc_before_any_output_is_removed(tmp_path):
 _PARENT = r'''
 import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c",
-                          "from lesionlab.guard import die_with_parent; die_with_parent(0.2); import time; time.sleep(120)"])
+                          "from lesionlab.pipeline.guard import die_with_parent; die_with_parent(0.2); import time; time.sleep(120)"])
 print(child.pid, flush=True)
 time.sleep(120)
 '''
@@ -630,7 +630,7 @@ def test_a_stage_process_dies_with_the_dvc_that_started_it(tmp_path):
 _HOLDER = r'''
 import sys, time
 from pathlib import Path
-from lesionlab.guard import stage_lock
+from lesionlab.pipeline.guard import stage_lock
 with stage_lock(Path(sys.argv[1]), "prepare"):
     print("holding", flush=True)
     time.sleep(120)
@@ -659,7 +659,7 @@ def test_a_stage_refuses_to_run_beside_an_orphan_of_itself(tmp_path, monkeypatch
     finally:
         orphan.kill()
         orphan.wait()
-    from lesionlab.guard import stage_lock
+    from lesionlab.pipeline.guard import stage_lock
 
     with stage_lock(root, "prepare"):          # the orphan's death released the lock
         pass

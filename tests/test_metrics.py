@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from lesionlab import metrics as M
-from lesionlab.bootstrap import bootstrap_ci, group_resamples
-from lesionlab.taxonomy import HAM10000_CLASSES, MALIGNANT
+from lesionlab.evaluation import metrics as M
+from lesionlab.evaluation.bootstrap import bootstrap_ci, group_resamples
+from lesionlab.data.taxonomy import HAM10000_CLASSES, MALIGNANT
 
 K = len(HAM10000_CLASSES)
 
@@ -81,7 +81,7 @@ def test_bootstrap_ci_brackets_the_estimate(sample):
 
 def test_binary_source_has_a_malignant_view():
     """ISIC 2020's benign / malignant classes: the malignant AUC is the malignant column's AUC; no melanoma class."""
-    from lesionlab.metrics import compute_metrics
+    from lesionlab.evaluation.metrics import compute_metrics
 
     y = np.array([0, 0, 1, 1, 0])
     p_mal = np.array([0.1, 0.4, 0.35, 0.8, 0.2])

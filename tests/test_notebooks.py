@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from lesionlab.notebooks import STAGES
+from lesionlab.pipeline.notebooks import STAGES
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

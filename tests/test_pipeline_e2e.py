@@ -141,7 +141,7 @@ def test_paired_subgroup_and_explanation_tables(tiny_repo):
 def test_report_site_renders_in_a_browser(tiny_repo):
     """Headless Chromium opens the index from disk: the leaderboard and figures render, sorting works, the
     navigation reaches every page and back, nothing is fetched off disk. The screenshot is kept in test-artifacts/."""
-    from lesionlab.browser import Browser, check_page
+    from tools.browser import Browser, check_page
 
     repo, ctx = tiny_repo
     reports = repo / "reports/synthetic"

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from lesionlab.config import parse_params
-from lesionlab.datasets import DatasetError
-from lesionlab.prepare import load_prepared, prepare, read_problems
+from lesionlab.data.datasets import DatasetError
+from lesionlab.data.prepare import load_prepared, prepare, read_problems
 
 SIZE = 16
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from conftest import REPO
-from lesionlab import site
+from lesionlab.reporting import site
 from lesionlab.config import load_params
 
 
@@ -63,7 +63,7 @@ def test_code_check_compares_the_lock_with_the_checkout(tmp_path):
 
 def test_provenance_names_stage_data_hash_seed_wall_time_and_params(tmp_path):
     lock = {"prepare": {"deps": [{"path": "data/ham10000", "md5": "0123456789abcdef.dir"},
-                                 {"path": "src/lesionlab/prepare.py", "md5": "x"}],
+                                 {"path": "src/lesionlab/data/prepare.py", "md5": "x"}],
                         "outs": [{"path": "results/ham10000/prepared", "md5": "fedcba9876543210.dir"}]},
             "train@cnn_aug": {"deps": [], "params": {"params.yaml": {"base.seed": 42, "variants.cnn_aug": {"augment": True}}}}}
     page = site.Page("train@cnn_aug", "train@cnn_aug.ipynb", "variants/cnn_aug.html", "cnn_aug", "CNN ladder")
@@ -83,7 +83,7 @@ def test_committed_report_opens_in_a_browser(dataset):
     every figure decoded, nothing fetched off disk; each page the index links to exists."""
     import pandas as pd
 
-    from lesionlab.browser import Browser, check_page
+    from tools.browser import Browser, check_page
 
     reports = REPO / "reports" / dataset
     with Browser() as b:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lesionlab import quality
-from lesionlab.preprocess import Preprocess, border_colour, shades_of_gray, square_box
-from lesionlab.skin import image_ita, ita_angle, ita_category, lab_to_srgb, skin_tone_table, srgb_to_lab
+from lesionlab.data import quality
+from lesionlab.data.preprocess import Preprocess, border_colour, shades_of_gray, square_box
+from lesionlab.data.skin import image_ita, ita_angle, ita_category, lab_to_srgb, skin_tone_table, srgb_to_lab
 
 
 def test_cielab_matches_published_reference_values():
@@ -106,7 +106,7 @@ def test_predict_decodes_with_the_datasets_preprocessing(tmp_path):
     resize policy (Predictor.preprocess, read from summary.json by load_predictor)."""
     import pandas as pd
 
-    from lesionlab.predict import Predictor, run_predictions
+    from lesionlab.models.predict import Predictor, run_predictions
 
     rng = np.random.default_rng(2)
     path = tmp_path / "b.png"

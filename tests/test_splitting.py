@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lesionlab.contracts import ContractError, assert_lesion_disjoint, validate_splits
-from lesionlab.splitting import split_by_lesion, split_summary
+from lesionlab.pipeline.contracts import ContractError, assert_lesion_disjoint, validate_splits
+from lesionlab.data.splitting import split_by_lesion, split_summary
 
 
 def test_no_lesion_in_two_splits(toy_table):

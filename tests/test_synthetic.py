@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlab import synthetic
-from lesionlab.datasets import read_ham10000_layout
-from lesionlab.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
+from lesionlab.data import synthetic
+from lesionlab.data.datasets import read_ham10000_layout
+from lesionlab.data.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
 
 CFG = synthetic.SyntheticConfig(n_lesions=40, width=64, height=48, priors=dict(HAM10000_PRIORS))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlab.tabular import MetadataEncoder, balanced_class_weights
+from lesionlab.models.tabular import MetadataEncoder, balanced_class_weights
 
 
 @pytest.fixture

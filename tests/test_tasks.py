@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lesionlab.tasks import (binary_metrics, sensitivity_at_specificity, threshold_for_specificity, triage_metrics,
+from lesionlab.evaluation.tasks import (binary_metrics, sensitivity_at_specificity, threshold_for_specificity, triage_metrics,
                              triage_view)
-from lesionlab.taxonomy import HAM10000_CLASSES, TRIAGE_LEVELS, triage_level
+from lesionlab.data.taxonomy import HAM10000_CLASSES, TRIAGE_LEVELS, triage_level
 
 C = list(HAM10000_CLASSES)  # akiec bcc bkl df mel nv vasc
 

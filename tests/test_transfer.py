@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from lesionlab.config import ParamsError, load_params, parse_params
-from lesionlab.contracts import read_predictions
-from lesionlab.tta import N_VIEWS, dihedral
+from lesionlab.pipeline.contracts import read_predictions
+from lesionlab.models.tta import N_VIEWS, dihedral
 
 from conftest import REPO
 
@@ -41,7 +41,7 @@ def test_dihedral_views_are_the_8_distinct_symmetries():
 
 
 def test_warmup_then_cosine_schedule():
-    from lesionlab.torch_train import warmup_cosine
+    from lesionlab.models.torch_train import warmup_cosine
 
     factors = [warmup_cosine(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -51,7 +51,7 @@ def test_warmup_then_cosine_schedule():
 
 
 def test_focal_loss_down_weights_easy_examples_and_smoothing_spreads_targets():
-    from lesionlab.torch_train import loss_fn, soft_targets
+    from lesionlab.models.torch_train import loss_fn, soft_targets
 
     y = torch.tensor([0, 1])
     logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0]])  # one easy, one hard example
@@ -66,7 +66,7 @@ def test_focal_loss_down_weights_easy_examples_and_smoothing_spreads_targets():
 
 
 def test_class_balanced_sampler_evens_out_the_classes():
-    from lesionlab.torch_train import epoch_order
+    from lesionlab.models.torch_train import epoch_order
 
     y = np.array([0] * 900 + [1] * 90 + [2] * 10)
     rng = np.random.default_rng(0)
@@ -78,7 +78,7 @@ def test_class_balanced_sampler_evens_out_the_classes():
 
 def test_mixup_and_cutmix_keep_targets_distributions():
     from lesionlab.config import BackboneParams
-    from lesionlab.torch_train import mix, soft_targets
+    from lesionlab.models.torch_train import mix, soft_targets
 
     rng = np.random.default_rng(1)
     x = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8))
@@ -92,8 +92,8 @@ def test_mixup_and_cutmix_keep_targets_distributions():
 
 
 def test_strategies_freeze_what_they_say():
-    from lesionlab import torch_models
-    from lesionlab.backbones import backbone_spec
+    from lesionlab.models import torch_models
+    from lesionlab.models.backbones import backbone_spec
 
     spec = backbone_spec("efficientnet_lite0")
     trainable = {}
@@ -142,9 +142,9 @@ def test_bad_backbone_params_name_the_key(edit, message):
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory):
     """Synthetic data (60 lesions) prepared with a 32-px backbone cache, split, embedded."""
-    from lesionlab.prepare import prepare
-    from lesionlab.splitting import make_splits
-    from lesionlab.transfer import embed_backbone
+    from lesionlab.data.prepare import prepare
+    from lesionlab.data.splitting import make_splits
+    from lesionlab.models.transfer import embed_backbone
 
     root = tmp_path_factory.mktemp("transfer")
     raw = _params(probes={"probe_tta": {"tta": True, "epochs": 5}, "probe_mlp": {"head": "mlp", "mixup": 0.2,
@@ -156,7 +156,7 @@ def tiny_project(tmp_path_factory):
                              "kft": {"backbone": "keras_mobilenet_v2", "weights": "random", "strategy": "partial",
                                      "trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True,
                                      "label_smoothing": 0.1, "loss": "focal", "ema": 0.9}})
-    raw.update(dataset="synthetic", dataset_source="src/lesionlab/synthetic.py")
+    raw.update(dataset="synthetic", dataset_source="src/lesionlab/data/synthetic.py")
     raw["embed"]["backbones"] = ["efficientnet_lite0", "keras_mobilenet_v2"]
     raw["synthetic"].update({"n_lesions": 60, "width": 48, "height": 36})
     raw["prepare"].update({"image_size": 16, "backbone_image_size": 32})
@@ -165,7 +165,7 @@ def tiny_project(tmp_path_factory):
     (root / "dvc.yaml").write_text("stages: {}\n")
     params = load_params(root / "params.yaml")
     prepare(params, root, workers=1, progress=False)
-    from lesionlab.prepare import load_prepared
+    from lesionlab.data.prepare import load_prepared
 
     table = load_prepared(root, "synthetic").table
     splits = make_splits(table, "lesion_grouped", 0.2, 0.25, 0)
@@ -186,7 +186,7 @@ def test_embeddings_cache_every_view_with_provenance(tiny_project):
 
 
 def test_probes_and_finetune_write_the_contracts(tiny_project):
-    from lesionlab.transfer import train_finetune, train_probe
+    from lesionlab.models.transfer import train_finetune, train_probe
 
     root, params = tiny_project
     classes = tuple(json.loads((root / "results/synthetic/prepared/summary.json").read_text())["classes"])
@@ -211,7 +211,7 @@ def test_probes_and_finetune_write_the_contracts(tiny_project):
 
 
 def test_probe_training_is_deterministic(tiny_project):
-    from lesionlab.transfer import train_probe
+    from lesionlab.models.transfer import train_probe
 
     root, params = tiny_project
     path = root / "results/synthetic/variants/probe_mlp/predictions.csv"
@@ -248,7 +248,7 @@ def _write_images(folder: Path, table: pd.DataFrame, root: Path) -> pd.DataFrame
 @pytest.mark.parametrize("variant", ["ft", "probe_tta"])
 def test_predict_command_end_to_end(tiny_project, variant, tmp_path):
     root, params = tiny_project
-    from lesionlab.transfer import train_finetune, train_probe
+    from lesionlab.models.transfer import train_finetune, train_probe
 
     if not (root / "results/synthetic/variants" / variant / "training.json").is_file():
         (train_finetune if variant == "ft" else train_probe)(root, params, variant, progress=False)
@@ -291,7 +291,7 @@ KERAS_FINETUNE = """
 import json, sys
 from pathlib import Path
 from lesionlab.config import load_params
-from lesionlab.transfer import train_finetune
+from lesionlab.models.transfer import train_finetune
 root = Path(sys.argv[1])
 result = train_finetune(root, load_params(root / "params.yaml"), "kft", progress=False)
 print(json.dumps({"device": result["device"], "epochs": len(result["history"])}))
@@ -330,10 +330,10 @@ import json, os, sys
 from pathlib import Path
 import h5py
 from keras.src.legacy.saving import legacy_h5_format
-from lesionlab.backbones import backbone_spec
+from lesionlab.models.backbones import backbone_spec
 from lesionlab.config import load_params
-from lesionlab.keras_common import load_keras as _keras
-from lesionlab.transfer import embed_backbone
+from lesionlab.models.keras_common import load_keras as _keras
+from lesionlab.models.transfer import embed_backbone
 root = Path(sys.argv[1])
 params = load_params(root / "params.yaml")
 keras = _keras(0)
@@ -350,7 +350,7 @@ PROBE = """
 import json, sys
 from pathlib import Path
 from lesionlab.config import load_params
-from lesionlab.transfer import train_probe
+from lesionlab.models.transfer import train_probe
 root = Path(sys.argv[1])
 result = train_probe(root, load_params(root / "params.yaml"), "kprobe", progress=False)
 print(json.dumps({"weights": result["weights"]}))

@@ -16,8 +16,8 @@ import textwrap
 import pytest
 import torch
 
-from lesionlab.backbones import BACKBONES, backbone_spec
-from lesionlab.weights import WeightsError, resolve_weights
+from lesionlab.models.backbones import BACKBONES, backbone_spec
+from lesionlab.models.weights import WeightsError, resolve_weights
 
 from conftest import REPO
 
@@ -47,7 +47,7 @@ def test_lite0_weights_ship_with_the_package_and_are_hashed(offline_caches):
 def test_torch_cache_is_found_and_loaded_strictly(offline_caches):
     import torchvision
 
-    from lesionlab import torch_models
+    from lesionlab.models import torch_models
 
     spec = backbone_spec("resnet18")
     torch.manual_seed(3)
@@ -96,7 +96,7 @@ def test_random_initialisation_is_stated_not_hashed(offline_caches):
 def test_a_file_of_the_wrong_architecture_is_refused(offline_caches):
     import torchvision
 
-    from lesionlab import torch_models
+    from lesionlab.models import torch_models
 
     spec = backbone_spec("resnet18")
     target = offline_caches / "torch" / "hub" / "checkpoints" / spec.weights_file(224)
@@ -118,10 +118,10 @@ KERAS_SCRIPT = textwrap.dedent("""
     import os, sys, json
     import numpy as np
     import h5py
-    from lesionlab.backbones import backbone_spec
-    from lesionlab.keras_backbone import build_base
-    from lesionlab.keras_common import load_keras as _keras
-    from lesionlab.weights import resolve_weights
+    from lesionlab.models.backbones import backbone_spec
+    from lesionlab.models.keras_backbone import build_base
+    from lesionlab.models.keras_common import load_keras as _keras
+    from lesionlab.models.weights import resolve_weights
     from keras.src.legacy.saving import legacy_h5_format
 
     keras = _keras(0)

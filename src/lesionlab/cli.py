@@ -6,7 +6,6 @@ Every command validates params.yaml first, so a typo fails before any work.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ def _check_params(args) -> int:
 
 
 def _prepare(args) -> int:
-    from lesionlab.prepare import prepare
+    from lesionlab.data.prepare import prepare
 
     root = find_project_root()
     params = load_params(root / "params.yaml")
@@ -40,7 +39,7 @@ def _prepare(args) -> int:
 
 
 def _prepare_external(args) -> int:
-    from lesionlab.external import prepare_external
+    from lesionlab.evaluation.external import prepare_external
 
     root = find_project_root()
     params = _external_params(root, args.name)
@@ -49,7 +48,7 @@ def _prepare_external(args) -> int:
 
 
 def _score_external(args) -> int:
-    from lesionlab.external import score_external
+    from lesionlab.evaluation.external import score_external
 
     root = find_project_root()
     params = _external_params(root, args.name)
@@ -65,8 +64,8 @@ def _external_params(root: Path, name: str):
 
 
 def _run(args) -> int:
-    from lesionlab import families
-    from lesionlab.notebooks import STAGES, run_notebook
+    from lesionlab.models import families
+    from lesionlab.pipeline.notebooks import STAGES, run_notebook
 
     if args.stage not in STAGES:
         raise ParamsError(f"`lesionlab run`: unknown stage {args.stage!r}; stages: {list(STAGES)}")
@@ -84,44 +83,16 @@ def _run(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from lesionlab import bench
-
-    root = find_project_root()
-    result = bench.run_bench(root, repeats=args.repeats, cold_repeats=args.cold_repeats, variant=args.variant,
-                             queue=not args.no_queue, workdir=Path(args.workdir) if args.workdir else None, keep=args.keep,
-                             queue_variants=args.queue_variants)
-    out = root / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    table = bench.markdown_table(result)
-    if not args.no_readme:
-        bench.update_readme(root / "docs" / "cost.md", table)
-    print(table)
-    print(f"[bench] wrote {out}" + ("" if args.no_readme else " and the table in docs/cost.md"))
-    return 0
-
-
 def _site(args) -> int:
-    from lesionlab.site import build_site
+    from lesionlab.reporting.site import build_site
 
     root = find_project_root()
     build_site(root, load_params(root / "params.yaml"))
     return 0
 
 
-def _screenshot(args) -> int:
-    from lesionlab.browser import screenshot
-
-    found = screenshot(args.page, args.out, args.width, args.height)
-    broken = [i for i, w in enumerate(found["images"]) if not w]
-    print(f"{args.out}: {found['title']!r}, {found['leaderboard_rows']} leaderboard rows, {len(found['images'])} "
-          f"images ({len(broken)} not decoded), {len(found['remote'])} requests off disk")
-    return 1 if broken or found["remote"] else 0
-
-
 def _embed(args) -> int:
-    from lesionlab.transfer import embed_backbone
+    from lesionlab.models.transfer import embed_backbone
 
     root = find_project_root()
     params = load_params(root / "params.yaml")
@@ -133,8 +104,8 @@ def _embed(args) -> int:
 
 def _backbones(args) -> int:
     """Print the backbone registry and where each one's ImageNet weights would be found."""
-    from lesionlab.backbones import BACKBONES
-    from lesionlab.weights import WeightsError, resolve_weights
+    from lesionlab.models.backbones import BACKBONES
+    from lesionlab.models.weights import WeightsError, resolve_weights
 
     root = find_project_root()
     for spec in BACKBONES.values():
@@ -148,13 +119,13 @@ def _backbones(args) -> int:
 
 
 def _predict(args) -> int:
-    from lesionlab.predict import predict_command
+    from lesionlab.models.predict import predict_command
 
     return predict_command(args)
 
 
 def _generate(args) -> int:
-    from lesionlab import synthetic
+    from lesionlab.data import synthetic
 
     params = load_params(args.params)
     cfg = synthetic.SyntheticConfig(**params.synthetic.model_dump())
@@ -166,7 +137,7 @@ def _generate(args) -> int:
 
 def _datasets(args) -> int:
     """Print the dataset registry: the built-in sources and every folder under data/ with a card."""
-    from lesionlab.datasets import dataset_info, registered_names
+    from lesionlab.data.datasets import dataset_info, registered_names
 
     root = find_project_root()
     for name in registered_names(root):
@@ -182,7 +153,7 @@ def _datasets(args) -> int:
 def _import_data(args) -> int:
     """Check a download against its layout, then copy (or link) it to data/<dataset>/ (datasets.lay_out: refused
     when one folder holds the other or the download holds unsafe links; swapped in only once complete)."""
-    from lesionlab.datasets import (DatasetError, check_not_nested, dataset_info, import_dataset, lay_out,
+    from lesionlab.data.datasets import (DatasetError, check_not_nested, dataset_info, import_dataset, lay_out,
                                     missing_files)
 
     root = find_project_root()
@@ -209,7 +180,7 @@ def _import_data(args) -> int:
 
 def _deps(args) -> int:
     """Check (or rewrite) the package modules each dvc.yaml stage depends on: its command's import closure."""
-    from lesionlab import stagedeps
+    from lesionlab.pipeline import stagedeps
 
     root = find_project_root()
     changes = stagedeps.check(root) if args.check else stagedeps.rewrite(root)
@@ -228,7 +199,7 @@ def _deps(args) -> int:
 
 def _docs(args) -> int:
     """Rewrite (or check) the tables in README.md and docs/ that are generated from committed result files."""
-    from lesionlab import doctables
+    from lesionlab.reporting import doctables
 
     root = find_project_root()
     stale = doctables.update(root, check=args.check)
@@ -243,8 +214,8 @@ def _leaderboard(args) -> int:
     """Print a leaderboard.csv as the Markdown table the README shows."""
     import pandas as pd
 
-    from lesionlab.compare import METRIC_LABELS, format_ci
-    from lesionlab.contracts import ContractError
+    from lesionlab.evaluation.compare import METRIC_LABELS, format_ci
+    from lesionlab.pipeline.contracts import ContractError
 
     board = pd.read_csv(args.csv)
     metrics = [m for m in METRIC_LABELS if m in board.columns]
@@ -287,27 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="a row of the stage's family (train: variants:, backbone: probes: or finetunes:, "
                    "tabular: tabulars:, ensemble: ensembles:, a new family: its section), or explain: explain.variants")
     p.set_defaults(func=_run)
-    p = sub.add_parser("bench", help="measure the pipeline's cost in a scratch copy (cold run, no-op, one-variant "
-                       "change, notebook overhead, cache/loader/training throughput, queue) -> reports/bench.json + docs/cost.md")
-    p.add_argument("--repeats", type=int, default=3, help="runs per figure (median, min, max); default 3")
-    p.add_argument("--cold-repeats", type=int, default=1, help="cold pipeline runs (each is the whole pipeline); default 1")
-    p.add_argument("--variant", default="cnn_aug", help="the variant whose dropout the one-variant change edits")
-    p.add_argument("--no-queue", action="store_true", help="skip the 1-vs-2-jobs `dvc queue` measurement")
-    p.add_argument("--queue-variants", nargs="+", default=None,
-                   help="the two (or more) variants changed in the queued experiments (default: the first two probes)")
-    p.add_argument("--workdir", default=None, help="an empty folder for the scratch copy (default: a temp folder)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch copy and its logs")
-    p.add_argument("--out", default="reports/bench.json")
-    p.add_argument("--no-readme", action="store_true", help="do not rewrite the benchmark table in docs/cost.md")
-    p.set_defaults(func=_bench)
     p = sub.add_parser("site", help="render every executed notebook + reports/<ds>/index.html (navigation, provenance)")
     p.set_defaults(func=_site)
-    p = sub.add_parser("screenshot", help="open a report page in headless Chromium, check it and save a PNG")
-    p.add_argument("page", help="an HTML file, e.g. reports/ham10000/index.html")
-    p.add_argument("out", help="where to write the PNG")
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=1600)
-    p.set_defaults(func=_screenshot)
     p = sub.add_parser("embed", help="cache a frozen backbone's embeddings of every image (8 views), for probes")
     p.add_argument("backbone", help="a backbone listed in embed.backbones")
     p.set_defaults(func=_embed)
@@ -363,10 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input (params, data, contracts, weights): imported only when one was raised, so a
     command does not pay for pandas before it needs it."""
-    from lesionlab.backbones import BackboneError
-    from lesionlab.contracts import ContractError
-    from lesionlab.datasets import DatasetError
-    from lesionlab.guard import StageBusy
+    from lesionlab.models.backbones import BackboneError
+    from lesionlab.pipeline.contracts import ContractError
+    from lesionlab.data.datasets import DatasetError
+    from lesionlab.pipeline.guard import StageBusy
     from lesionlab.paths import UnsafeName
 
     return (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError, UnsafeName, StageBusy)
@@ -389,8 +341,8 @@ STAGE_COMMANDS = ("prepare", "prepare-external", "score-external", "run", "embed
 
 
 def _guarded(args):
-    """Run a stage command under the process hygiene of :mod:`lesionlab.guard`."""
-    from lesionlab import guard
+    """Run a stage command under the process hygiene of :mod:`lesionlab.pipeline.guard`."""
+    from lesionlab.pipeline import guard
 
     if os.environ.get("DVC_STAGE"):   # started by dvc: end with it (an orphan would keep writing the workspace)
         guard.die_with_parent()
@@ -399,7 +351,7 @@ def _guarded(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lesionlab import timing
+    from lesionlab.pipeline import timing
 
     args = build_parser().parse_args(argv)
     status = 1
@@ -413,4 +365,4 @@ def main(argv: list[str] | None = None) -> int:
         status = 2
         return status
     finally:
-        timing.record(args.command, _stage_name(args), status)  # only with $LESIONLAB_TIMINGS (`lesionlab bench`)
+        timing.record(args.command, _stage_name(args), status)  # only with $LESIONLAB_TIMINGS (tools/bench.py)

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from lesionlab import families
+from lesionlab.models import families
 from lesionlab.params_base import PARAMS_FILE, ParamsError, overrides_of, registered_backbone  # noqa: F401
 from lesionlab.params_base import Section as _Section
-from lesionlab.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
+from lesionlab.data.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
 
 
 class BaseParams(_Section):
@@ -149,10 +149,10 @@ class CompareParams(_Section):
 
 class CoreParams(_Section):
     """The sections every project has; :data:`Params` adds each registered model family's two sections (its
-    defaults and its rows, :mod:`lesionlab.families`)."""
+    defaults and its rows, :mod:`lesionlab.models.families`)."""
 
     dataset: str = "synthetic"
-    dataset_source: str = "src/lesionlab/synthetic.py"
+    dataset_source: str = "src/lesionlab/data/synthetic.py"
     base: BaseParams = BaseParams()
     synthetic: SyntheticParams = SyntheticParams()
     prepare: PrepareParams = PrepareParams()
@@ -168,7 +168,7 @@ class CoreParams(_Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str, info: ValidationInfo) -> str:
-        from lesionlab.datasets import DatasetError, dataset_info
+        from lesionlab.data.datasets import DatasetError, dataset_info
 
         try:
             dataset_info(v, (info.context or {}).get("root"))
@@ -178,7 +178,7 @@ class CoreParams(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self, context: ValidationInfo) -> "CoreParams":
-        from lesionlab.datasets import DATASETS, dataset_info
+        from lesionlab.data.datasets import DATASETS, dataset_info
 
         info = dataset_info(self.dataset, (context.context or {}).get("root"))
         if self.dataset_source != info.source:
@@ -288,7 +288,7 @@ class CoreParams(_Section):
     def preprocess(self, name: str | None = None):
         """The image preprocessing of a CNN-ladder variant (its own ``color_constancy`` / ``resize``, else prepare's),
         or prepare's for any other row (``name`` None)."""
-        from lesionlab.preprocess import Preprocess
+        from lesionlab.data.preprocess import Preprocess
 
         cc, resize = self.prepare.color_constancy, self.prepare.resize
         if name in self.variants:
@@ -335,11 +335,11 @@ Params = _assemble()
 SECTIONS = tuple(f.section for f in families.FAMILIES.values())
 
 # the families' section models, where callers have always found them
-from lesionlab.families._backbone import STRATEGIES, BackboneParams, BackboneVariantParams  # noqa: E402, F401
-from lesionlab.families.cnn import TrainParams, VariantParams  # noqa: E402, F401
-from lesionlab.families.ensemble import EnsembleConfig, EnsembleParams, EnsembleVariantParams  # noqa: E402, F401
-from lesionlab.families.probe import probe_defaults as _probe_defaults  # noqa: E402, F401
-from lesionlab.families.tabular import TabularParams, TabularVariantParams  # noqa: E402, F401
+from lesionlab.models.families._backbone import STRATEGIES, BackboneParams, BackboneVariantParams  # noqa: E402, F401
+from lesionlab.models.families.cnn import TrainParams, VariantParams  # noqa: E402, F401
+from lesionlab.models.families.ensemble import EnsembleConfig, EnsembleParams, EnsembleVariantParams  # noqa: E402, F401
+from lesionlab.models.families.probe import probe_defaults as _probe_defaults  # noqa: E402, F401
+from lesionlab.models.families.tabular import TabularParams, TabularVariantParams  # noqa: E402, F401
 
 
 # --- loading -----------------------------------------------------------------------------

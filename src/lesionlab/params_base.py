@@ -1,5 +1,5 @@
 """What every params.yaml section model is built from: shared by :mod:`lesionlab.config` (the core sections and
-the assembled ``Params``) and the model families (:mod:`lesionlab.families`), which declare their own sections.
+the assembled ``Params``) and the model families (:mod:`lesionlab.models.families`), which declare their own sections.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def overrides_of(defaults: type[BaseModel], name: str, doc: str, **extra) -> typ
 
 
 def registered_backbone(name: str) -> str:
-    from lesionlab.backbones import BACKBONES
+    from lesionlab.models.backbones import BACKBONES
 
     if name not in BACKBONES:
         close = difflib.get_close_matches(name, list(BACKBONES), n=1)

@@ -1,0 +1,164 @@
+"""PyTorch backbones of the registry: build, load resolved weights, freeze for a strategy.
+
+:class:`BackboneNet` takes uint8 NHWC batches (the image cache as it is), so preprocessing
+(scale, resize to the variant's input size, per-channel normalisation) lives in the model and
+cannot drift between training, embedding and ``lesionlab predict``.
+
+Imports torch (and torchvision for its backbones): use it only in a torch process.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lesionlab.models.backbones import BackboneSpec
+
+
+class _LiteFeatures(nn.Module):
+    """EfficientNet-Lite0 without its classifier: stem + blocks + head conv, global average pool."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def _architecture(spec: BackboneSpec) -> nn.Module:
+    """The ImageNet architecture with its 1000-class classifier (weights are loaded into it as published)."""
+    if spec.name == "efficientnet_lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-lite0")
+    import torchvision
+
+    return getattr(torchvision.models, spec.name)(weights=None)
+
+
+def _strip_classifier(spec: BackboneSpec, net: nn.Module) -> nn.Module:
+    """The pooled-embedding extractor (output width ``spec.features``)."""
+    if spec.name == "efficientnet_lite0":
+        return _LiteFeatures(net)
+    if spec.name.startswith("resnet"):
+        net.fc = nn.Identity()
+    elif spec.name == "convnext_tiny":
+        net.classifier[2] = nn.Identity()   # keep its LayerNorm2d + Flatten
+    else:                                   # efficientnet_b0, mobilenet_v3_large: pool -> flatten -> classifier
+        net.classifier = nn.Identity()
+    return net
+
+
+def blocks(spec: BackboneSpec, features: nn.Module) -> list[nn.Module]:
+    """The backbone's stages in forward order; ``partial`` fine-tuning trains the last few."""
+    net = features.net if isinstance(features, _LiteFeatures) else features
+    if spec.name == "efficientnet_lite0":
+        return [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
+    if spec.name.startswith("resnet"):
+        return [nn.ModuleList([net.conv1, net.bn1]), net.layer1, net.layer2, net.layer3, net.layer4]
+    return list(net.features)               # efficientnet_b0, mobilenet_v3_large, convnext_tiny
+
+
+def build_features(spec: BackboneSpec, weights_path: str = "") -> nn.Module:
+    """The embedding extractor, with the resolved ImageNet weights loaded (strictly) when given."""
+    net = _architecture(spec)
+    if weights_path:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise RuntimeError(f"{weights_path}: not the ImageNet weights of {spec.name} ({err})") from None
+    return _strip_classifier(spec, net)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with the train split's statistics, frozen into the model (probe heads)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+
+    def forward(self, x):
+        return (x.float() - self.mean) / self.std
+
+
+def make_head(n_features: int, n_classes: int, head: str, hidden: int, dropout: float) -> nn.Module:
+    if head == "linear":
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, n_classes))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, n_classes))
+
+
+class BackboneNet(nn.Module):
+    """uint8 NHWC images -> class logits: preprocessing, backbone embedding, head."""
+
+    def __init__(self, spec: BackboneSpec, features: nn.Module, head: nn.Module, image_size: int):
+        super().__init__()
+        self.spec_name, self.image_size = spec.name, image_size
+        self.features, self.head = features, head
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+        self.frozen: list[nn.Module] = []
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return (x - self.mean) / self.std
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(self.preprocess(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(images))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:        # frozen stages keep their ImageNet BatchNorm statistics
+            module.eval()
+        return self
+
+
+def apply_strategy(model: BackboneNet, spec: BackboneSpec, strategy: str, trainable_blocks: int) -> None:
+    """linear_probe: head only; partial: the last ``trainable_blocks`` stages + head; full: everything."""
+    stages = blocks(spec, model.features)
+    for p in model.features.parameters():
+        p.requires_grad = strategy == "full"
+    model.frozen = [] if strategy == "full" else list(stages)
+    if strategy == "partial":
+        keep = stages[-trainable_blocks:] if trainable_blocks > 0 else []
+        for module in keep:
+            for p in module.parameters():
+                p.requires_grad = True
+        model.frozen = stages[:len(stages) - len(keep)]
+    for p in model.head.parameters():
+        p.requires_grad = True
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all, trainable)"""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def pick_device() -> str:
+    """The GPU when one is present, else the CPU (recorded in every variant's training.json)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    import os
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
