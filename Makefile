@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test bench lab check-params metrics plots clean-venv
+.PHONY: setup browser repro test lint format bench lab check-params metrics plots clean-venv
 
 setup: $(STAMP)
 
@@ -33,8 +33,16 @@ browser:  ## headless Chromium (Debian package) for the report-site tests and `p
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser  ## unit tests + one end-to-end `dvc repro` on a tiny config + the report site in Chromium
+test: setup browser lint  ## ruff, then unit tests + one end-to-end `dvc repro` per layout + the report site in Chromium
 	$(PY) -m pytest
+
+lint: setup  ## ruff (pyproject.toml [tool.ruff]): lint, and formatting checked, over src/, tools/, tests/, notebooks/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup  ## apply ruff's formatting and its safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
 	$(PY) -m tools.bench $(BENCH_ARGS)

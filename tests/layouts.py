@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SIZE = (40, 30)   # width x height: HAM10000's 4:3
+SIZE = (40, 30)  # width x height: HAM10000's 4:3
 SITES = ["back", "face", "lower extremity", "trunk"]
 
 
@@ -24,7 +24,7 @@ def _image(rng: np.random.Generator, k: int, n: int) -> tuple[np.ndarray, np.nda
     yy, xx = np.mgrid[0:h, 0:w]
     cx, cy = w / 2 + rng.uniform(-4, 4), h / 2 + rng.uniform(-3, 3)
     r = rng.uniform(6, 11)
-    mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r ** 2
+    mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r**2
     skin = np.array([222, 180, 160]) + rng.normal(0, 6, 3)
     hue = 2 * np.pi * k / max(n, 1)
     lesion = 110 + 80 * np.array([np.cos(hue), np.cos(hue + 2.1), np.cos(hue + 4.2)])
@@ -53,16 +53,31 @@ def _plan(classes: list[str], lesions_per_class: int, seed: int, views=(1, 1, 2)
     for k, label in enumerate(classes):
         for j in range(lesions_per_class):
             lesion = f"LES_{k}{j:03d}"
-            for v in range(int(rng.choice(views))):
-                rows.append({"image": f"ISIC_{9000000 + n:07d}", "lesion": lesion, "k": k, "label": label,
-                             "age": float(20 + 5 * rng.integers(0, 12)), "sex": ["male", "female"][n % 2],
-                             "site": SITES[(k + j) % len(SITES)]})
+            for _ in range(int(rng.choice(views))):
+                rows.append(
+                    {
+                        "image": f"ISIC_{9000000 + n:07d}",
+                        "lesion": lesion,
+                        "k": k,
+                        "label": label,
+                        "age": float(20 + 5 * rng.integers(0, 12)),
+                        "sex": ["male", "female"][n % 2],
+                        "site": SITES[(k + j) % len(SITES)],
+                    }
+                )
                 n += 1
     return rows
 
 
-def _images(rows: list[dict], n_classes: int, folder: Path, name=lambda r: f"{r['image']}.jpg", mask_folder=None,
-            mask_name=lambda r: f"{r['image']}_segmentation.png", seed: int = 0) -> None:
+def _images(
+    rows: list[dict],
+    n_classes: int,
+    folder: Path,
+    name=lambda r: f"{r['image']}.jpg",
+    mask_folder=None,
+    mask_name=lambda r: f"{r['image']}_segmentation.png",
+    seed: int = 0,
+) -> None:
     rng = np.random.default_rng(seed)
     for r in rows:
         img, mask = _image(rng, r["k"], n_classes)
@@ -75,10 +90,17 @@ def write_ham10000(folder: Path) -> None:
     """HAM10000: HAM10000_metadata.csv + images/ + masks/ (7 classes, ages, sites, lesion ids, masks)."""
     classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     rows = _plan(classes, 4, seed=1)
-    pd.DataFrame({"lesion_id": [r["lesion"].replace("LES", "HAM") for r in rows], "image_id": [r["image"] for r in rows],
-                  "dx": [r["label"] for r in rows], "dx_type": ["histo"] * len(rows), "age": [r["age"] for r in rows],
-                  "sex": [r["sex"] for r in rows], "localization": [r["site"] for r in rows]}
-                 ).to_csv(folder / "HAM10000_metadata.csv", index=False)
+    pd.DataFrame(
+        {
+            "lesion_id": [r["lesion"].replace("LES", "HAM") for r in rows],
+            "image_id": [r["image"] for r in rows],
+            "dx": [r["label"] for r in rows],
+            "dx_type": ["histo"] * len(rows),
+            "age": [r["age"] for r in rows],
+            "sex": [r["sex"] for r in rows],
+            "localization": [r["site"] for r in rows],
+        }
+    ).to_csv(folder / "HAM10000_metadata.csv", index=False)
     _images(rows, len(classes), folder / "images", mask_folder=folder / "masks")
 
 
@@ -90,36 +112,60 @@ def write_isic2019(folder: Path) -> None:
     for c in [*codes, "UNK"]:
         truth[c] = [1.0 if r["label"] == c else 0.0 for r in rows]
     truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
-    pd.DataFrame({"image": [r["image"] for r in rows], "age_approx": [r["age"] for r in rows],
-                  "anatom_site_general": [r["site"] for r in rows], "lesion_id": [""] * len(rows),
-                  "sex": [r["sex"] for r in rows]}).to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
+    pd.DataFrame(
+        {
+            "image": [r["image"] for r in rows],
+            "age_approx": [r["age"] for r in rows],
+            "anatom_site_general": [r["site"] for r in rows],
+            "lesion_id": [""] * len(rows),
+            "sex": [r["sex"] for r in rows],
+        }
+    ).to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
     _images(rows, len(codes), folder / "ISIC_2019_Training_Input")
 
 
 def write_isic2020(folder: Path) -> None:
     """ISIC 2020 (Kaggle's train.csv): binary target, patients instead of lesion ids, no masks."""
     rows = _plan(["benign", "malignant"], 9, seed=3)
-    pd.DataFrame({"image_name": [r["image"] for r in rows], "patient_id": [r["lesion"].replace("LES", "IP") for r in rows],
-                  "sex": [r["sex"] for r in rows], "age_approx": [r["age"] for r in rows],
-                  "anatom_site_general_challenge": [r["site"] for r in rows],
-                  "diagnosis": ["unknown" if r["k"] == 0 else "melanoma" for r in rows],
-                  "benign_malignant": [r["label"] for r in rows], "target": [r["k"] for r in rows]}
-                 ).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(
+        {
+            "image_name": [r["image"] for r in rows],
+            "patient_id": [r["lesion"].replace("LES", "IP") for r in rows],
+            "sex": [r["sex"] for r in rows],
+            "age_approx": [r["age"] for r in rows],
+            "anatom_site_general_challenge": [r["site"] for r in rows],
+            "diagnosis": ["unknown" if r["k"] == 0 else "melanoma" for r in rows],
+            "benign_malignant": [r["label"] for r in rows],
+            "target": [r["k"] for r in rows],
+        }
+    ).to_csv(folder / "train.csv", index=False)
     _images(rows, 2, folder / "train")
 
 
 def write_bcn20000(folder: Path) -> None:
     """BCN20000: one metadata CSV with its own split column (split.method: predefined), long diagnosis names."""
-    names = {"melanoma": "MEL", "nevus": "NV", "basal cell carcinoma": "BCC", "seborrheic keratosis": "BKL",
-             "squamous cell carcinoma": "SCC"}
+    names = {
+        "melanoma": "MEL",
+        "nevus": "NV",
+        "basal cell carcinoma": "BCC",
+        "seborrheic keratosis": "BKL",
+        "squamous cell carcinoma": "SCC",
+    }
     rows = _plan(list(names), 4, seed=4)
     split = {}
-    for r in rows:   # per class: lesion 0 -> test, 1 -> val, the rest -> train (lesion-disjoint)
+    for r in rows:  # per class: lesion 0 -> test, 1 -> val, the rest -> train (lesion-disjoint)
         split.setdefault(r["lesion"], ["test", "val", "train", "train"][int(r["lesion"][-3:]) % 4])
-    pd.DataFrame({"bcn_filename": [f"BCN_{r['image'][5:]}.jpg" for r in rows], "diagnosis": [r["label"] for r in rows],
-                  "lesion_id": [r["lesion"].replace("LES", "BCN_L") for r in rows], "age_approx": [r["age"] for r in rows],
-                  "sex": [r["sex"] for r in rows], "anatom_site_general": [r["site"] for r in rows],
-                  "split": [split[r["lesion"]] for r in rows]}).to_csv(folder / "bcn20000_metadata.csv", index=False)
+    pd.DataFrame(
+        {
+            "bcn_filename": [f"BCN_{r['image'][5:]}.jpg" for r in rows],
+            "diagnosis": [r["label"] for r in rows],
+            "lesion_id": [r["lesion"].replace("LES", "BCN_L") for r in rows],
+            "age_approx": [r["age"] for r in rows],
+            "sex": [r["sex"] for r in rows],
+            "anatom_site_general": [r["site"] for r in rows],
+            "split": [split[r["lesion"]] for r in rows],
+        }
+    ).to_csv(folder / "bcn20000_metadata.csv", index=False)
     _images(rows, len(names), folder / "images", name=lambda r: f"BCN_{r['image'][5:]}.jpg")
 
 
@@ -147,21 +193,34 @@ def write_generic_csv(folder: Path, mapped: bool = False) -> None:
     maps the labels onto the taxonomy instead (nv, nv, mel), as an external test set for HAM10000 models."""
     classes = ["common_nevus", "atypical_nevus", "melanoma"]
     rows = _plan(classes, 9, seed=6, views=(1,))
-    if mapped:   # colours of HAM10000's nv and mel (the fixture's class hues), so the models transfer somewhat
+    if mapped:  # colours of HAM10000's nv and mel (the fixture's class hues), so the models transfer somewhat
         for r in rows:
             r["k"] = 5 if r["label"] != "melanoma" else 4
-    pd.DataFrame({"path": [f"images/{r['image']}.jpg" for r in rows], "label": [r["label"] for r in rows],
-                  "image_id": [r["image"] for r in rows], "mask_path": [f"masks/{r['image']}_lesion.png" for r in rows]}
-                 ).to_csv(folder / "labels.csv", index=False)
-    _images(rows, 7 if mapped else len(classes), folder / "images", mask_folder=folder / "masks",
-            mask_name=lambda r: f"{r['image']}_lesion.png")
+    pd.DataFrame(
+        {
+            "path": [f"images/{r['image']}.jpg" for r in rows],
+            "label": [r["label"] for r in rows],
+            "image_id": [r["image"] for r in rows],
+            "mask_path": [f"masks/{r['image']}_lesion.png" for r in rows],
+        }
+    ).to_csv(folder / "labels.csv", index=False)
+    _images(
+        rows,
+        7 if mapped else len(classes),
+        folder / "images",
+        mask_folder=folder / "masks",
+        mask_name=lambda r: f"{r['image']}_lesion.png",
+    )
     card = {"layout": "generic", "licence": "test fixture", "citation": "none"}
     if mapped:
-        card.update(description="a PH2-like external test set, labels mapped onto HAM10000's codes",
-                    label_map={"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"})
+        card.update(
+            description="a PH2-like external test set, labels mapped onto HAM10000's codes",
+            label_map={"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"},
+        )
     else:
-        card.update(description="a PH2-like user dataset with its own three classes", classes=classes,
-                    malignant=["melanoma"])
+        card.update(
+            description="a PH2-like user dataset with its own three classes", classes=classes, malignant=["melanoma"]
+        )
     (folder / "dataset.yaml").write_text(json.dumps(card, indent=1))
 
 
@@ -170,7 +229,9 @@ def write_generic_folders(folder: Path) -> None:
     class (Dermatofibroma) has 2 images only: fewer lesions than splits, which the split page must report."""
     spellings = {"Melanoma": "mel", "nevus": "nv", "BCC": "bcc", "Actinic keratosis": "akiec"}
     rows = _plan(list(spellings), 8, seed=7, views=(1,))
-    rare = [{**r, "label": "Dermatofibroma", "k": 4, "image": f"ISIC_{9100000 + i:07d}"} for i, r in enumerate(rows[:2])]
+    rare = [
+        {**r, "label": "Dermatofibroma", "k": 4, "image": f"ISIC_{9100000 + i:07d}"} for i, r in enumerate(rows[:2])
+    ]
     _images(rows + rare, len(spellings) + 1, folder, name=lambda r: f"{r['label']}/{r['image'].lower()}.jpg")
 
 
@@ -184,10 +245,19 @@ LAYOUTS = {
     "isic2019": (write_isic2019, "isic2019", {}, ["masks", "lesion ids"]),
     "isic2020": (write_isic2020, "isic2020", {}, ["masks", "multi-class labels"]),
     "bcn20000": (write_bcn20000, "bcn20000", {"split": {"method": "predefined"}}, ["masks"]),
-    "dermamnist": (write_dermamnist, "dermamnist", {"split": {"method": "predefined"}},
-                   ["masks", "metadata", "lesion ids"]),
+    "dermamnist": (
+        write_dermamnist,
+        "dermamnist",
+        {"split": {"method": "predefined"}},
+        ["masks", "metadata", "lesion ids"],
+    ),
     "generic_csv": (write_generic_csv, "ph2like", {}, ["metadata", "lesion ids", "taxonomy labels", "triage"]),
-    "generic_folders": (write_generic_folders, "generic", {}, ["masks", "metadata", "lesion ids", "a class in every split"]),
+    "generic_folders": (
+        write_generic_folders,
+        "generic",
+        {},
+        ["masks", "metadata", "lesion ids", "a class in every split"],
+    ),
 }
 
 
@@ -203,16 +273,39 @@ def write_hostile_csv(folder: Path) -> None:
     rows = _plan(["mel", "nv", "bcc"], 8, seed=11, views=(1, 1, 2))
     raw = {"mel": f"{XSS_IMG}melanoma", "nv": f"{XSS_SCRIPT}nevus", "bcc": "bcc"}
     names = {r["image"]: f"{XSS_IMG}{i}" for i, r in enumerate(rows)}
-    sites = {"back": f"{XSS_SCRIPT}back", "face": XSS_IMG, "lower extremity": "lower extremity", "trunk": "trunk $\\frac{$"}   # '$': TeX to matplotlib
-    pd.DataFrame({"path": [f"images/{names[r['image']]}.jpg" for r in rows], "label": [raw[r["label"]] for r in rows],
-                  "image_id": [names[r["image"]] for r in rows],
-                  "lesion_id": [f"{XSS_IMG}{r['lesion']}" for r in rows],
-                  "age": [r["age"] for r in rows], "sex": [r["sex"] if i % 3 else XSS_SCRIPT for i, r in enumerate(rows)],
-                  "site": [sites[r["site"]] for r in rows], "dx_type": [XSS_IMG] * len(rows),
-                  "mask_path": [f"masks/{names[r['image']]}.png" for r in rows]}
-                 ).to_csv(folder / "labels.csv", index=False)
-    _images(rows, 3, folder / "images", name=lambda r: f"{names[r['image']]}.jpg", mask_folder=folder / "masks",
-            mask_name=lambda r: f"{names[r['image']]}.png")
-    card = {"layout": "generic", "description": f"hostile {XSS_IMG}", "licence": XSS_SCRIPT, "citation": XSS_IMG,
-            "url": "javascript:document.body.dataset.pwned=3", "label_map": {v: k for k, v in raw.items()}}
+    sites = {
+        "back": f"{XSS_SCRIPT}back",
+        "face": XSS_IMG,
+        "lower extremity": "lower extremity",
+        "trunk": "trunk $\\frac{$",
+    }  # '$': TeX to matplotlib
+    pd.DataFrame(
+        {
+            "path": [f"images/{names[r['image']]}.jpg" for r in rows],
+            "label": [raw[r["label"]] for r in rows],
+            "image_id": [names[r["image"]] for r in rows],
+            "lesion_id": [f"{XSS_IMG}{r['lesion']}" for r in rows],
+            "age": [r["age"] for r in rows],
+            "sex": [r["sex"] if i % 3 else XSS_SCRIPT for i, r in enumerate(rows)],
+            "site": [sites[r["site"]] for r in rows],
+            "dx_type": [XSS_IMG] * len(rows),
+            "mask_path": [f"masks/{names[r['image']]}.png" for r in rows],
+        }
+    ).to_csv(folder / "labels.csv", index=False)
+    _images(
+        rows,
+        3,
+        folder / "images",
+        name=lambda r: f"{names[r['image']]}.jpg",
+        mask_folder=folder / "masks",
+        mask_name=lambda r: f"{names[r['image']]}.png",
+    )
+    card = {
+        "layout": "generic",
+        "description": f"hostile {XSS_IMG}",
+        "licence": XSS_SCRIPT,
+        "citation": XSS_IMG,
+        "url": "javascript:document.body.dataset.pwned=3",
+        "label_map": {v: k for k, v in raw.items()},
+    }
     (folder / "dataset.yaml").write_text(json.dumps(card, indent=1))

@@ -28,7 +28,7 @@ def test_a_command_appends_its_timing_record_only_when_asked(tmp_path):
     records = bench.read_records(log)
     assert [(r["stage"], r["status"]) for r in records] == [("check-params", 0), ("train@no_such_variant", 2)]
     for r in records:
-        assert 0.05 < r["wall_seconds"] < 120 and r["peak_rss_mib"] > 10   # includes interpreter start and imports
+        assert 0.05 < r["wall_seconds"] < 120 and r["peak_rss_mib"] > 10  # includes interpreter start and imports
     env.pop(timing.ENV)
     subprocess.run([sys.executable, "-m", "lesionlab", "check-params"], cwd=REPO, env=env, capture_output=True)
     assert len(bench.read_records(log)) == 2
@@ -50,18 +50,28 @@ def test_summaries_report_median_range_floor_ratio_and_target():
 
 
 def test_notebook_overhead_is_wall_minus_cells_plus_the_page_render():
-    records = [{"stage": "train@a", "wall_seconds": 10.0, "cells_seconds": 7.5},
-               {"stage": "prepare", "wall_seconds": 4.0},
-               {"stage": "site", "wall_seconds": 6.0, "pages": 4, "render_seconds": 2.0}]
+    records = [
+        {"stage": "train@a", "wall_seconds": 10.0, "cells_seconds": 7.5},
+        {"stage": "prepare", "wall_seconds": 4.0},
+        {"stage": "site", "wall_seconds": 6.0, "pages": 4, "render_seconds": 2.0},
+    ]
     assert bench.notebook_overheads(records) == {"train@a": pytest.approx(3.0)}
 
 
 def test_reproduction_check_compares_metric_columns_not_timings():
     import pandas as pd
 
-    ref = pd.DataFrame({"variant": ["a", "b"], "balanced_accuracy": [0.5, 0.6], "balanced_accuracy_lo": [0.4, 0.5],
-                        "malignant_auc": [float("nan"), 0.8], "train_seconds": [10.0, 20.0], "kind": ["CNN", "CNN"]})
-    same = ref.assign(train_seconds=[11.0, 19.0])                     # timings differ: still reproduced
+    ref = pd.DataFrame(
+        {
+            "variant": ["a", "b"],
+            "balanced_accuracy": [0.5, 0.6],
+            "balanced_accuracy_lo": [0.4, 0.5],
+            "malignant_auc": [float("nan"), 0.8],
+            "train_seconds": [10.0, 20.0],
+            "kind": ["CNN", "CNN"],
+        }
+    )
+    same = ref.assign(train_seconds=[11.0, 19.0])  # timings differ: still reproduced
     got = bench.reproduced(ref, same)
     assert got["identical_rows"] == 2 and got["max_abs_difference"] == 0 and got["columns"] == 3
     moved = same.copy()
@@ -98,15 +108,22 @@ def test_snapshot_copies_the_working_tree_without_touching_it(tmp_path):
 
 
 def test_readme_table_is_replaced_between_the_markers(tmp_path):
-    result = {"date": "2026-11-23 10:00 UTC", "git_commit": "abc", "dataset": "synthetic",
-              "machine": {"cpus": 2, "memory_gib": 24.0, "gpu": None},
-              "figures": {"noop_repro": bench.summarize([2.5, 2.4, 2.6], floor=2.0, target=2.0),
-                          "cache_build": bench.summarize([900, 1000, 1100], unit="images/s", floor=500)},
-              "training_images_per_second": {"CNN (Keras)": bench.summarize([400, 500], unit="images/s")},
-              "peak_memory_mib": {"CNN (Keras)": bench.summarize([1500, 1700], unit="MiB")},
-              "queue": {"runs": [{"jobs": 1, "seconds": 300.0, "experiments": 2}, {"jobs": 2, "seconds": 200.0,
-                                                                                   "experiments": 2}],
-                        "speedup_2_jobs": 1.5}}
+    result = {
+        "date": "2026-11-23 10:00 UTC",
+        "git_commit": "abc",
+        "dataset": "synthetic",
+        "machine": {"cpus": 2, "memory_gib": 24.0, "gpu": None},
+        "figures": {
+            "noop_repro": bench.summarize([2.5, 2.4, 2.6], floor=2.0, target=2.0),
+            "cache_build": bench.summarize([900, 1000, 1100], unit="images/s", floor=500),
+        },
+        "training_images_per_second": {"CNN (Keras)": bench.summarize([400, 500], unit="images/s")},
+        "peak_memory_mib": {"CNN (Keras)": bench.summarize([1500, 1700], unit="MiB")},
+        "queue": {
+            "runs": [{"jobs": 1, "seconds": 300.0, "experiments": 2}, {"jobs": 2, "seconds": 200.0, "experiments": 2}],
+            "speedup_2_jobs": 1.5,
+        },
+    }
     table = bench.markdown_table(result)
     assert "| `dvc repro`, nothing changed | 2.50 s [2.40–2.60] (3) | 2.00 s → ×1.25 | ≤ 2 s: **not met** |" in table
     assert "1,000 images/s" in table and "peak 1,700 MiB" in table and "×1.5 with 2 jobs" in table

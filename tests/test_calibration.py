@@ -53,10 +53,14 @@ def test_reliability_bins_count_every_row():
 
 
 def test_uncertain_flags_on_hand_made_rows():
-    proba = np.array([[0.97, 0.01, 0.01, 0.01],   # confident
-                      [0.45, 0.45, 0.05, 0.05],   # top below 0.5
-                      [0.25, 0.25, 0.25, 0.25],   # uniform
-                      [0.60, 0.20, 0.10, 0.10]])  # top 0.6 but spread out
+    proba = np.array(
+        [
+            [0.97, 0.01, 0.01, 0.01],  # confident
+            [0.45, 0.45, 0.05, 0.05],  # top below 0.5
+            [0.25, 0.25, 0.25, 0.25],  # uniform
+            [0.60, 0.20, 0.10, 0.10],
+        ]
+    )  # top 0.6 but spread out
     np.testing.assert_allclose(normalized_entropy(proba[[2]]), [1.0])
     assert normalized_entropy(np.eye(4)[[0]])[0] == pytest.approx(0.0, abs=1e-9)
     assert uncertain_flags(proba, 0.5, 1.0).tolist() == [False, True, True, False]

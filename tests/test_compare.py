@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlab.evaluation import compare
-from lesionlab.pipeline.contracts import ContractError, write_predictions
-from lesionlab.paths import variant_dir
 from lesionlab.data.taxonomy import HAM10000_CLASSES
+from lesionlab.evaluation import compare
+from lesionlab.paths import variant_dir
+from lesionlab.pipeline.contracts import ContractError, write_predictions
 
 K = len(HAM10000_CLASSES)
 
@@ -19,8 +19,13 @@ def _preds(labels: np.ndarray, quality: float, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.ones(K), size=len(labels)) + quality * np.eye(K)[labels]
     p /= p.sum(axis=1, keepdims=True)
-    df = pd.DataFrame({"image_id": [f"i{n}" for n in range(len(labels))], "split": "test",
-                       "label": [HAM10000_CLASSES[j] for j in labels]})
+    df = pd.DataFrame(
+        {
+            "image_id": [f"i{n}" for n in range(len(labels))],
+            "split": "test",
+            "label": [HAM10000_CLASSES[j] for j in labels],
+        }
+    )
     for j, c in enumerate(HAM10000_CLASSES):
         df[f"p_{c}"] = p[:, j]
     return df
@@ -50,8 +55,14 @@ def test_variants_on_different_test_sets_are_refused(tmp_path, labels):
     b.loc[0, "label"] = HAM10000_CLASSES[(labels[0] + 1) % K]
     for name, df in (("a", a), ("b", b)):
         p = df[[f"p_{c}" for c in HAM10000_CLASSES]].to_numpy()
-        write_predictions(variant_dir(tmp_path, "toy", name) / "predictions.csv", df["image_id"], df["split"],
-                          df["label"], p, HAM10000_CLASSES)
+        write_predictions(
+            variant_dir(tmp_path, "toy", name) / "predictions.csv",
+            df["image_id"],
+            df["split"],
+            df["label"],
+            p,
+            HAM10000_CLASSES,
+        )
     with pytest.raises(ContractError, match="different test sets"):
         compare.load_predictions(tmp_path, "toy", ["a", "b"], HAM10000_CLASSES)
 
@@ -68,26 +79,35 @@ def test_task_leaderboards_and_their_markdown(tmp_path, labels, capsys):
         assert rows.loc["strong", main_metric] > rows.loc["weak", main_metric]
         assert (board[f"{main_metric}_lo"] <= board[main_metric]).all()
         compare.write_leaderboard(board, tmp_path / f"{task}.csv")
-        assert main([ "leaderboard", str(tmp_path / f"{task}.csv")]) == 0
+        assert main(["leaderboard", str(tmp_path / f"{task}.csv")]) == 0
         table = capsys.readouterr().out
         assert first in table.splitlines()[0] and "`strong`" in table and "[" in table  # CI of the main metric
 
 
 # --- paired comparisons, subgroups, explanations (one matrix of lesion resamples for everything) ----------------
 
+
 def test_resampled_metrics_equal_the_metrics_of_the_resampled_rows():
-    from lesionlab.evaluation.bootstrap import (group_resamples, resample_weights, weighted_auc, weighted_balanced_accuracy,
-                                     weighted_mean)
+    from lesionlab.evaluation.bootstrap import (
+        group_resamples,
+        resample_weights,
+        weighted_auc,
+        weighted_balanced_accuracy,
+        weighted_mean,
+    )
     from lesionlab.evaluation.metrics import balanced_accuracy, binary_auc, confusion_matrix
 
     rng = np.random.default_rng(1)
     n = 300
     groups, y, pred = rng.integers(0, 200, n), rng.integers(0, 4, n), rng.integers(0, 4, n)
-    score = np.round(rng.random(n), 1)                    # many ties: they count one half
+    score = np.round(rng.random(n), 1)  # many ties: they count one half
     values = np.where(rng.random(n) < 0.1, np.nan, rng.random(n))
     w = resample_weights(groups, 40, seed=3)
-    auc, bacc, mean = (weighted_auc(w, y == 1, score), weighted_balanced_accuracy(w, y, pred, 4),
-                       weighted_mean(w, values))
+    auc, bacc, mean = (
+        weighted_auc(w, y == 1, score),
+        weighted_balanced_accuracy(w, y, pred, 4),
+        weighted_mean(w, values),
+    )
     for b, rows in enumerate(group_resamples(groups, 40, seed=3)):
         assert auc[b] == pytest.approx(binary_auc(y[rows] == 1, score[rows]), abs=1e-12)
         assert bacc[b] == pytest.approx(balanced_accuracy(confusion_matrix(y[rows], pred[rows], 4)), abs=1e-12)
@@ -103,9 +123,9 @@ def test_task_metrics_from_the_resample_matrix_equal_the_metrics_of_each_resampl
     rng = np.random.default_rng(7)
     n = 90
     groups = rng.integers(0, 45, n)
-    y = rng.choice(K, n, p=[0.04, 0.06, 0.1, 0.02, 0.12, 0.62, 0.04])   # rare classes go missing in resamples
+    y = rng.choice(K, n, p=[0.04, 0.06, 0.1, 0.02, 0.12, 0.62, 0.04])  # rare classes go missing in resamples
     proba = np.round(rng.dirichlet(np.ones(K), n) + 1.5 * np.eye(K)[y] * (rng.random(n) < 0.6)[:, None], 1)
-    proba /= proba.sum(axis=1, keepdims=True)                           # rounded first: many tied scores
+    proba /= proba.sum(axis=1, keepdims=True)  # rounded first: many tied scores
     weights = resample_weights(groups, 60, seed=5)
     draws = compare.resampled_task_metrics(task, y, proba, HAM10000_CLASSES, weights)
     statistic = compare.task_statistic(task, HAM10000_CLASSES)
@@ -129,7 +149,7 @@ def test_mcnemar_exact_test():
     b = np.array([False] * 10 + [True] * 20)
     got = mcnemar(a, b)
     assert got["only_a_correct"] == 10 and got["only_b_correct"] == 0
-    assert got["mcnemar_p"] == pytest.approx(2 * 0.5 ** 10)
+    assert got["mcnemar_p"] == pytest.approx(2 * 0.5**10)
     assert mcnemar(a, a)["mcnemar_p"] == 1.0
     balanced = mcnemar(np.array([True, False] * 5), np.array([False, True] * 5))
     assert balanced["mcnemar_p"] == pytest.approx(1.0)
@@ -140,10 +160,12 @@ def test_every_row_is_compared_with_the_baseline_and_the_best(labels):
     lesion_of = {f"i{n}": f"L{n // 2}" for n in range(len(labels))}
     board = compare.leaderboard(preds, HAM10000_CLASSES, lesion_of, n_resamples=50, seed=0)
     pairs, labels_, best = compare.reference_pairs(board, "base")
-    assert best == "top" and sorted(map(tuple, pairs)) == sorted([("mid", "base"), ("top", "base"), ("base", "top"),
-                                                                  ("mid", "top")])
-    paired = compare.paired_differences(preds, HAM10000_CLASSES, lesion_of, pairs, comparison=labels_,
-                                        n_resamples=200, seed=0)
+    assert best == "top" and sorted(map(tuple, pairs)) == sorted(
+        [("mid", "base"), ("top", "base"), ("base", "top"), ("mid", "top")]
+    )
+    paired = compare.paired_differences(
+        preds, HAM10000_CLASSES, lesion_of, pairs, comparison=labels_, n_resamples=200, seed=0
+    )
     top = paired[(paired["a"] == "top") & (paired["comparison"] == "vs baseline")].set_index("metric")
     assert top.loc["balanced_accuracy", "difference"] > 0.3 and top.loc["balanced_accuracy", "ci_excludes_zero"]
     assert top["mcnemar_p"].iloc[0] < 1e-6 and top["only_a_correct"].iloc[0] > top["only_b_correct"].iloc[0]
@@ -158,12 +180,25 @@ def test_subgroup_slices_count_and_mark_small_slices(labels):
     preds = {"m": _preds(labels, 2.0, 1)}
     n = len(labels)
     lesion_of = {f"i{k}": f"L{k // 2}" for k in range(n)}
-    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)],
-                          "sex": ["male" if k < 100 else "female" for k in range(n)],
-                          "age": [np.nan if k % 10 == 0 else 20 + (k % 7) * 10 for k in range(n)],
-                          "site": ["back" if k < 130 else "ear" for k in range(n)]})
-    slices = compare.subgroup_slices(preds, HAM10000_CLASSES, lesion_of, table, [30, 45, 60, 75], min_lesions=10,
-                                     min_malignant=5, n_resamples=50, seed=0)
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(n)],
+            "sex": ["male" if k < 100 else "female" for k in range(n)],
+            "age": [np.nan if k % 10 == 0 else 20 + (k % 7) * 10 for k in range(n)],
+            "site": ["back" if k < 130 else "ear" for k in range(n)],
+        }
+    )
+    slices = compare.subgroup_slices(
+        preds,
+        HAM10000_CLASSES,
+        lesion_of,
+        table,
+        [30, 45, 60, 75],
+        min_lesions=10,
+        min_malignant=5,
+        n_resamples=50,
+        seed=0,
+    )
     by = slices.set_index("slice")
     assert by.loc["sex: male", "n_images"] == 100 and by.loc["sex: female", "n_images"] == 40
     assert by.loc["site: ear", "n_images"] == 10 and by.loc["site: ear", "n_lesions"] == 5
@@ -171,7 +206,7 @@ def test_subgroup_slices_count_and_mark_small_slices(labels):
     assert by.loc["age: unknown", "n_images"] == 14
     ages = list(slices[slices["attribute"] == "age"]["slice"])
     assert ages == ["age: <30", "age: 30-44", "age: 45-59", "age: 60-74", "age: ≥75", "age: unknown"]
-    assert (slices.groupby("attribute")["n_images"].sum() == n).all()   # every test image in one slice per attribute
+    assert (slices.groupby("attribute")["n_images"].sum() == n).all()  # every test image in one slice per attribute
     ok = slices.dropna(subset=["balanced_accuracy_lo"])
     assert (ok["balanced_accuracy_lo"] <= ok["balanced_accuracy_hi"]).all()
     assert "worst" in compare.worst_slice(slices, "m")
@@ -183,10 +218,16 @@ def test_explanation_summary_has_cis_and_chance():
     ids = [f"i{k}" for k in range(40)]
     preds = {"m": pd.DataFrame({"image_id": ids, "split": "test", "label": "nv"})}
     lesion_of = {i: f"L{k // 2}" for k, i in enumerate(ids)}
-    per_image = pd.DataFrame({"image_id": ids, "label": "nv", "has_mask": [k % 8 != 0 for k in range(40)],
-                              "energy_in_mask": [0.8 if k % 8 else np.nan for k in range(40)],
-                              "pointing_hit": [1.0 if k % 8 else np.nan for k in range(40)],
-                              "mask_area": [0.25 if k % 8 else np.nan for k in range(40)]})
+    per_image = pd.DataFrame(
+        {
+            "image_id": ids,
+            "label": "nv",
+            "has_mask": [k % 8 != 0 for k in range(40)],
+            "energy_in_mask": [0.8 if k % 8 else np.nan for k in range(40)],
+            "pointing_hit": [1.0 if k % 8 else np.nan for k in range(40)],
+            "mask_area": [0.25 if k % 8 else np.nan for k in range(40)],
+        }
+    )
     got = compare.explanation_summary({"m": per_image}, preds, lesion_of, n_resamples=50, seed=0).iloc[0]
     assert got["mask_energy"] == pytest.approx(0.8) and got["mask_energy_lo"] == pytest.approx(0.8)
     assert got["pointing_hit_rate"] == 1.0 and got["chance"] == pytest.approx(0.25) and got["n_with_mask"] == 35
@@ -204,8 +245,14 @@ def test_forest_plot_draws_a_percentile_interval_that_misses_its_point():
     matplotlib.use("Agg")
     from lesionlab.reporting import figures
 
-    board = pd.DataFrame({"variant": ["a", "b"], "balanced_accuracy": [0.50, 0.62],
-                          "balanced_accuracy_lo": [0.52, 0.55], "balanced_accuracy_hi": [0.70, 0.66]})
+    board = pd.DataFrame(
+        {
+            "variant": ["a", "b"],
+            "balanced_accuracy": [0.50, 0.62],
+            "balanced_accuracy_lo": [0.52, 0.55],
+            "balanced_accuracy_hi": [0.70, 0.66],
+        }
+    )
     fig = figures.forest_plot(board, ["balanced_accuracy"], compare.METRIC_LABELS)
     segments = fig.axes[0].collections[0].get_segments()
     assert [tuple(s[:, 0]) for s in segments] == [(0.52, 0.70), (0.55, 0.66)]

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO
 from pydantic import BaseModel
 
-from conftest import REPO
 from lesionlab.cli import main
 from lesionlab.config import ParamsError, load_params, parse_params
 
@@ -24,12 +24,24 @@ def _with(edit):
 def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert params.dataset == "synthetic"
-    assert set(params.variants) == {"cnn_baseline", "cnn_aug", "cnn_class_weights", "cnn_aug_class_weights",
-                                    "cnn_batchnorm", "cnn_elu", "cnn_batch64", "cnn_batch64_sog", "cnn_batch64_crop"}
+    assert set(params.variants) == {
+        "cnn_baseline",
+        "cnn_aug",
+        "cnn_class_weights",
+        "cnn_aug_class_weights",
+        "cnn_batchnorm",
+        "cnn_elu",
+        "cnn_batch64",
+        "cnn_batch64_sog",
+        "cnn_batch64_crop",
+    }
     # the two preprocessing ablations are cnn_batch64 on other pixels, and are found as its twins
     assert params.preprocessing_pairs() == [["cnn_batch64_sog", "cnn_batch64"], ["cnn_batch64_crop", "cnn_batch64"]]
     assert params.preprocess("cnn_batch64_sog").color_constancy == "shades_of_gray"
-    assert params.preprocess("cnn_batch64_crop").resize == "crop" and params.preprocess("cnn_batch64") == params.preprocess()
+    assert (
+        params.preprocess("cnn_batch64_crop").resize == "crop"
+        and params.preprocess("cnn_batch64") == params.preprocess()
+    )
 
 
 def test_an_ensemble_of_differently_preprocessed_members_is_refused():
@@ -46,22 +58,30 @@ def test_variant_overrides_train_defaults():
     assert params.variant("cnn_baseline") == params.train
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda r: r["train"].update(epochz=3), r"train\.epochz: unknown key \(did you mean 'epochs'\?\)"),
-    (lambda r: r["variants"]["cnn_aug"].update(augmnt=True), r"variants\.cnn_aug\.augmnt: unknown key \(did you mean 'augment'\?\)"),
-    (lambda r: r.update(splitt={}), r"splitt: unknown key \(did you mean 'split'\?\)"),
-    (lambda r: r["train"].update(epochs="ten"), r"train\.epochs: Input should be a valid integer"),
-    (lambda r: r["train"].update(augment="yes"), r"train\.augment: Input should be a valid boolean"),
-    (lambda r: r["variants"]["cnn_elu"].update(activation="gelu"), r"variants\.cnn_elu\.activation"),
-    (lambda r: r["split"].update(test_fraction=0.7), r"split\.test_fraction"),
-    (lambda r: r.update(dataset="isic2031"), r"dataset: .*unknown dataset 'isic2031'"),
-    (lambda r: r["compare"].update(baseline="cnn_nope"), r"compare.baseline 'cnn_nope' is not one of the variants"),
-    (lambda r: r["synthetic"]["priors"].pop("df"), r"synthetic\.priors.*missing: \['df'\]"),
-    (lambda r: r.update(dataset="ham10000"),
-     r"dataset_source must be 'data/ham10000' for dataset 'ham10000'.*-S dataset_source=data/ham10000"),
-    (lambda r: r["prepare"].update(on_bad="ignore"), r"prepare\.on_bad: Input should be 'error' or 'skip'"),
-    (lambda r: r["split"].update(method="predefined"), r"predefined needs a source with its own split"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r["train"].update(epochz=3), r"train\.epochz: unknown key \(did you mean 'epochs'\?\)"),
+        (
+            lambda r: r["variants"]["cnn_aug"].update(augmnt=True),
+            r"variants\.cnn_aug\.augmnt: unknown key \(did you mean 'augment'\?\)",
+        ),
+        (lambda r: r.update(splitt={}), r"splitt: unknown key \(did you mean 'split'\?\)"),
+        (lambda r: r["train"].update(epochs="ten"), r"train\.epochs: Input should be a valid integer"),
+        (lambda r: r["train"].update(augment="yes"), r"train\.augment: Input should be a valid boolean"),
+        (lambda r: r["variants"]["cnn_elu"].update(activation="gelu"), r"variants\.cnn_elu\.activation"),
+        (lambda r: r["split"].update(test_fraction=0.7), r"split\.test_fraction"),
+        (lambda r: r.update(dataset="isic2031"), r"dataset: .*unknown dataset 'isic2031'"),
+        (lambda r: r["compare"].update(baseline="cnn_nope"), r"compare.baseline 'cnn_nope' is not one of the variants"),
+        (lambda r: r["synthetic"]["priors"].pop("df"), r"synthetic\.priors.*missing: \['df'\]"),
+        (
+            lambda r: r.update(dataset="ham10000"),
+            r"dataset_source must be 'data/ham10000' for dataset 'ham10000'.*-S dataset_source=data/ham10000",
+        ),
+        (lambda r: r["prepare"].update(on_bad="ignore"), r"prepare\.on_bad: Input should be 'error' or 'skip'"),
+        (lambda r: r["split"].update(method="predefined"), r"predefined needs a source with its own split"),
+    ],
+)
 def test_bad_params_name_the_key(edit, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(_with(edit))
@@ -91,8 +111,13 @@ def test_dvc_yaml_lists_only_existing_params():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
         body = stage.get("do", stage)
-        fanned = {"train": "variants", "probe": "probes", "finetune": "finetunes", "tabular": "tabulars",
-                  "ensemble": "ensembles"}.get(name, "variants")
+        fanned = {
+            "train": "variants",
+            "probe": "probes",
+            "finetune": "finetunes",
+            "tabular": "tabulars",
+            "ensemble": "ensembles",
+        }.get(name, "variants")
         keys = [k.replace("${key}", next(iter(RAW[fanned]))) for k in body.get("params", [])]
         for key in keys:
             node = RAW
@@ -103,8 +128,8 @@ def test_dvc_yaml_lists_only_existing_params():
 
 def test_explain_variants_must_be_image_models():
     import yaml
-
     from conftest import REPO
+
     from lesionlab.config import ParamsError, parse_params
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -136,15 +161,22 @@ def test_params_yaml_states_every_default_and_the_code_agrees():
         assert sorted(set(model.model_fields) - set(given)) == [], f"params.yaml {section}: keys not written"
         for key, value in given.items():
             if (section, key) not in ROW_REFERENCES:
-                assert getattr(code, key) == value, f"{section}.{key}: code {getattr(code, key)!r}, params.yaml {value!r}"
+                assert getattr(code, key) == value, (
+                    f"{section}.{key}: code {getattr(code, key)!r}, params.yaml {value!r}"
+                )
                 checked += 1
     assert checked > 100
 
 
-@pytest.mark.parametrize("overrides, defaults", [("VariantParams", "TrainParams"),
-                                                 ("BackboneVariantParams", "BackboneParams"),
-                                                 ("TabularVariantParams", "TabularParams"),
-                                                 ("EnsembleVariantParams", "EnsembleParams")])
+@pytest.mark.parametrize(
+    "overrides, defaults",
+    [
+        ("VariantParams", "TrainParams"),
+        ("BackboneVariantParams", "BackboneParams"),
+        ("TabularVariantParams", "TabularParams"),
+        ("EnsembleVariantParams", "EnsembleParams"),
+    ],
+)
 def test_override_models_are_derived_from_their_defaults(overrides, defaults):
     """Every default can be overridden, with the same bounds, and nothing else can (plus description/members)."""
     from lesionlab import config

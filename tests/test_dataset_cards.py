@@ -11,10 +11,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionlab.data import taxonomy
 from lesionlab.config import ParamsError, parse_params
-from lesionlab.data.datasets import (DATASETS, DatasetError, class_semantics, dataset_info, import_dataset, infer_classes,
-                                normalise_label, registered_names)
+from lesionlab.data import taxonomy
+from lesionlab.data.datasets import (
+    DATASETS,
+    DatasetError,
+    class_semantics,
+    dataset_info,
+    import_dataset,
+    infer_classes,
+    normalise_label,
+    registered_names,
+)
 from lesionlab.data.prepare import load_prepared, prepare
 
 
@@ -38,9 +46,16 @@ def _images(folder: Path, rows: list[tuple[str, str]], masks: bool = False) -> N
         Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "images" / f"{image_id}.jpg")
         if masks:
             (folder / "masks").mkdir(exist_ok=True)
-            Image.fromarray(np.pad(np.full((12, 16), 255, np.uint8), ((6, 6), (8, 8)))).save(folder / "masks" / f"{image_id}.png")
-    table = pd.DataFrame({"path": [f"images/{i}.jpg" for i, _ in rows], "label": [lab for _, lab in rows],
-                          "image_id": [i for i, _ in rows]})
+            Image.fromarray(np.pad(np.full((12, 16), 255, np.uint8), ((6, 6), (8, 8)))).save(
+                folder / "masks" / f"{image_id}.png"
+            )
+    table = pd.DataFrame(
+        {
+            "path": [f"images/{i}.jpg" for i, _ in rows],
+            "label": [lab for _, lab in rows],
+            "image_id": [i for i, _ in rows],
+        }
+    )
     if masks:
         table["mask_path"] = [f"masks/{i}.png" for i, _ in rows]
     table.to_csv(folder / "labels.csv", index=False)
@@ -52,8 +67,16 @@ def _card(folder: Path, **card) -> None:
 
 
 def _params(name: str, root: Path, **extra):
-    return parse_params({"dataset": name, "dataset_source": f"data/{name}", "variants": {"cnn_baseline": {}},
-                         "prepare": {"image_size": 16, "backbone_image_size": 32}, **extra}, root=root)
+    return parse_params(
+        {
+            "dataset": name,
+            "dataset_source": f"data/{name}",
+            "variants": {"cnn_baseline": {}},
+            "prepare": {"image_size": 16, "backbone_image_size": 32},
+            **extra,
+        },
+        root=root,
+    )
 
 
 # --- label mapping ----------------------------------------------------------------------------------
@@ -61,10 +84,10 @@ def _params(name: str, root: Path, **extra):
 
 def test_label_map_comes_before_the_built_in_spellings():
     assert normalise_label("MEL") == "mel" and normalise_label(" Melanoma ") == "mel"
-    assert normalise_label("common_nevus") == "common_nevus"          # unknown: unchanged, for the audit
+    assert normalise_label("common_nevus") == "common_nevus"  # unknown: unchanged, for the audit
     m = {"common_nevus": "nv", "Atypical_Nevus": "nv", "melanoma": "mel"}
     assert [normalise_label(x, m) for x in ("common_nevus", "atypical_nevus", "MELANOMA")] == ["nv", "nv", "mel"]
-    assert normalise_label("nevus", {"nevus": "bkl"}) == "bkl"           # the dataset's own map wins
+    assert normalise_label("nevus", {"nevus": "bkl"}) == "bkl"  # the dataset's own map wins
     assert normalise_label("melanoma", own=("melanoma",)) == "melanoma"  # a class of the dataset's own list stays
 
 
@@ -76,8 +99,12 @@ def test_generic_classes_are_taxonomy_codes_only():
 def test_unmapped_labels_stop_prepare_with_counts_and_nearest_names(tmp_path):
     root = _project(tmp_path)
     folder = root / "data" / "generic"
-    _images(folder, [(f"a{i}", "nv") for i in range(3)] + [(f"b{i}", "mel") for i in range(3)]
-            + [("c0", "naevus-typo"), ("c1", "naevus-typo"), ("d0", "seborrheic_keratosis")])
+    _images(
+        folder,
+        [(f"a{i}", "nv") for i in range(3)]
+        + [(f"b{i}", "mel") for i in range(3)]
+        + [("c0", "naevus-typo"), ("c1", "naevus-typo"), ("d0", "seborrheic_keratosis")],
+    )
     with pytest.raises(DatasetError) as err:
         prepare(_params("generic", root), root, workers=1, progress=False)
     message = str(err.value)
@@ -88,21 +115,32 @@ def test_unmapped_labels_stop_prepare_with_counts_and_nearest_names(tmp_path):
 
 def test_a_card_maps_the_labels_and_two_user_datasets_live_side_by_side(tmp_path):
     root = _project(tmp_path)
-    ph2 = [(f"n{i}", "common_nevus") for i in range(3)] + [(f"a{i}", "atypical_nevus") for i in range(3)] \
+    ph2 = (
+        [(f"n{i}", "common_nevus") for i in range(3)]
+        + [(f"a{i}", "atypical_nevus") for i in range(3)]
         + [(f"m{i}", "melanoma") for i in range(3)]
+    )
     _images(root / "data" / "ph2", ph2, masks=True)
-    _card(root / "data" / "ph2", layout="generic", label_map={"common_nevus": "nv", "atypical_nevus": "nv",
-                                                              "melanoma": "mel"})
+    _card(
+        root / "data" / "ph2",
+        layout="generic",
+        label_map={"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"},
+    )
     _images(root / "data" / "clinic_b", ph2)
-    _card(root / "data" / "clinic_b", layout="generic", classes=["common_nevus", "atypical_nevus", "melanoma"],
-          malignant=["melanoma"], triage={"common_nevus": "low", "atypical_nevus": "moderate", "melanoma": "high"})
+    _card(
+        root / "data" / "clinic_b",
+        layout="generic",
+        classes=["common_nevus", "atypical_nevus", "melanoma"],
+        malignant=["melanoma"],
+        triage={"common_nevus": "low", "atypical_nevus": "moderate", "melanoma": "high"},
+    )
     assert {"ph2", "clinic_b"} <= set(registered_names(root))
 
     prepare(_params("ph2", root), root, workers=1, progress=False)
     mapped = load_prepared(root, "ph2")
     assert mapped.classes == ("mel", "nv") and mapped.summary["malignant"] == ["mel"]
-    assert mapped.summary["masks"] == 9 and mapped.masks.sum() > 0   # the generic CSV's mask_path column is read
-    assert "triage" not in mapped.summary                              # the taxonomy's meaning applies
+    assert mapped.summary["masks"] == 9 and mapped.masks.sum() > 0  # the generic CSV's mask_path column is read
+    assert "triage" not in mapped.summary  # the taxonomy's meaning applies
 
     prepare(_params("clinic_b", root), root, workers=1, progress=False)
     own = load_prepared(root, "clinic_b")
@@ -110,8 +148,8 @@ def test_a_card_maps_the_labels_and_two_user_datasets_live_side_by_side(tmp_path
     assert own.summary["malignant"] == ["melanoma"] and own.summary["triage"]["atypical_nevus"] == "moderate"
     assert taxonomy.malignant_classes(own.classes) == ["melanoma"]
     assert taxonomy.triage_view_reason(own.classes) is None and taxonomy.triage_level("atypical_nevus") == "moderate"
-    assert (root / "results/ph2/prepared/dataset.csv").is_file()   # the first dataset's outputs are untouched
-    for folder in ("ensembles", "explanations"):                    # folders compare depends on, even when empty
+    assert (root / "results/ph2/prepared/dataset.csv").is_file()  # the first dataset's outputs are untouched
+    for folder in ("ensembles", "explanations"):  # folders compare depends on, even when empty
         assert (root / "results/clinic_b" / folder).is_dir()
 
 
@@ -131,7 +169,7 @@ def test_task_views_of_taxonomy_datasets():
     assert taxonomy.binary_view_reason(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")) is None
     assert taxonomy.triage_view_reason(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")) is None
     assert "only 2 of the 3 triage levels" in taxonomy.triage_view_reason(("benign", "malignant"))  # ISIC 2020
-    assert taxonomy.binary_view_reason(("benign", "malignant")) is None                        # binary: first-class
+    assert taxonomy.binary_view_reason(("benign", "malignant")) is None  # binary: first-class
     assert taxonomy.binary_view_reason(("nv", "bkl")) == "none of the classes is malignant"
 
 
@@ -140,15 +178,18 @@ def _write_card(root: Path, **card) -> Path:
     return root
 
 
-@pytest.mark.parametrize("card, message", [
-    ({"layout": "generic", "labelmap": {}}, "unknown key(s) 'labelmap' (did you mean 'label_map'?)"),
-    ({"layout": "csv"}, "layout: must be one of"),
-    ({"layout": "generic", "classes": ["a", "b"], "label_map": {"x": "c"}}, "label_map maps onto ['c']"),
-    ({"layout": "generic", "classes": ["a", "b"], "triage": {"a": "low"}}, "triage: must give every class"),
-    ({"layout": "generic", "malignant": ["mel"]}, "declare the meaning of a dataset's own classes"),
-    ({"layout": "generic", "classes": ["a", "<b>"]}, "use letters, digits"),
-    ({"layout": "medmnist"}, "list its classes in order"),
-])
+@pytest.mark.parametrize(
+    "card, message",
+    [
+        ({"layout": "generic", "labelmap": {}}, "unknown key(s) 'labelmap' (did you mean 'label_map'?)"),
+        ({"layout": "csv"}, "layout: must be one of"),
+        ({"layout": "generic", "classes": ["a", "b"], "label_map": {"x": "c"}}, "label_map maps onto ['c']"),
+        ({"layout": "generic", "classes": ["a", "b"], "triage": {"a": "low"}}, "triage: must give every class"),
+        ({"layout": "generic", "malignant": ["mel"]}, "declare the meaning of a dataset's own classes"),
+        ({"layout": "generic", "classes": ["a", "<b>"]}, "use letters, digits"),
+        ({"layout": "medmnist"}, "list its classes in order"),
+    ],
+)
 def test_card_errors_name_the_file_and_key(tmp_path, card, message):
     _write_card(tmp_path, **card)
     with pytest.raises(DatasetError, match="dataset.yaml") as err:
@@ -163,14 +204,18 @@ def test_params_accept_a_carded_dataset_and_name_the_missing_card(tmp_path):
     assert parse_params(raw, root=root).dataset == "x"
     with pytest.raises(ParamsError, match="dataset_source must be 'data/x'"):
         parse_params({**raw, "dataset_source": "data/y"}, root=root)
-    with pytest.raises(ParamsError, match=r"unknown dataset 'y'.*with a card under data/: \['x'\].*data/y/ with a card"):
+    with pytest.raises(
+        ParamsError, match=r"unknown dataset 'y'.*with a card under data/: \['x'\].*data/y/ with a card"
+    ):
         parse_params({**raw, "dataset": "y", "dataset_source": "data/y"}, root=root)
 
 
 def test_a_built_in_source_takes_a_label_map_from_its_card(tmp_path):
     _card(tmp_path / "data" / "isic2019", label_map={"UNK": "nv"})
     info = dataset_info("isic2019", tmp_path)
-    assert info.layout == "isic2019" and info.classes == DATASETS["isic2019"].classes and info.label_map == {"UNK": "nv"}
+    assert (
+        info.layout == "isic2019" and info.classes == DATASETS["isic2019"].classes and info.label_map == {"UNK": "nv"}
+    )
     _card(tmp_path / "data" / "isic2019", layout="generic")
     with pytest.raises(DatasetError, match="built-in source with layout 'isic2019'"):
         dataset_info("isic2019", tmp_path)
@@ -189,8 +234,25 @@ def test_one_class_only_is_refused_before_training(tmp_path):
 def test_rare_classes_are_reported_and_refused_on_request(toy_table):
     from lesionlab.data.splitting import check_rare_classes, rare_classes, split_by_lesion
 
-    table = pd.concat([toy_table, pd.DataFrame([{"image_id": "solo_0", "lesion_id": "solo", "label": "scc", "age": 50.0,
-                                                  "sex": "male", "site": "back", "path": "x.jpg"}])], ignore_index=True)
+    table = pd.concat(
+        [
+            toy_table,
+            pd.DataFrame(
+                [
+                    {
+                        "image_id": "solo_0",
+                        "lesion_id": "solo",
+                        "label": "scc",
+                        "age": 50.0,
+                        "sex": "male",
+                        "site": "back",
+                        "path": "x.jpg",
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     splits = split_by_lesion(table, 0.15, 0.2, seed=0)
     rare = rare_classes(table, splits)
     assert rare.to_dict("records") == [{"class": "scc", "lesions": 1, "images": 1, "train": 1, "val": 0, "test": 0}]
@@ -198,7 +260,7 @@ def test_rare_classes_are_reported_and_refused_on_request(toy_table):
     assert "'scc' (1 lesion)" in warning and "recall is undefined" in warning
     with pytest.raises(ValueError, match="split.on_rare: warn"):
         check_rare_classes(rare, "error", "toy")
-    assert check_rare_classes(rare_classes(toy_table), "error") is None   # every class has >= 3 lesions
+    assert check_rare_classes(rare_classes(toy_table), "error") is None  # every class has >= 3 lesions
 
 
 def test_metadata_model_without_metadata_is_skipped_with_its_reason():
@@ -208,19 +270,32 @@ def test_metadata_model_without_metadata_is_skipped_with_its_reason():
     assert "no usable metadata" in missing_metadata_reason(none, ["age", "sex", "site"])
     some = none.assign(site=["back", "unknown"])
     assert missing_metadata_reason(some, ["age", "sex", "site"]) is None
-    assert missing_metadata_reason(some, ["age", "sex"]) is not None    # only the configured features count
+    assert missing_metadata_reason(some, ["age", "sex"]) is not None  # only the configured features count
 
 
 def test_compare_skips_what_the_data_lacks():
     from lesionlab.evaluation import compare
 
-    table = pd.DataFrame({"image_id": ["a", "b"], "age": [np.nan, np.nan], "sex": ["male", "unknown"],
-                          "site": ["unknown", "unknown"]})
+    table = pd.DataFrame(
+        {"image_id": ["a", "b"], "age": [np.nan, np.nan], "sex": ["male", "unknown"], "site": ["unknown", "unknown"]}
+    )
     kept, skipped = compare.slice_attributes(table, pd.Series(["a", "b"]), [30, 60])
     assert list(kept) == ["sex"] and set(skipped) == {"age", "site"} and "no ages" in skipped["age"]
-    no_masks = pd.DataFrame([{"variant": "v", "n_with_mask": 0, "mask_energy": np.nan, "mask_energy_lo": np.nan,
-                              "mask_energy_hi": np.nan, "pointing_hit_rate": np.nan, "pointing_hit_rate_lo": np.nan,
-                              "pointing_hit_rate_hi": np.nan, "chance": np.nan}])
+    no_masks = pd.DataFrame(
+        [
+            {
+                "variant": "v",
+                "n_with_mask": 0,
+                "mask_energy": np.nan,
+                "mask_energy_lo": np.nan,
+                "mask_energy_hi": np.nan,
+                "pointing_hit_rate": np.nan,
+                "pointing_hit_rate_lo": np.nan,
+                "pointing_hit_rate_hi": np.nan,
+                "chance": np.nan,
+            }
+        ]
+    )
     assert not compare.has_mask_scores(no_masks) and not compare.has_mask_scores(no_masks.iloc[:0])
     assert "skipped" in compare.explanation_verdict(no_masks)
     assert compare.format_ci(float("nan"), float("nan"), float("nan")) == "–"
@@ -231,6 +306,7 @@ def test_import_data_lays_out_a_new_dataset_with_its_card(tmp_path, monkeypatch,
     download and the card, and the name is then a registered dataset (the PH2 card the docs ship, on a PH2-like
     fixture)."""
     from conftest import REPO
+
     from lesionlab.cli import main
 
     (tmp_path / "project").mkdir()

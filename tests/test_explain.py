@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from lesionlab.evaluation.explain import mask_scores, pick_panels, resize_maps
 
 
@@ -22,14 +22,16 @@ def _square_mask(size=8, lo=2, hi=6):
 
 def test_mask_scores_known_answers():
     mask = _square_mask()
-    inside = mask.astype(np.float32)                    # all energy inside
-    uniform = np.ones((8, 8), np.float32)               # blind map: energy share = mask area
+    inside = mask.astype(np.float32)  # all energy inside
+    uniform = np.ones((8, 8), np.float32)  # blind map: energy share = mask area
     corner = np.zeros((8, 8), np.float32)
-    corner[0, 0] = 1.0                                  # all energy outside, peak outside
-    empty = np.zeros((8, 8), np.float32)                # no energy: undefined
+    corner[0, 0] = 1.0  # all energy outside, peak outside
+    empty = np.zeros((8, 8), np.float32)  # no energy: undefined
     got = mask_scores(np.stack([inside, uniform, corner, empty]), np.stack([mask] * 4))
     assert got["energy_in_mask"].iloc[0] == pytest.approx(1.0) and got["pointing_hit"].iloc[0] == 1.0
-    assert got["energy_in_mask"].iloc[1] == pytest.approx(16 / 64) and got["mask_area"].iloc[1] == pytest.approx(16 / 64)
+    assert got["energy_in_mask"].iloc[1] == pytest.approx(16 / 64) and got["mask_area"].iloc[1] == pytest.approx(
+        16 / 64
+    )
     assert got["energy_in_mask"].iloc[2] == 0.0 and got["pointing_hit"].iloc[2] == 0.0
     assert np.isnan(got["energy_in_mask"].iloc[3]) and np.isnan(got["pointing_hit"].iloc[3])
     no_mask = mask_scores(inside[None], np.zeros((1, 8, 8)))
@@ -38,26 +40,35 @@ def test_mask_scores_known_answers():
 
 def test_resize_maps_keeps_where_the_energy_is():
     m = np.zeros((1, 2, 2), np.float32)
-    m[0, 0, 0] = 1.0                                    # top-left cell of a 2x2 feature map
+    m[0, 0, 0] = 1.0  # top-left cell of a 2x2 feature map
     up = resize_maps(m, 8)
     assert up.shape == (1, 8, 8)
     assert up[0, :4, :4].sum() > 5 * up[0, 4:, 4:].sum()
 
 
 def test_pick_panels_takes_the_most_confident_cases_per_class_and_outcome():
-    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(6)], "label": ["a", "a", "a", "b", "b", "b"],
-                          "correct": [True, True, False, True, False, False],
-                          "confidence": [0.6, 0.9, 0.8, 0.7, 0.95, 0.5]})
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(6)],
+            "label": ["a", "a", "a", "b", "b", "b"],
+            "correct": [True, True, False, True, False, False],
+            "confidence": [0.6, 0.9, 0.8, 0.7, 0.95, 0.5],
+        }
+    )
     picks = pick_panels(table, ["a", "b"], per_class=1)
-    assert picks.set_index("image_id")["panel"].to_dict() == {"i1": "correct", "i2": "incorrect", "i3": "correct",
-                                                              "i4": "incorrect"}
+    assert picks.set_index("image_id")["panel"].to_dict() == {
+        "i1": "correct",
+        "i2": "incorrect",
+        "i3": "correct",
+        "i4": "incorrect",
+    }
 
 
 def test_torch_gradcam_with_a_linear_head_is_the_class_activation_map():
     """For global-average pooling + a linear head, Grad-CAM equals CAM (Zhou et al.): ReLU(sum_k w_ck A_k)."""
     torch = pytest.importorskip("torch")
-    from lesionlab.models.backbones import backbone_spec
     from lesionlab.evaluation.explain import gradcam_torch
+    from lesionlab.models.backbones import backbone_spec
     from lesionlab.models.torch_models import BackboneNet, build_features, make_head
 
     torch.manual_seed(0)
@@ -69,7 +80,7 @@ def test_torch_gradcam_with_a_linear_head_is_the_class_activation_map():
         x = torch.from_numpy(images)
         fmap = model.features.net.extract_features(model.preprocess(x))
         logits = model(x)
-        w = model.head[1].weight[logits.argmax(1)]                       # (n, channels)
+        w = model.head[1].weight[logits.argmax(1)]  # (n, channels)
         cam = torch.relu(torch.einsum("nc,nchw->nhw", w, fmap)).numpy()
     expected = cam / np.maximum(cam.reshape(4, -1).max(1), 1e-12)[:, None, None]
     assert maps.shape == (4, 2, 2) and np.allclose(maps, expected, atol=1e-5)
@@ -99,6 +110,11 @@ def test_keras_gradcam_finds_the_region_the_model_uses(tmp_path):
         assert np.allclose(proba, model.predict(images, verbose=0), atol=1e-6)
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]

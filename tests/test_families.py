@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
 from pipeline_repo import COPY, make_repo, run
 
-PRIOR_FAMILY = '''"""A toy model family: every image gets the training split's class frequencies (additively smoothed)."""
+PRIOR_FAMILY = '''"""A toy model family: every image gets the training split's class frequencies (smoothed)."""
 
 from __future__ import annotations
 
@@ -76,11 +75,12 @@ def load(root, dataset, name, record):
 
 FAMILY = register(Family(
     kind="prior", label="class prior", section="priors", defaults="prior", defaults_model=PriorParams,
-    row_model=PriorRowParams, stage="prior", fit="lesionlab.models.families.prior:fit", load="lesionlab.models.families.prior:load",
+    row_model=PriorRowParams, stage="prior", fit="lesionlab.models.families.prior:fit",
+    load="lesionlab.models.families.prior:load",
     image_model=False, describe=lambda params, name: "class prior (numpy)"))
 '''
 
-PRIOR_STAGE = '''  prior:                    # the toy family: class frequencies of the training split
+PRIOR_STAGE = """  prior:                    # the toy family: class frequencies of the training split
     foreach: ${priors}
     do:
       cmd: python -m lesionlab run prior --variant ${key}
@@ -101,9 +101,9 @@ PRIOR_STAGE = '''  prior:                    # the toy family: class frequencies
         - results/${dataset}/metrics/${key}.json:
             cache: false
 
-'''
+"""
 
-CHECKS = r'''
+CHECKS = r"""
 import json, sys
 from pathlib import Path
 from lesionlab.evaluation import compare
@@ -119,7 +119,7 @@ print(json.dumps({
     "config": params.row_config("class_prior").model_dump(), "report": compare.row_report("class_prior", params),
     "pages": [p.stage for p in site_pages(params)], "bench": bench.family("prior@class_prior", params),
     "notebook": STAGES["prior"].notebook}))
-'''
+"""
 
 
 def _tiny(params: dict) -> None:
@@ -128,7 +128,7 @@ def _tiny(params: dict) -> None:
     params["variants"] = {"cnn_baseline": params["variants"]["cnn_baseline"]}
     params["probes"], params["finetunes"], params["tabulars"], params["ensembles"] = {}, {}, {}, {}
     params["explain"]["variants"], params["compare"]["pairs"] = [], []
-    params["prior"] = {"smoothing": 1.0}                                           # the family's params:
+    params["prior"] = {"smoothing": 1.0}  # the family's params:
     params["priors"] = {"class_prior": {"description": "training class frequencies"}}
 
 
@@ -137,10 +137,10 @@ def test_a_new_family_is_one_module_its_params_and_its_stage(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     env, _ = make_repo(repo, _tiny)
-    (repo / "src/lesionlab/models/families/prior.py").write_text(PRIOR_FAMILY)          # the module
+    (repo / "src/lesionlab/models/families/prior.py").write_text(PRIOR_FAMILY)  # the module
     dvc = (repo / "dvc.yaml").read_text()
-    (repo / "dvc.yaml").write_text(dvc.replace("  ensemble:", PRIOR_STAGE + "  ensemble:", 1))   # the stage
-    run([sys.executable, "-m", "lesionlab", "deps"], repo, env)       # its src deps, generated like every stage's
+    (repo / "dvc.yaml").write_text(dvc.replace("  ensemble:", PRIOR_STAGE + "  ensemble:", 1))  # the stage
+    run([sys.executable, "-m", "lesionlab", "deps"], repo, env)  # its src deps, generated like every stage's
     assert "src/lesionlab/models/families/prior.py" in (repo / "dvc.yaml").read_text()
     run([sys.executable, "-m", "lesionlab", "deps", "--check"], repo, env)
 
@@ -165,7 +165,7 @@ def test_a_new_family_is_one_module_its_params_and_its_stage(tmp_path):
     prior = np.asarray(json.loads((folder / "model.json").read_text())["prior"])
     metrics = json.loads((repo / "results/synthetic/metrics/class_prior.json").read_text())
     assert 0 < metrics["balanced_accuracy"] <= 1 and np.isclose(prior.sum(), 1)
-    assert (repo / "results/synthetic/notebooks/prior@class_prior.ipynb").is_file()   # the generic page
+    assert (repo / "results/synthetic/notebooks/prior@class_prior.ipynb").is_file()  # the generic page
 
     checks = subprocess.run([sys.executable, "-c", CHECKS], cwd=repo, env=env, capture_output=True, text=True)
     assert checks.returncode == 0, checks.stderr[-3000:]
@@ -179,15 +179,28 @@ def test_a_new_family_is_one_module_its_params_and_its_stage(tmp_path):
     # lesionlab predict rebuilds it from its record
     table = pd.read_csv(repo / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False).head(3)
     pd.DataFrame({"path": [str(repo / p) for p in table["path"]]}).to_csv(tmp_path / "in.csv", index=False)
-    run([sys.executable, "-m", "lesionlab", "predict", "class_prior", str(tmp_path / "in.csv"), "--out",
-         str(tmp_path / "out.csv")], repo, env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            "class_prior",
+            str(tmp_path / "in.csv"),
+            "--out",
+            str(tmp_path / "out.csv"),
+        ],
+        repo,
+        env,
+    )
     out = pd.read_csv(tmp_path / "out.csv")
     assert np.allclose(out.filter(like="p_").to_numpy(), prior)
 
     # its params are checked like every family's: a typo in its row is named, with the close key
     params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("description: training class frequencies",
-                                                     "description: x\n    smoothng: 2.0", 1))
+    (repo / "params.yaml").write_text(
+        params.replace("description: training class frequencies", "description: x\n    smoothng: 2.0", 1)
+    )
     bad = run([sys.executable, "-m", "lesionlab", "check-params"], repo, env, ok=False)
     assert bad.returncode == 2 and "priors.class_prior.smoothng: unknown key (did you mean 'smoothing'?)" in bad.stderr
     (repo / "params.yaml").write_text(params)

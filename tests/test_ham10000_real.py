@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from lesionlab.config import parse_params
-from lesionlab.pipeline.contracts import assert_lesion_disjoint, validate_splits
 from lesionlab.data.prepare import load_prepared, prepare, read_problems
 from lesionlab.data.splitting import make_splits
 from lesionlab.data.taxonomy import HAM10000_CLASSES
+from lesionlab.pipeline.contracts import assert_lesion_disjoint, validate_splits
 
 REPO = Path(__file__).resolve().parents[1]
 N_LESIONS = 25  # per class at most: a few hundred images with repeat views
@@ -39,8 +39,11 @@ def subset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     meta = pd.read_csv(source / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
     per_lesion = meta.groupby("lesion_id").agg(dx=("dx", "first"), n=("image_id", "size")).reset_index()
     # prefer lesions with repeat photographs so that grouping matters, then fill up with single ones
-    chosen = (per_lesion.sort_values(["dx", "n", "lesion_id"], ascending=[True, False, True])
-              .groupby("dx").head(N_LESIONS)["lesion_id"])
+    chosen = (
+        per_lesion.sort_values(["dx", "n", "lesion_id"], ascending=[True, False, True])
+        .groupby("dx")
+        .head(N_LESIONS)["lesion_id"]
+    )
     sub = meta[meta["lesion_id"].isin(set(chosen))]
     root = tmp_path_factory.mktemp("ham_project")
     folder = root / "data" / "ham10000"
@@ -57,8 +60,14 @@ def subset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 def test_prepare_and_split_on_real_ham10000(subset):
     root, sub = subset
-    params = parse_params({"dataset": "ham10000", "dataset_source": "data/ham10000", "prepare": {"image_size": 32},
-                           "variants": {"cnn_baseline": {}}})
+    params = parse_params(
+        {
+            "dataset": "ham10000",
+            "dataset_source": "data/ham10000",
+            "prepare": {"image_size": 32},
+            "variants": {"cnn_baseline": {}},
+        }
+    )
     prepare(params, root, workers=2, progress=False)
     data = load_prepared(root, "ham10000")
     assert 200 <= len(data.table) <= 600
@@ -72,7 +81,9 @@ def test_prepare_and_split_on_real_ham10000(subset):
     problems = read_problems(root, "ham10000")
     assert not (problems["severity"] == "bad").any()
     expected_missing_age = int(sub["age"].eq("").sum())
-    assert int((problems["check"] == "age missing").sum()) == expected_missing_age == int(data.table["age"].isna().sum())
+    assert (
+        int((problems["check"] == "age missing").sum()) == expected_missing_age == int(data.table["age"].isna().sum())
+    )
 
     splits = make_splits(data.table, "lesion_grouped", params.split.val_fraction, params.split.test_fraction, seed=42)
     validate_splits(splits, data.table)

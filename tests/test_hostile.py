@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from layouts import XSS_IMG, XSS_SCRIPT, write_hostile_csv
 from pipeline_repo import make_repo, run
-
 
 # --- 1. every user string reaches a page as text -------------------------------------------------------------
 
@@ -27,24 +25,29 @@ from pipeline_repo import make_repo, run
 def _hostile_params(params: dict) -> None:
     params["dataset"] = "hostile"
     params["dataset_source"] = "data/hostile"
-    for section, values in {"prepare": {"image_size": 24, "backbone_image_size": 32, "on_bad": "error"},
-                            "train": {"epochs": 2, "patience": 2, "filters": [8, 16], "dense_units": 16},
-                            "tabular": {"n_estimators": 20, "patience": 5},
-                            "explain": {"variants": ["cnn_baseline"]},
-                            "compare": {"bootstrap": 20, "pairs": []}}.items():
+    for section, values in {
+        "prepare": {"image_size": 24, "backbone_image_size": 32, "on_bad": "error"},
+        "train": {"epochs": 2, "patience": 2, "filters": [8, 16], "dense_units": 16},
+        "tabular": {"n_estimators": 20, "patience": 5},
+        "explain": {"variants": ["cnn_baseline"]},
+        "compare": {"bootstrap": 20, "pairs": []},
+    }.items():
         params.setdefault(section, {}).update(values)
-    params["variants"] = {k: {**params["variants"][k], "description": f"{XSS_SCRIPT} {k}"}
-                          for k in ("cnn_baseline", "cnn_class_weights")}
+    params["variants"] = {
+        k: {**params["variants"][k], "description": f"{XSS_SCRIPT} {k}"} for k in ("cnn_baseline", "cnn_class_weights")
+    }
     params["probes"], params["finetunes"] = {}, {}
     params["tabulars"] = {"meta_gbm": {**params["tabulars"]["meta_gbm"], "description": XSS_IMG}}
-    params["ensembles"] = {"mixed": {"description": XSS_IMG, "method": "mean", "members": ["cnn_class_weights", "meta_gbm"]}}
+    params["ensembles"] = {
+        "mixed": {"description": XSS_IMG, "method": "mean", "members": ["cnn_class_weights", "meta_gbm"]}
+    }
 
 
 @pytest.mark.slow
 def test_every_user_string_is_text_on_every_page(tmp_path):
     from tools.browser import Browser, chromium_binary
 
-    chromium_binary()   # the check needs a browser: `make test` installs one
+    chromium_binary()  # the check needs a browser: `make test` installs one
     repo = tmp_path / "repo"
     repo.mkdir()
     env, _ = make_repo(repo, _hostile_params)
@@ -58,9 +61,11 @@ def test_every_user_string_is_text_on_every_page(tmp_path):
     with Browser() as browser:
         for page in pages:
             browser.open(page)
-            state = browser.evaluate("({pwned: document.body.dataset.pwned || null, text: document.body.innerText, "
-                                     "scripts: document.scripts.length, "
-                                     "hrefs: Array.from(document.links).map(a => a.getAttribute('href'))})")
+            state = browser.evaluate(
+                "({pwned: document.body.dataset.pwned || null, text: document.body.innerText, "
+                "scripts: document.scripts.length, "
+                "hrefs: Array.from(document.links).map(a => a.getAttribute('href'))})"
+            )
             if state["pwned"] is not None or any(h.strip().lower().startswith("javascript:") for h in state["hrefs"]):
                 ran.append(str(page.relative_to(repo)))
             literal[page.name] = XSS_IMG in state["text"] or XSS_SCRIPT in state["text"]
@@ -75,8 +80,10 @@ def test_tables_escape_every_string_but_the_markup_the_package_built():
 
     from lesionlab.reporting.report import Html, link, table_html
 
-    table = pd.DataFrame({"site": [XSS_IMG, "back"], "report": [link("variants/a.html", XSS_SCRIPT), Html("<b>0.5</b>")],
-                          "n": [1, 2]}, index=[XSS_SCRIPT, "x"])
+    table = pd.DataFrame(
+        {"site": [XSS_IMG, "back"], "report": [link("variants/a.html", XSS_SCRIPT), Html("<b>0.5</b>")], "n": [1, 2]},
+        index=[XSS_SCRIPT, "x"],
+    )
     table.columns.name = XSS_IMG
     out = table_html(table, index=True)
     assert "<img" not in out and "<script" not in out
@@ -91,7 +98,7 @@ def test_a_dollar_in_a_user_string_is_text_in_figures(tmp_path):
 
     fig, ax = plt.subplots()
     ax.set_title("trunk $\\frac{$ 'site'")
-    fig.savefig(tmp_path / "figure.png")   # with TeX parsing on, this raises ParseFatalException
+    fig.savefig(tmp_path / "figure.png")  # with TeX parsing on, this raises ParseFatalException
     assert (tmp_path / "figure.png").stat().st_size > 0
 
 
@@ -135,16 +142,22 @@ def _png_bomb(path, side: int = 20000):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     row = b"\x00" + b"\x00" * (side * 3)
-    idat = zlib.compress(row * 4, 9)   # a few rows; the header's size is what matters
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    idat = zlib.compress(row * 4, 9)  # a few rows; the header's size is what matters
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
 def _tree(folder):
     """Every path under ``folder`` with its size (what 'nothing else changed' compares)."""
-    return {str(p.relative_to(folder)): (p.is_symlink(), p.stat().st_size if p.is_file() and not p.is_symlink() else 0)
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.is_symlink(), p.stat().st_size if p.is_file() and not p.is_symlink() else 0)
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 # --- 2. no model file runs code; names stay inside results/ ----------------------------------------------------
@@ -165,10 +178,17 @@ class _Planted:
 def _plant_variant(root, dataset, variant, info: dict):
     folder = root / "results" / dataset / "variants" / variant
     folder.mkdir(parents=True)
-    record = {"record_version": 2, "variant": variant, "dataset": dataset, "seed": 0, "input_size": 32,
-              "framework": "torch", **info}    # a complete record: whoever plants a model can write its record too
+    record = {
+        "record_version": 2,
+        "variant": variant,
+        "dataset": dataset,
+        "seed": 0,
+        "input_size": 32,
+        "framework": "torch",
+        **info,
+    }  # a complete record: whoever plants a model can write its record too
     (folder / "training.json").write_text(json.dumps(record))
-    return folder     # (no prepared/ folder: a model is loaded from its record alone)
+    return folder  # (no prepared/ folder: a model is loaded from its record alone)
 
 
 def test_a_planted_torch_model_is_refused_and_runs_nothing(tmp_path):
@@ -176,24 +196,28 @@ def test_a_planted_torch_model_is_refused_and_runs_nothing(tmp_path):
 
     import torch
 
-    from lesionlab.pipeline.contracts import ContractError
     from lesionlab.models.predict import load_predictor
+    from lesionlab.pipeline.contracts import ContractError
 
     root = _project(tmp_path)
     marker = tmp_path / "marker.txt"
-    folder = _plant_variant(root, "synthetic", "evil", {"kind": "finetune", "backbone": "efficientnet_lite0",
-                                                         "classes": ["mel", "nv"], "config": {}})
+    folder = _plant_variant(
+        root,
+        "synthetic",
+        "evil",
+        {"kind": "finetune", "backbone": "efficientnet_lite0", "classes": ["mel", "nv"], "config": {}},
+    )
     torch.save({"state_dict": _Planted(marker)}, folder / "model.pt")
     with pytest.raises(ContractError, match="refused to load: not a plain weights file"):
         load_predictor(root, "synthetic", "evil")
     assert not marker.exists()
-    with pytest.raises(pickle.UnpicklingError):   # the same file, loaded as pickle allows, would run its code:
+    with pytest.raises(pickle.UnpicklingError):  # the same file, loaded as pickle allows, would run its code:
         torch.load(folder / "model.pt", weights_only=True)
-    torch.load(folder / "model.pt", weights_only=False)   # (the control: the payload is live)
+    torch.load(folder / "model.pt", weights_only=False)  # (the control: the payload is live)
     assert marker.read_text() == "code ran"
 
 
-_KERAS_PLANT = r'''
+_KERAS_PLANT = r"""
 import json, os, sys
 from pathlib import Path
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -211,7 +235,7 @@ try:
     print("control", marker.exists())
 finally:
     marker.unlink(missing_ok=True)
-'''
+"""
 
 
 def test_a_planted_keras_model_is_refused_and_runs_nothing(tmp_path):
@@ -222,16 +246,37 @@ def test_a_planted_keras_model_is_refused_and_runs_nothing(tmp_path):
 
     root = _project(tmp_path)
     marker = tmp_path / "marker.txt"
-    _plant_variant(root, "synthetic", "evil", {"kind": "finetune", "backbone": "keras_mobilenet_v2", "framework": "keras",
-                                               "classes": ["mel", "nv"], "config": {"backbone": "keras_mobilenet_v2"}})
+    _plant_variant(
+        root,
+        "synthetic",
+        "evil",
+        {
+            "kind": "finetune",
+            "backbone": "keras_mobilenet_v2",
+            "framework": "keras",
+            "classes": ["mel", "nv"],
+            "config": {"backbone": "keras_mobilenet_v2"},
+        },
+    )
     env = {**__import__("os").environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
-    made = subprocess.run([sys.executable, "-c", _KERAS_PLANT, str(root), str(marker)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    made = subprocess.run(
+        [sys.executable, "-c", _KERAS_PLANT, str(root), str(marker)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0 and "control True" in made.stdout, made.stderr[-2000:]
     _jpeg(tmp_path / "imgs" / "a.jpg")
     for command in (["predict", "evil", str(tmp_path / "imgs")],):
-        proc = subprocess.run([sys.executable, "-m", "lesionlab", *command], env=env, capture_output=True, text=True,
-                              timeout=300, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lesionlab", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert "refused to load: the file holds code" in proc.stderr and "Traceback" not in proc.stderr
         assert not marker.exists()
@@ -272,12 +317,12 @@ def test_import_data_refuses_a_source_holding_the_target_and_the_target_itself(t
     root = _project(tmp_path)
     _download(root / "data" / "generic")
     before = _tree(root)
-    assert _cli(monkeypatch, root, "import-data", "generic", root) == 2               # the project into itself
+    assert _cli(monkeypatch, root, "import-data", "generic", root) == 2  # the project into itself
     assert "the target is inside the source" in capsys.readouterr().err
     assert _cli(monkeypatch, root, "import-data", "generic", root / "data" / "generic", "--force") == 2
     assert "refused" in capsys.readouterr().err
     assert _cli(monkeypatch, root, "import-data", "generic", root / "data", "--force") == 2
-    assert _tree(root) == before                                                       # nothing deleted, nothing copied
+    assert _tree(root) == before  # nothing deleted, nothing copied
 
 
 def test_import_data_force_keeps_the_old_data_when_the_copy_fails(tmp_path, monkeypatch, capsys):
@@ -298,7 +343,7 @@ def test_import_data_force_keeps_the_old_data_when_the_copy_fails(tmp_path, monk
     monkeypatch.setattr(shutil, "copy2", failing_copy)
     with pytest.raises(shutil.Error):
         _cli(monkeypatch, root, "import-data", "generic", new, "--force")
-    assert _tree(root / "data") == before          # the old dataset as it was, no partial copy beside it
+    assert _tree(root / "data") == before  # the old dataset as it was, no partial copy beside it
     monkeypatch.undo()
     assert _cli(monkeypatch, root, "import-data", "generic", new, "--force") == 0
     assert sorted(p.name for p in (root / "data/generic/images").iterdir()) == [f"i{i}.jpg" for i in range(6)]
@@ -371,18 +416,24 @@ def test_dataset_paths_outside_the_folder_are_bad_rows(tmp_path):
 
     root = _project(tmp_path)
     elsewhere = _jpeg(tmp_path / "elsewhere" / "real.jpg")
-    hostile = [{"path": "/etc/passwd", "label": "mel", "image_id": "passwd"},
-               {"path": "../../../elsewhere/real.jpg", "label": "nv", "image_id": "dotdot"},
-               {"path": str(elsewhere), "label": "mel", "image_id": "absolute"},
-               {"path": "images/g0.jpg", "mask_path": "../../../elsewhere/real.jpg", "label": "mel", "image_id": "mask"}]
+    hostile = [
+        {"path": "/etc/passwd", "label": "mel", "image_id": "passwd"},
+        {"path": "../../../elsewhere/real.jpg", "label": "nv", "image_id": "dotdot"},
+        {"path": str(elsewhere), "label": "mel", "image_id": "absolute"},
+        {"path": "images/g0.jpg", "mask_path": "../../../elsewhere/real.jpg", "label": "mel", "image_id": "mask"},
+    ]
     rows = _good_rows(root) + hostile
     with pytest.raises(DatasetError, match=r"4 unusable row\(s\).*path outside the dataset folder"):
         _prepare_generic(root, rows)
     out = _prepare_generic(root, rows, on_bad="skip")
     problems = pd.read_csv(out / "problems.csv", keep_default_na=False)
     bad = problems[problems["severity"] == "bad"].set_index("image_id")["check"].to_dict()
-    assert bad == {"passwd": "image path outside the dataset folder", "dotdot": "image path outside the dataset folder",
-                   "absolute": "image path outside the dataset folder", "mask": "mask path outside the dataset folder"}
+    assert bad == {
+        "passwd": "image path outside the dataset folder",
+        "dotdot": "image path outside the dataset folder",
+        "absolute": "image path outside the dataset folder",
+        "mask": "mask path outside the dataset folder",
+    }
     table = pd.read_csv(out / "dataset.csv", keep_default_na=False)
     assert len(table) == 6 and not table["path"].str.contains("elsewhere|passwd").any()
 
@@ -402,15 +453,19 @@ def test_bombs_tiny_images_and_16_bit_pngs_in_prepare(tmp_path):
     assert (images / "bomb.png").stat().st_size < 100_000
     _jpeg(images / "dot.jpg", size=(1, 1))
     _png48(images / "deep.png")
-    rows += [{"path": "images/bomb.png", "label": "mel", "image_id": "bomb"},
-             {"path": "images/dot.jpg", "label": "nv", "image_id": "dot"},
-             {"path": "images/deep.png", "label": "nv", "image_id": "deep"}]
+    rows += [
+        {"path": "images/bomb.png", "label": "mel", "image_id": "bomb"},
+        {"path": "images/dot.jpg", "label": "nv", "image_id": "dot"},
+        {"path": "images/deep.png", "label": "nv", "image_id": "deep"},
+    ]
     with pytest.raises(DatasetError, match="image too large.*image too small|image too small.*image too large"):
         _prepare_generic(root, rows)
     out = _prepare_generic(root, rows, on_bad="skip")
     problems = pd.read_csv(out / "problems.csv", keep_default_na=False)
     problems = problems[problems["severity"] != "metadata"].set_index("image_id")
-    assert problems.loc["bomb", "check"].startswith("image too large") and problems.loc["bomb", "action"] == "row skipped"
+    assert (
+        problems.loc["bomb", "check"].startswith("image too large") and problems.loc["bomb", "action"] == "row skipped"
+    )
     assert problems.loc["dot", "check"].startswith("image too small")
     assert problems.loc["deep", "check"] == "16-bit-per-channel RGB -> 8-bit RGB"
     assert problems.loc["deep", "severity"] == "converted"
@@ -432,8 +487,12 @@ def _png48(path):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(h))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -520,14 +579,14 @@ def test_predict_keeps_the_scored_rows_when_the_model_crashes_and_cleans_its_fil
     with pytest.raises(RuntimeError, match="the model crashed"):
         _predict(monkeypatch, root, _fake_predictor(fail_after=2), imgs, "--out", out, "--batch-size", "2")
     partial = pd.read_csv(out.with_name("pred.csv.partial"))
-    assert len(partial) == 4 and {"uncertain", "p_mel"} <= set(partial.columns)   # two batches of two were scored
+    assert len(partial) == 4 and {"uncertain", "p_mel"} <= set(partial.columns)  # two batches of two were scored
     assert "the rows scored so far are in" in capsys.readouterr().err and not out.exists()
     assert _predict(monkeypatch, root, _fake_predictor(), imgs, "--out", out, "--batch-size", "2") == 0
     assert len(pd.read_csv(out)) == 5 and out.with_name("pred.skipped.csv").is_file()
     assert not out.with_name("pred.csv.partial").exists()
     (imgs / "broken.jpg").unlink()
     assert _predict(monkeypatch, root, _fake_predictor(), imgs, "--out", out) == 0
-    assert not out.with_name("pred.skipped.csv").exists()      # the first run's list of skipped files is gone
+    assert not out.with_name("pred.skipped.csv").exists()  # the first run's list of skipped files is gone
 
 
 def test_predict_says_tta_does_not_apply_to_an_ensemble(tmp_path, monkeypatch, capsys):
@@ -558,7 +617,7 @@ def test_params_yaml_is_read_as_dvc_reads_it(tmp_path):
     text = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(text.replace("learning_rate: 0.001", "learning_rate: 1e-3", 1))
     assert "learning_rate: 1e-3" in (root / "params.yaml").read_text()
-    assert load_params(root / "params.yaml").train.learning_rate == 0.001   # YAML 1.2, as DVC: a float, not '1e-3'
+    assert load_params(root / "params.yaml").train.learning_rate == 0.001  # YAML 1.2, as DVC: a float, not '1e-3'
     (root / "params.yaml").write_text(text + "\ndataset: ham10000\n")
     with pytest.raises(ParamsError, match=r"line \d+: found duplicate key \"dataset\".*DVC refuses"):
         load_params(root / "params.yaml")
@@ -581,8 +640,8 @@ def test_a_bad_params_yaml_stops_dvc_before_any_output_is_removed(tmp_path):
     proc = run(["dvc", "repro", "prepare"], repo, env, ok=False)
     assert proc.returncode != 0
     assert "prepare.imgae_size: unknown key (did you mean 'image_size'?)" in proc.stdout + proc.stderr
-    assert _tree(prepared) == before                      # the stage after the check never started
-    (repo / "params.yaml").write_text(text)                # fixed: the check runs again, prepare does not
+    assert _tree(prepared) == before  # the stage after the check never started
+    (repo / "params.yaml").write_text(text)  # fixed: the check runs again, prepare does not
     again = run(["dvc", "repro", "prepare"], repo, env).stdout
     assert "Running stage 'check_params'" in again and "Running stage 'prepare'" not in again, again
     assert _tree(prepared) == before
@@ -590,13 +649,14 @@ def test_a_bad_params_yaml_stops_dvc_before_any_output_is_removed(tmp_path):
 
 # --- 7. process hygiene ------------------------------------------------------------------------------------------
 
-_PARENT = r'''
+_PARENT = r"""
 import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c",
-                          "from lesionlab.pipeline.guard import die_with_parent; die_with_parent(0.2); import time; time.sleep(120)"])
+                          "from lesionlab.pipeline.guard import die_with_parent; die_with_parent(0.2); "
+                          "import time; time.sleep(120)"])
 print(child.pid, flush=True)
 time.sleep(120)
-'''
+"""
 
 
 def test_a_stage_process_dies_with_the_dvc_that_started_it(tmp_path):
@@ -612,8 +672,8 @@ def test_a_stage_process_dies_with_the_dvc_that_started_it(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", _PARENT], env=env, stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     time.sleep(1.0)
-    os.kill(child, 0)                          # alive while its parent lives
-    parent.kill()                              # SIGKILL: the parent cleans nothing up
+    os.kill(child, 0)  # alive while its parent lives
+    parent.kill()  # SIGKILL: the parent cleans nothing up
     parent.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -627,14 +687,14 @@ def test_a_stage_process_dies_with_the_dvc_that_started_it(tmp_path):
         pytest.fail("the child outlived its parent")
 
 
-_HOLDER = r'''
+_HOLDER = r"""
 import sys, time
 from pathlib import Path
 from lesionlab.pipeline.guard import stage_lock
 with stage_lock(Path(sys.argv[1]), "prepare"):
     print("holding", flush=True)
     time.sleep(120)
-'''
+"""
 
 
 def test_a_stage_refuses_to_run_beside_an_orphan_of_itself(tmp_path, monkeypatch, capsys):
@@ -648,8 +708,12 @@ def test_a_stage_refuses_to_run_beside_an_orphan_of_itself(tmp_path, monkeypatch
     (root / ".dvc").mkdir()
     (root / "results").mkdir()
     before = _tree(root / "results")
-    orphan = subprocess.Popen([sys.executable, "-c", _HOLDER, str(root)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
     try:
         assert orphan.stdout.readline().strip() == "holding"
         assert _cli(monkeypatch, root, "prepare") == 2
@@ -661,5 +725,5 @@ def test_a_stage_refuses_to_run_beside_an_orphan_of_itself(tmp_path, monkeypatch
         orphan.wait()
     from lesionlab.pipeline.guard import stage_lock
 
-    with stage_lock(root, "prepare"):          # the orphan's death released the lock
+    with stage_lock(root, "prepare"):  # the orphan's death released the lock
         pass

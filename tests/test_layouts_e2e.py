@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from layouts import EXTERNAL, LAYOUTS
 from pipeline_repo import make_repo, run
 
@@ -43,15 +42,18 @@ def _small(name: str, overrides: dict):
             else:
                 params[section] = values
         params["variants"] = {k: params["variants"][k] for k in ("cnn_baseline", "cnn_class_weights")}
-        if ablate:   # a preprocessing ablation: the same rung on colour-constant images, explained too
+        if ablate:  # a preprocessing ablation: the same rung on colour-constant images, explained too
             params["variants"][f"{ablate}_sog"] = {**params["variants"][ablate], "color_constancy": "shades_of_gray"}
             params["explain"] = {**params["explain"], "variants": [*SMALL["explain"]["variants"], f"{ablate}_sog"]}
         params["probes"] = {"lite0_probe_mlp": params["probes"]["lite0_probe_mlp"]}
         params["finetunes"] = {}
         params["tabulars"] = {"meta_gbm": params["tabulars"]["meta_gbm"]}
         members = ["cnn_class_weights", "lite0_probe_mlp+tta"]
-        params["ensembles"] = {"image_mean": {"description": "mean", "method": "mean", "members": members},
-                               "image_meta_stack": {"description": "stack + metadata", "members": [*members, "meta_gbm"]}}
+        params["ensembles"] = {
+            "image_mean": {"description": "mean", "method": "mean", "members": members},
+            "image_meta_stack": {"description": "stack + metadata", "members": [*members, "meta_gbm"]},
+        }
+
     return update
 
 
@@ -76,8 +78,18 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     no_metadata = "metadata" in lacks
     skipped = {"meta_gbm", "image_meta_stack"} if no_metadata else set()
     ablations = {f"{overrides['ablate']}_sog"} if "ablate" in overrides else set()
-    rows = ({"cnn_baseline", "cnn_class_weights", "lite0_probe_mlp", "lite0_probe_mlp+tta", "meta_gbm", "image_mean",
-             "image_meta_stack"} | ablations) - skipped
+    rows = (
+        {
+            "cnn_baseline",
+            "cnn_class_weights",
+            "lite0_probe_mlp",
+            "lite0_probe_mlp+tta",
+            "meta_gbm",
+            "image_mean",
+            "image_meta_stack",
+        }
+        | ablations
+    ) - skipped
     assert set(board["variant"]) == rows, (layout, sorted(board["variant"]))
     assert board["n_test_images"].nunique() == 1 and board["n_test_images"].iloc[0] > 0
     assert board["balanced_accuracy"].between(0, 1).all() and board["macro_auc"].between(0, 1).all()
@@ -105,20 +117,22 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     else:
         slices = pd.read_csv(reports / "slices.csv")
         assert {"sex", "age", "site"} <= set(slices["attribute"])
-    binary = (reports / "leaderboard_binary.csv")
-    triage = (reports / "leaderboard_triage.csv")
+    binary = reports / "leaderboard_binary.csv"
+    triage = reports / "leaderboard_triage.csv"
     if "triage" in lacks or "multi-class labels" in lacks:
         assert "Triage view skipped" in compare_page
         assert not triage.is_file() or pd.read_csv(triage).empty
     else:
         assert set(pd.read_csv(triage)["variant"]) == rows
-    assert set(pd.read_csv(binary)["variant"]) == rows   # every layout here declares what is malignant
+    assert set(pd.read_csv(binary)["variant"]) == rows  # every layout here declares what is malignant
     assert np.isfinite(board["malignant_auc"]).all()
-    if "taxonomy labels" in lacks:   # own classes kept as they are
-        assert summary["classes"] == ["common_nevus", "atypical_nevus", "melanoma"] and summary["malignant"] == ["melanoma"]
+    if "taxonomy labels" in lacks:  # own classes kept as they are
+        assert summary["classes"] == ["common_nevus", "atypical_nevus", "melanoma"] and summary["malignant"] == [
+            "melanoma"
+        ]
     assert "leaderboard" in index
     split_page = (reports / "split.html").read_text()
-    if "a class in every split" in lacks:   # a class with fewer lesions than splits: warned, and shown where it went
+    if "a class in every split" in lacks:  # a class with fewer lesions than splits: warned, and shown where it went
         assert "'df' (2 lesions)" in split_page and "recall is undefined" in split_page
     else:
         assert "each can reach train, validation and test" in split_page
@@ -131,12 +145,14 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     assert set(external["variant"]) == rows - {"meta_gbm", "image_meta_stack"}
     assert "meta_gbm skipped</b> on ph2ext: needs metadata" in compare_page
     for metric in ("melanoma_auc", "malignant_auc", "sensitivity", "specificity", "uncertain_share", "recall_nv"):
-        assert external[metric].between(0, 1).all() and (external[f"{metric}_lo"] <= external[f"{metric}_hi"]).all(), metric
-    assert "recall_bcc" not in external   # only the classes the external set has
+        assert external[metric].between(0, 1).all() and (external[f"{metric}_lo"] <= external[f"{metric}_hi"]).all(), (
+            metric
+        )
+    assert "recall_bcc" not in external  # only the classes the external set has
     assert np.allclose(external["melanoma_auc_drop"], external["melanoma_auc_internal"] - external["melanoma_auc"])
     assert (external["n_images"] == 27).all() and "<h3>ph2ext</h3>" in compare_page
     explained_rows = params["explain"]["variants"]
-    explained = external.set_index("variant").loc[explained_rows]   # the external set has masks
+    explained = external.set_index("variant").loc[explained_rows]  # the external set has masks
     assert explained["mask_energy"].between(0, 1).all() and explained["chance"].between(0, 1).all()
     assert external.set_index("variant").drop(index=explained_rows)["mask_energy"].isna().all()
     assert "External validation" in index
@@ -145,10 +161,13 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     record = json.loads((results / f"variants/{ablation}/training.json").read_text())
     assert record["preprocess"] == {"color_constancy": "shades_of_gray", "resize": "squash"}
     twin = pd.read_csv(results / f"variants/{overrides['ablate']}/predictions.csv")
-    assert not np.allclose(pd.read_csv(results / f"variants/{ablation}/predictions.csv").filter(like="p_"), twin.filter(like="p_"))
+    assert not np.allclose(
+        pd.read_csv(results / f"variants/{ablation}/predictions.csv").filter(like="p_"), twin.filter(like="p_")
+    )
     paired = pd.read_csv(reports / "paired.csv")
-    assert ((paired["comparison"] == "preprocessing") & (paired["a"] == ablation)
-            & (paired["b"] == overrides["ablate"])).sum() == 3
+    assert (
+        (paired["comparison"] == "preprocessing") & (paired["a"] == ablation) & (paired["b"] == overrides["ablate"])
+    ).sum() == 3
     assert "Preprocessing ablations: internal vs external" in compare_page and "ph2ext: Δ melanoma AUC" in compare_page
     summary = json.loads((results / f"explanations/{ablation}/summary.json").read_text())
-    assert summary["max_abs_diff_vs_stage_predictions"] < 1e-3   # Grad-CAM saw the pixels the ablation trained on
+    assert summary["max_abs_diff_vs_stage_predictions"] < 1e-3  # Grad-CAM saw the pixels the ablation trained on

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from lesionlab.data.taxonomy import HAM10000_CLASSES, MALIGNANT
 from lesionlab.evaluation import metrics as M
 from lesionlab.evaluation.bootstrap import bootstrap_ci, group_resamples
-from lesionlab.data.taxonomy import HAM10000_CLASSES, MALIGNANT
 
 K = len(HAM10000_CLASSES)
 
@@ -73,8 +73,13 @@ def test_bootstrap_ci_brackets_the_estimate(sample):
     y, p = sample
     groups = np.arange(len(y)) // 2
     point = M.compute_metrics(y, p, HAM10000_CLASSES)["balanced_accuracy"]
-    lo, hi = bootstrap_ci(lambda r: M.compute_metrics(y[r], p[r], HAM10000_CLASSES), groups,
-                          ["balanced_accuracy"], n_resamples=200, seed=0)["balanced_accuracy"]
+    lo, hi = bootstrap_ci(
+        lambda r: M.compute_metrics(y[r], p[r], HAM10000_CLASSES),
+        groups,
+        ["balanced_accuracy"],
+        n_resamples=200,
+        seed=0,
+    )["balanced_accuracy"]
     assert lo < point < hi
     assert hi - lo < 0.5
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 import yaml
-
 from conftest import REPO
+
 from lesionlab.pipeline.notebooks import STAGES
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -37,10 +37,19 @@ def test_a_notebook_parameter_drives_the_run_or_does_not_exist(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     first = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
-    names = {t.id for node in ast.walk(ast.parse(code[first].source)) if isinstance(node, ast.Assign)
-             for t in node.targets if isinstance(t, ast.Name)}
-    read = {node.id for c in code[first + 1:] for node in ast.walk(ast.parse(c.source))
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    names = {
+        t.id
+        for node in ast.walk(ast.parse(code[first].source))
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    read = {
+        node.id
+        for c in code[first + 1 :]
+        for node in ast.walk(ast.parse(c.source))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
     assert "dataset" not in names
     assert names <= read, f"parameters set but never read: {sorted(names - read)}"
     assert "stage_context()" in code[first + 1].source

@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
 from pipeline_repo import make_repo, run
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = REPO / "test-artifacts"   # screenshots of the report site (not committed)
+ARTIFACTS = REPO / "test-artifacts"  # screenshots of the report site (not committed)
 
 TINY = {
     "synthetic": {"n_lesions": 90, "width": 64, "height": 48},
@@ -61,8 +60,11 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
     p = ctx["params"]
     variants = [*p["variants"], *p["probes"], *p["finetunes"], *p["tabulars"]]
     board = pd.read_csv(repo / "reports/synthetic/leaderboard.csv")
-    with_tta = [f"{v}+tta" for v in [*p["probes"], *p["finetunes"]]
-                if {**p["probe" if v in p["probes"] else "finetune"], **p["probes"].get(v, p["finetunes"].get(v, {}))}["tta"]]
+    with_tta = [
+        f"{v}+tta"
+        for v in [*p["probes"], *p["finetunes"]]
+        if {**p["probe" if v in p["probes"] else "finetune"], **p["probes"].get(v, p["finetunes"].get(v, {}))}["tta"]
+    ]
     rows = variants + with_tta + list(p["ensembles"])
     assert with_tta and p["tabulars"] and p["ensembles"] and sorted(board["variant"]) == sorted(rows)
     for extra in ("leaderboard_binary.csv", "leaderboard_triage.csv", "calibration.csv"):
@@ -88,10 +90,18 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
         assert f"href='ensembles/{e}.html'" in index
         assert "Research and education only" in (repo / f"reports/synthetic/ensembles/{e}.html").read_text()
         assert (repo / f"results/synthetic/ensembles/{e}/predictions.csv").is_file()
-    for section in ("Malignant vs benign", "Triage (3 levels)", "Does metadata add value?", "Calibration",
-                    "Uncertainty and abstention", "image_meta_stack</b> (image + metadata) minus its image-only twin",
-                    "Paired comparisons: every row against the baseline and the best", "McNemar",
-                    "Subgroups: who is served worst?", "Where do the models look?"):
+    for section in (
+        "Malignant vs benign",
+        "Triage (3 levels)",
+        "Does metadata add value?",
+        "Calibration",
+        "Uncertainty and abstention",
+        "image_meta_stack</b> (image + metadata) minus its image-only twin",
+        "Paired comparisons: every row against the baseline and the best",
+        "McNemar",
+        "Subgroups: who is served worst?",
+        "Where do the models look?",
+    ):
         assert section in comparison, section
     assert "Research and education only" in index and "Research and education only" in comparison
     assert "sha256" in comparison and "efficientnet-lite0-57934424.pth" in comparison  # weights provenance
@@ -100,7 +110,7 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
     assert "data:image/png;base64" in index and "data:image/png;base64" in comparison  # figures embedded
     for page in (repo / "reports/synthetic").rglob("*.html"):
         text = page.read_text()
-        assert "<script src=\"http" not in text, page  # nothing loaded from a CDN
+        assert '<script src="http' not in text, page  # nothing loaded from a CDN
         assert "class='ll-nav'" in text and "Research and education only" in text, page
         if page.name != "index.html":
             assert "params of this stage (dvc.lock)" in text and "wall time" in text and "seed 42" in text, page
@@ -151,8 +161,10 @@ def test_report_site_renders_in_a_browser(tiny_repo):
         assert found["leaderboard_rows"] == rows and found["disclaimer"] and not found["remote"], found
         assert found["images"] and all(w > 0 for w in found["images"]), found["images"]  # every figure decoded
         b.screenshot(ARTIFACTS / "synthetic-tiny-index.png")
-        column = ("Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => "
-                  "parseFloat(r.cells[2].textContent))")
+        column = (
+            "Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => "
+            "parseFloat(r.cells[2].textContent))"
+        )
         b.evaluate("document.querySelectorAll('#leaderboard thead th')[2].click()")
         values = b.evaluate(column)
         assert values == sorted(values, reverse=True) and len(values) == rows
@@ -163,7 +175,11 @@ def test_report_site_renders_in_a_browser(tiny_repo):
         assert {"eda.html", "split.html", "compare.html"} <= pages
         for page in sorted(pages):
             assert (reports / page).is_file(), page
-        for page in ("compare.html", "variants/cnn_baseline.html", f"explanations/{ctx['params']['explain']['variants'][-1]}.html"):
+        for page in (
+            "compare.html",
+            "variants/cnn_baseline.html",
+            f"explanations/{ctx['params']['explain']['variants'][-1]}.html",
+        ):
             found = check_page(b, reports / page)
             assert found["disclaimer"] and not found["remote"] and all(w > 0 for w in found["images"]), (page, found)
             assert any(h.endswith("index.html") for h in found["nav"]), found["nav"]
@@ -185,7 +201,9 @@ def test_notebooks_run_top_to_bottom_with_their_defaults(tiny_repo, tmp_path):
     try:
         for path in sorted((copy / "notebooks").glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
-            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy / "notebooks")}}).execute()
+            NotebookClient(
+                nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy / "notebooks")}}
+            ).execute()
             errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
             assert not errors, (path.name, errors)
     finally:
@@ -203,8 +221,13 @@ def test_switching_to_a_dataset_without_its_download_fails_clearly(tiny_repo):
     params = (repo / "params.yaml").read_text()
     try:
         (repo / "params.yaml").write_text(params.replace("dataset: synthetic", "dataset: ham10000"))
-        proc = subprocess.run([sys.executable, "-m", "lesionlab", "check-params"], cwd=repo, env=ctx["env"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lesionlab", "check-params"],
+            cwd=repo,
+            env=ctx["env"],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and "dataset_source must be 'data/ham10000'" in proc.stderr
     finally:
         (repo / "params.yaml").write_text(params)
@@ -225,8 +248,15 @@ def test_dvc_metrics_show_every_variant(tiny_repo):
         assert f"results/synthetic/metrics/{v}.json" in out
 
 
-@pytest.mark.parametrize("stage, variant", [("train", "cnn_batchnorm"), ("finetune", "lite0_partial"),
-                                            ("tabular", "meta_gbm"), ("ensemble", "image_meta_stack")])
+@pytest.mark.parametrize(
+    "stage, variant",
+    [
+        ("train", "cnn_batchnorm"),
+        ("finetune", "lite0_partial"),
+        ("tabular", "meta_gbm"),
+        ("ensemble", "image_meta_stack"),
+    ],
+)
 def test_retraining_reproduces_the_predictions_exactly(tiny_repo, stage, variant):
     repo, ctx = tiny_repo
     folder = "ensembles" if stage == "ensemble" else "variants"
@@ -259,8 +289,20 @@ def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path)
     inputs["path"] = [str(repo / p) for p in inputs["path"]]
     inputs.to_csv(tmp_path / "inputs.csv", index=False)
     env = {**ctx["env"], "LESIONLAB_ROOT": str(repo)}
-    out = _run([sys.executable, "-m", "lesionlab", "predict", "image_meta_stack", str(tmp_path / "inputs.csv"), "--out",
-                str(tmp_path / "pred.csv")], repo, env)
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            "image_meta_stack",
+            str(tmp_path / "inputs.csv"),
+            "--out",
+            str(tmp_path / "pred.csv"),
+        ],
+        repo,
+        env,
+    )
     assert "after the validation temperature" in out and "uncertain" in out
     pred = pd.read_csv(tmp_path / "pred.csv", dtype={"image_id": str}).set_index("image_id")
     expected = stage.set_index("image_id").loc[pred.index]
@@ -273,8 +315,22 @@ def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path)
     folder = tmp_path / "images"
     folder.mkdir()
     shutil.copy(inputs["path"].iloc[0], folder / "a.jpg")
-    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "image_meta_stack", str(folder), "--out",
-                           str(tmp_path / "f.csv")], cwd=repo, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            "image_meta_stack",
+            str(folder),
+            "--out",
+            str(tmp_path / "f.csv"),
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "needs the column(s) ['age', 'sex', 'site']" in proc.stderr
 
 
@@ -291,11 +347,27 @@ def test_predict_reproduces_a_preprocessing_ablation(tiny_repo, tmp_path):
     inputs["path"] = [str(repo / p) for p in inputs["path"]]
     inputs.to_csv(tmp_path / "inputs.csv", index=False)
     env = {**ctx["env"], "LESIONLAB_ROOT": str(repo)}
-    _run([sys.executable, "-m", "lesionlab", "predict", "cnn_batch64_sog", str(tmp_path / "inputs.csv"), "--out",
-          str(tmp_path / "pred.csv")], repo, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            "cnn_batch64_sog",
+            str(tmp_path / "inputs.csv"),
+            "--out",
+            str(tmp_path / "pred.csv"),
+        ],
+        repo,
+        env,
+    )
     pred = pd.read_csv(tmp_path / "pred.csv", dtype={"image_id": str}).set_index("image_id")
     pcols = [c for c in stage.columns if c.startswith("p_")]
     assert np.abs(pred[pcols].to_numpy() - stage.set_index("image_id").loc[pred.index, pcols].to_numpy()).max() < 1e-5
     paired = pd.read_csv(repo / "reports/synthetic/paired.csv")
     assert {("cnn_batch64_sog", "cnn_batch64"), ("cnn_batch64_crop", "cnn_batch64")} <= set(
-        zip(paired.loc[paired["comparison"] == "preprocessing", "a"], paired.loc[paired["comparison"] == "preprocessing", "b"]))
+        zip(
+            paired.loc[paired["comparison"] == "preprocessing", "a"],
+            paired.loc[paired["comparison"] == "preprocessing", "b"],
+        )
+    )

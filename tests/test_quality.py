@@ -61,8 +61,18 @@ def _write_cases(images: Path) -> dict[str, str]:
 def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     folder = tmp_path / "data" / "ham10000"
     cases = _write_cases(folder / "images")
-    rows = [{"lesion_id": f"L_{i}", "image_id": image_id, "dx": "nv" if i % 2 else "mel", "dx_type": "histo",
-             "age": "50", "sex": "male", "localization": "back"} for i, image_id in enumerate(cases)]
+    rows = [
+        {
+            "lesion_id": f"L_{i}",
+            "image_id": image_id,
+            "dx": "nv" if i % 2 else "mel",
+            "dx_type": "histo",
+            "age": "50",
+            "sex": "male",
+            "localization": "back",
+        }
+        for i, image_id in enumerate(cases)
+    ]
     rows.append({**rows[0], "dx": "mel"})  # duplicate image_id
     rows.append({**rows[1], "image_id": "ok_9", "dx": "melanocytic-ish"})  # unknown label (file absent, never read)
     rows[2].update(age="", sex="", localization="unknown")  # missing metadata, row kept
@@ -71,8 +81,14 @@ def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _params(on_bad: str):
-    return parse_params({"dataset": "ham10000", "dataset_source": "data/ham10000",
-                         "prepare": {"image_size": SIZE, "on_bad": on_bad}, "variants": {"cnn_baseline": {}}})
+    return parse_params(
+        {
+            "dataset": "ham10000",
+            "dataset_source": "data/ham10000",
+            "prepare": {"image_size": SIZE, "on_bad": on_bad},
+            "variants": {"cnn_baseline": {}},
+        }
+    )
 
 
 BAD = {"empty", "text", "cut", "gone"}
@@ -107,7 +123,9 @@ def test_skip_drops_exactly_the_bad_rows_and_lists_every_finding(tmp_path):
     assert found["ok_0|duplicate image_id (first row kept)"] == "row skipped"
     unknown = [k for k in found if k.startswith("ok_9|unknown label 'melanocytic-ish'")]
     assert len(unknown) == 1 and found[unknown[0]] == "row skipped"
-    assert {"age missing", "sex unknown", "body site unknown"} <= set(problems.loc[problems["image_id"] == "ok_2", "check"])
+    assert {"age missing", "sex unknown", "body site unknown"} <= set(
+        problems.loc[problems["image_id"] == "ok_2", "check"]
+    )
     quality = pd.read_csv(root / "results/ham10000/prepared/quality.csv")
     assert quality.set_index("check").loc["not an image", "rows"] == 1
     assert quality.set_index("check").loc["not an image", "examples"] == "text.jpg"
@@ -125,7 +143,7 @@ def test_conversions_give_correct_8bit_rgb(tmp_path):
     assert np.abs(img["rgba"].astype(int) - [200, 60, 30]).max() <= 1
     assert np.abs(img["cmyk"].astype(int) - [200, 60, 30]).max() <= 12  # JPEG round trip
     # EXIF orientation 6: the red left half of the stored pixels ends up on top once displayed upright
-    top, bottom = img["rotated"][: SIZE // 2 - 2], img["rotated"][SIZE // 2 + 2:]
+    top, bottom = img["rotated"][: SIZE // 2 - 2], img["rotated"][SIZE // 2 + 2 :]
     assert top[..., 0].mean() > 200 and top[..., 1].mean() < 60
     assert bottom[..., 1].mean() > 40
 
@@ -136,8 +154,17 @@ def test_clean_source_reports_metadata_only(tmp_path):
     rows = []
     for i in range(3):
         Image.fromarray(_rgb()).save(folder / "images" / f"ISIC_{i}.jpg")
-        rows.append({"lesion_id": f"L{i}", "image_id": f"ISIC_{i}", "dx": "mel" if i == 2 else "nv", "dx_type": "follow_up",
-                     "age": "" if i == 0 else "40", "sex": "female", "localization": "back"})
+        rows.append(
+            {
+                "lesion_id": f"L{i}",
+                "image_id": f"ISIC_{i}",
+                "dx": "mel" if i == 2 else "nv",
+                "dx_type": "follow_up",
+                "age": "" if i == 0 else "40",
+                "sex": "female",
+                "localization": "back",
+            }
+        )
     pd.DataFrame(rows).to_csv(folder / "HAM10000_metadata.csv", index=False)
     prepare(_params("error"), tmp_path, workers=1, progress=False)
     problems = read_problems(tmp_path, "ham10000")
@@ -152,8 +179,17 @@ def test_lesion_with_two_labels_is_bad_not_guessed(tmp_path):
     rows = []
     for i, label in enumerate(["mel", "nv", "nv", "bcc"]):
         Image.fromarray(_rgb()).save(folder / "images" / f"ISIC_{i}.jpg")
-        rows.append({"lesion_id": "L0" if i < 2 else f"L{i}", "image_id": f"ISIC_{i}", "dx": label, "dx_type": "histo",
-                     "age": "40", "sex": "female", "localization": "back"})
+        rows.append(
+            {
+                "lesion_id": "L0" if i < 2 else f"L{i}",
+                "image_id": f"ISIC_{i}",
+                "dx": label,
+                "dx_type": "histo",
+                "age": "40",
+                "sex": "female",
+                "localization": "back",
+            }
+        )
     pd.DataFrame(rows).to_csv(folder / "HAM10000_metadata.csv", index=False)
     with pytest.raises(DatasetError, match="2 x lesion with more than one label"):
         prepare(_params("error"), tmp_path, workers=1, progress=False)

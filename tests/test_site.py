@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from conftest import REPO
-from lesionlab.reporting import site
+
 from lesionlab.config import load_params
+from lesionlab.reporting import site
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +20,31 @@ def test_every_stage_of_the_params_has_one_page(params):
     pages = site.site_pages(params)
     htmls = [p.html for p in pages]
     assert len(htmls) == len(set(htmls))
-    expected = (3 + len(params.variants) + len(params.probes) + len(params.finetunes) + len(params.tabulars)
-                + len(params.ensembles) + len(params.explain.variants))
+    expected = (
+        3
+        + len(params.variants)
+        + len(params.probes)
+        + len(params.finetunes)
+        + len(params.tabulars)
+        + len(params.ensembles)
+        + len(params.explain.variants)
+    )
     assert len(pages) == expected
     stages = {p.stage for p in pages}
-    assert {"eda", "split", "compare", "train@cnn_baseline", "probe@lite0_probe", "finetune@lite0_full",
-            "tabular@meta_gbm", "ensemble@image_stack", "explain@lite0_full"} <= stages
-    assert {p.html for p in pages if p.stage.startswith("explain@")} == {f"explanations/{v}.html"
-                                                                        for v in params.explain.variants}
+    assert {
+        "eda",
+        "split",
+        "compare",
+        "train@cnn_baseline",
+        "probe@lite0_probe",
+        "finetune@lite0_full",
+        "tabular@meta_gbm",
+        "ensemble@image_stack",
+        "explain@lite0_full",
+    } <= stages
+    assert {p.html for p in pages if p.stage.startswith("explain@")} == {
+        f"explanations/{v}.html" for v in params.explain.variants
+    }
 
 
 def test_navigation_links_are_relative_to_the_page():
@@ -38,10 +55,12 @@ def test_navigation_links_are_relative_to_the_page():
 
 
 def test_inject_adds_the_header_and_sorting_and_drops_cdn_scripts():
-    page = ('<html><head><script src="https://cdnjs.cloudflare.com/x/require.min.js"></script></head>'
-            '<body class="jp-Notebook"><p>cells</p><script type="module">const m = await import('
-            '"https://cdnjs.cloudflare.com/ajax/libs/mermaid/11.10.0/mermaid.esm.min.mjs");</script>'
-            '<script>init_local();</script></body></html>')
+    page = (
+        '<html><head><script src="https://cdnjs.cloudflare.com/x/require.min.js"></script></head>'
+        '<body class="jp-Notebook"><p>cells</p><script type="module">const m = await import('
+        '"https://cdnjs.cloudflare.com/ajax/libs/mermaid/11.10.0/mermaid.esm.min.mjs");</script>'
+        "<script>init_local();</script></body></html>"
+    )
     out = site.inject(page, "<div id='top'>TOP</div>")
     assert "cdnjs" not in out and "init_local();" in out
     assert out.index("<div id='top'>") == out.index('<body class="jp-Notebook">') + len('<body class="jp-Notebook">')
@@ -54,30 +73,68 @@ def test_code_check_compares_the_lock_with_the_checkout(tmp_path):
     (tmp_path / "src").mkdir()
     f = tmp_path / "src" / "a.py"
     f.write_text("x = 1\n")
-    entry = {"deps": [{"path": "src/a.py", "md5": hashlib.md5(b"x = 1\n").hexdigest()},
-                      {"path": "results/ds/prepared", "md5": "abc.dir"}]}
+    entry = {
+        "deps": [
+            {"path": "src/a.py", "md5": hashlib.md5(b"x = 1\n").hexdigest()},
+            {"path": "results/ds/prepared", "md5": "abc.dir"},
+        ]
+    }
     assert site.code_check(tmp_path, entry) == (["src/a.py"], [])
     f.write_text("x = 2\n")
     assert site.code_check(tmp_path, entry) == ([], ["src/a.py"])
 
 
 def test_provenance_names_stage_data_hash_seed_wall_time_and_params(tmp_path):
-    lock = {"prepare": {"deps": [{"path": "data/ham10000", "md5": "0123456789abcdef.dir"},
-                                 {"path": "src/lesionlab/data/prepare.py", "md5": "x"}],
-                        "outs": [{"path": "results/ham10000/prepared", "md5": "fedcba9876543210.dir"}]},
-            "train@cnn_aug": {"deps": [], "params": {"params.yaml": {"base.seed": 42, "variants.cnn_aug": {"augment": True}}}}}
+    lock = {
+        "prepare": {
+            "deps": [
+                {"path": "data/ham10000", "md5": "0123456789abcdef.dir"},
+                {"path": "src/lesionlab/data/prepare.py", "md5": "x"},
+            ],
+            "outs": [{"path": "results/ham10000/prepared", "md5": "fedcba9876543210.dir"}],
+        },
+        "train@cnn_aug": {
+            "deps": [],
+            "params": {"params.yaml": {"base.seed": 42, "variants.cnn_aug": {"augment": True}}},
+        },
+    }
     page = site.Page("train@cnn_aug", "train@cnn_aug.ipynb", "variants/cnn_aug.html", "cnn_aug", "CNN ladder")
-    text = site.provenance_html(tmp_path, "ham10000", page, lock["train@cnn_aug"],
-                                {"seconds": 12.34, "started": "2026-11-23T10:00:00.1", "commit": "abc1234"}, lock, "numpy 2",
-                                commit="def5678", source_path="data/ham10000")
-    for expected in ("train@cnn_aug", "ham10000", "data/ham10000", "0123456789ab", "fedcba987654", "seed 42",
-                     "12.3 s", "2026-11-23 10:00:00", "abc1234", "def5678", "variants.cnn_aug", "augment", "numpy 2"):
+    text = site.provenance_html(
+        tmp_path,
+        "ham10000",
+        page,
+        lock["train@cnn_aug"],
+        {"seconds": 12.34, "started": "2026-11-23T10:00:00.1", "commit": "abc1234"},
+        lock,
+        "numpy 2",
+        commit="def5678",
+        source_path="data/ham10000",
+    )
+    for expected in (
+        "train@cnn_aug",
+        "ham10000",
+        "data/ham10000",
+        "0123456789ab",
+        "fedcba987654",
+        "seed 42",
+        "12.3 s",
+        "2026-11-23 10:00:00",
+        "abc1234",
+        "def5678",
+        "variants.cnn_aug",
+        "augment",
+        "numpy 2",
+    ):
         assert expected in text, expected
-    missing = site.provenance_html(tmp_path, "ham10000", page, None, {}, {}, "", commit="x", source_path="data/ham10000")
+    missing = site.provenance_html(
+        tmp_path, "ham10000", page, None, {}, {}, "", commit="x", source_path="data/ham10000"
+    )
     assert "not in dvc.lock" in missing and "not recorded" in missing
 
 
-@pytest.mark.parametrize("dataset", sorted(p.name for p in (REPO / "reports").iterdir() if (p / "index.html").is_file()))
+@pytest.mark.parametrize(
+    "dataset", sorted(p.name for p in (REPO / "reports").iterdir() if (p / "index.html").is_file())
+)
 def test_committed_report_opens_in_a_browser(dataset):
     """The reports in git (what reviewers open) render in headless Chromium from disk: every leaderboard row,
     every figure decoded, nothing fetched off disk; each page the index links to exists."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lesionlab.pipeline.contracts import ContractError, assert_lesion_disjoint, validate_splits
 from lesionlab.data.splitting import split_by_lesion, split_summary
+from lesionlab.pipeline.contracts import ContractError, assert_lesion_disjoint, validate_splits
 
 
 def test_no_lesion_in_two_splits(toy_table):
@@ -64,5 +64,6 @@ def test_lesion_with_two_labels_is_refused(toy_table):
 def test_summary_counts_add_up(toy_table):
     splits = split_by_lesion(toy_table, 0.15, 0.2, seed=0)
     summary = split_summary(toy_table, splits)
-    assert summary.loc["all", ("images", "train")] + summary.loc["all", ("images", "val")] \
-        + summary.loc["all", ("images", "test")] == len(toy_table)
+    assert summary.loc["all", ("images", "train")] + summary.loc["all", ("images", "val")] + summary.loc[
+        "all", ("images", "test")
+    ] == len(toy_table)

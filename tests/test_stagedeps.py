@@ -28,21 +28,26 @@ def test_a_missing_dependency_is_caught_and_rewritten(tmp_path):
     # 1. a module dropped from a stage's list by hand
     start = text.index("  train:\n")
     cut = text.index("        - src/lesionlab/evaluation/metrics.py\n", start)
-    (root / "dvc.yaml").write_text(text[:cut] + text[cut + len("        - src/lesionlab/evaluation/metrics.py\n"):])
+    (root / "dvc.yaml").write_text(text[:cut] + text[cut + len("        - src/lesionlab/evaluation/metrics.py\n") :])
     assert stagedeps.check(root) == {"train": (["src/lesionlab/evaluation/metrics.py"], [])}
     # 2. a new import, three modules away from the notebook (03_train -> train -> keras_cnn -> fitting -> new_helper)
     (root / "src/lesionlab/new_helper.py").write_text("VALUE = 1\n")
     fitting = root / "src/lesionlab/models/fitting.py"
-    fitting.write_text(fitting.read_text() + "\n\ndef _uses_helper():\n    from lesionlab import new_helper\n\n"
-                     "    return new_helper.VALUE\n")
+    fitting.write_text(
+        fitting.read_text() + "\n\ndef _uses_helper():\n    from lesionlab import new_helper\n\n"
+        "    return new_helper.VALUE\n"
+    )
     found = stagedeps.check(root)
-    assert "src/lesionlab/new_helper.py" in found["train"][0] and "src/lesionlab/evaluation/metrics.py" in found["train"][0]
-    assert "src/lesionlab/new_helper.py" in found["compare"][0]   # compare loads models: the fitting code too
-    assert "eda" not in found                                       # the EDA does not import fitting.py
+    assert (
+        "src/lesionlab/new_helper.py" in found["train"][0]
+        and "src/lesionlab/evaluation/metrics.py" in found["train"][0]
+    )
+    assert "src/lesionlab/new_helper.py" in found["compare"][0]  # compare loads models: the fitting code too
+    assert "eda" not in found  # the EDA does not import fitting.py
     stagedeps.rewrite(root)
     assert stagedeps.check(root) == {}
     rewritten = (root / "dvc.yaml").read_text()
-    assert "# the raw data (data/<dataset>) or, for synthetic, the generator" in rewritten   # comments kept
+    assert "# the raw data (data/<dataset>) or, for synthetic, the generator" in rewritten  # comments kept
 
 
 def test_a_stage_command_maps_to_its_handler_and_notebook():

@@ -17,8 +17,11 @@ CFG = synthetic.SyntheticConfig(n_lesions=40, width=64, height=48, priors=dict(H
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files_whatever_the_workers(tmp_path):
@@ -42,8 +45,9 @@ def test_layout_is_read_by_the_ham10000_importer(tmp_path):
     assert table["mask_path"].str.len().gt(0).all()
     assert {"age", "sex", "site", "dx_type"} <= set(table.columns)
     # several images per lesion, each with the same label and metadata
-    per_lesion = table.groupby("lesion_id").agg(n=("image_id", "size"), labels=("label", "nunique"),
-                                                sites=("site", "nunique"))
+    per_lesion = table.groupby("lesion_id").agg(
+        n=("image_id", "size"), labels=("label", "nunique"), sites=("site", "nunique")
+    )
     assert (per_lesion["labels"] == 1).all() and (per_lesion["sites"] == 1).all()
     assert (per_lesion["n"] > 1).any()
 
@@ -58,8 +62,9 @@ def test_class_counts_follow_the_priors():
 
 
 def test_views_of_a_lesion_differ_but_share_the_lesion():
-    views = synthetic.generate_lesion(3, "mel", synthetic.SyntheticConfig(priors=dict(HAM10000_PRIORS),
-                                                                          views_per_lesion=(0.0, 1.0)), seed=0)
+    views = synthetic.generate_lesion(
+        3, "mel", synthetic.SyntheticConfig(priors=dict(HAM10000_PRIORS), views_per_lesion=(0.0, 1.0)), seed=0
+    )
     assert len(views) == 2
     (row0, img0, mask0), (row1, img1, mask1) = views
     assert row0["lesion_id"] == row1["lesion_id"] and row0["image_id"] != row1["image_id"]
@@ -70,9 +75,11 @@ def test_views_of_a_lesion_differ_but_share_the_lesion():
 def test_classes_differ_visually_on_average():
     """The class signal is in the pixels: mean colour of melanomas is darker than of naevi, vascular redder."""
     cfg = synthetic.SyntheticConfig(priors=dict(HAM10000_PRIORS), mimic_rate=0.0)
+
     def mean_rgb(label):
         imgs = [synthetic.generate_lesion(i, label, cfg, seed=0)[0] for i in range(15)]
         return np.mean([img[mask > 0].mean(axis=0) for _, img, mask in imgs], axis=0)
+
     mel, nv, vasc = mean_rgb("mel"), mean_rgb("nv"), mean_rgb("vasc")
     assert mel.sum() < nv.sum()
     assert vasc[0] - vasc[1] > nv[0] - nv[1]

@@ -11,12 +11,14 @@ from lesionlab.models.tabular import MetadataEncoder, balanced_class_weights
 
 @pytest.fixture
 def table():
-    return pd.DataFrame({
-        "age": [30.0, np.nan, 50.0, 70.0, 40.0],
-        "sex": ["male", "female", "", "unknown", "MALE"],
-        "site": ["back", "face", "back", "unknown", "trunk"],
-        "dx_type": ["histo", "follow_up", "histo", "consensus", "confocal"],
-    })
+    return pd.DataFrame(
+        {
+            "age": [30.0, np.nan, 50.0, 70.0, 40.0],
+            "sex": ["male", "female", "", "unknown", "MALE"],
+            "site": ["back", "face", "back", "unknown", "trunk"],
+            "dx_type": ["histo", "follow_up", "histo", "consensus", "confocal"],
+        }
+    )
 
 
 def test_unknown_and_empty_categories_are_one_explicit_category(table):
@@ -41,7 +43,9 @@ def test_categories_unseen_in_training_count_as_unknown(table):
     new.loc[0, "site"] = "palms"
     x = enc.transform(new, impute=False)
     assert list(x.columns) == enc.columns(impute=False)  # same columns whatever the table holds
-    assert x.loc[0, "site=unknown"] == 1 and enc.unseen(new)["site"] == 2  # palms, trunk ("unknown" is always a category)
+    assert (
+        x.loc[0, "site=unknown"] == 1 and enc.unseen(new)["site"] == 2
+    )  # palms, trunk ("unknown" is always a category)
 
 
 def test_dx_type_is_never_a_feature(table):

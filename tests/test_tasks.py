@@ -5,16 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lesionlab.evaluation.tasks import (binary_metrics, sensitivity_at_specificity, threshold_for_specificity, triage_metrics,
-                             triage_view)
 from lesionlab.data.taxonomy import HAM10000_CLASSES, TRIAGE_LEVELS, triage_level
+from lesionlab.evaluation.tasks import (
+    binary_metrics,
+    sensitivity_at_specificity,
+    threshold_for_specificity,
+    triage_metrics,
+    triage_view,
+)
 
 C = list(HAM10000_CLASSES)  # akiec bcc bkl df mel nv vasc
 
 
 def test_triage_mapping_of_every_ham10000_class():
-    assert {c: triage_level(c) for c in C} == {"akiec": "moderate", "bcc": "moderate", "bkl": "low", "df": "low",
-                                               "mel": "high", "nv": "low", "vasc": "low"}
+    assert {c: triage_level(c) for c in C} == {
+        "akiec": "moderate",
+        "bcc": "moderate",
+        "bkl": "low",
+        "df": "low",
+        "mel": "high",
+        "nv": "low",
+        "vasc": "low",
+    }
     assert triage_level("scc") == "moderate" and triage_level("malignant") == "high" and triage_level("benign") == "low"
     with pytest.raises(KeyError, match="no triage level"):
         triage_level("psoriasis")  # never silently 'low'

@@ -17,13 +17,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from lesionlab.config import ParamsError, load_params, parse_params
-from lesionlab.pipeline.contracts import read_predictions
-from lesionlab.models.tta import N_VIEWS, dihedral
-
 from conftest import REPO
 
+from lesionlab.config import ParamsError, load_params, parse_params
+from lesionlab.models.tta import N_VIEWS, dihedral
+from lesionlab.pipeline.contracts import read_predictions
 
 # --- pieces ----------------------------------------------------------------------------------
 
@@ -33,8 +31,8 @@ def test_dihedral_views_are_the_8_distinct_symmetries():
     batch = rng.integers(0, 255, (2, 5, 5, 3), dtype=np.uint8)
     views = [dihedral(batch, v) for v in range(N_VIEWS)]
     assert len({v.tobytes() for v in views}) == N_VIEWS
-    assert np.array_equal(dihedral(views[1], 3), batch)          # rot90 then rot270 = identity
-    assert np.array_equal(dihedral(views[4], 4), batch)          # a mirror is its own inverse
+    assert np.array_equal(dihedral(views[1], 3), batch)  # rot90 then rot270 = identity
+    assert np.array_equal(dihedral(views[4], 4), batch)  # a mirror is its own inverse
     assert all(v.flags.writeable for v in views)
     with pytest.raises(ValueError):
         dihedral(batch, 8)
@@ -45,8 +43,8 @@ def test_warmup_then_cosine_schedule():
 
     factors = [warmup_cosine(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a <= b for a, b in zip(factors[:10], factors[1:10]))          # rising during warmup
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))           # falling after
+    assert all(a <= b for a, b in zip(factors[:10], factors[1:10]))  # rising during warmup
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # falling after
     assert factors[-1] < 0.01
 
 
@@ -106,7 +104,7 @@ def test_strategies_freeze_what_they_say():
             assert all(p.requires_grad for p in stages[-1].parameters())
             assert not any(p.requires_grad for p in stages[0].parameters())
             model.train()
-            assert not stages[0][1].training and stages[-1][1].training   # frozen BatchNorm stays in eval mode
+            assert not stages[0][1].training and stages[-1][1].training  # frozen BatchNorm stays in eval mode
     assert trainable["linear_probe"] == 1280 * 7 + 7
     assert trainable["linear_probe"] < trainable["partial"] < trainable["full"]
 
@@ -121,16 +119,19 @@ def _params(**sections) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("edit, message", [
-    ({"probes": {"p": {"cutmix": 1.0}}}, "cutmix needs images"),
-    ({"probes": {"p": {"backbone": "resnet18"}}}, "has no embed stage"),
-    ({"probes": {"p": {"weights": "random"}}}, "embed.weights"),
-    ({"finetunes": {"f": {"strategy": "linear_probe"}}}, "belong under probes"),
-    ({"finetunes": {"f": {"backbone": "keras_resnet50", "mixup": 0.2}}}, "PyTorch trainer only"),
-    ({"finetunes": {"cnn_aug": {}}}, "already used in variants"),
-    ({"finetunes": {"f": {"backbone": "resnet_18"}}}, "did you mean 'resnet18'"),
-    ({"finetunes": {"f": {"stratgy": "full"}}}, "did you mean 'strategy'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"probes": {"p": {"cutmix": 1.0}}}, "cutmix needs images"),
+        ({"probes": {"p": {"backbone": "resnet18"}}}, "has no embed stage"),
+        ({"probes": {"p": {"weights": "random"}}}, "embed.weights"),
+        ({"finetunes": {"f": {"strategy": "linear_probe"}}}, "belong under probes"),
+        ({"finetunes": {"f": {"backbone": "keras_resnet50", "mixup": 0.2}}}, "PyTorch trainer only"),
+        ({"finetunes": {"cnn_aug": {}}}, "already used in variants"),
+        ({"finetunes": {"f": {"backbone": "resnet_18"}}}, "did you mean 'resnet18'"),
+        ({"finetunes": {"f": {"stratgy": "full"}}}, "did you mean 'strategy'"),
+    ],
+)
 def test_bad_backbone_params_name_the_key(edit, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(_params(**edit))
@@ -147,15 +148,28 @@ def tiny_project(tmp_path_factory):
     from lesionlab.models.transfer import embed_backbone
 
     root = tmp_path_factory.mktemp("transfer")
-    raw = _params(probes={"probe_tta": {"tta": True, "epochs": 5}, "probe_mlp": {"head": "mlp", "mixup": 0.2,
-                                                                                   "ema": 0.9, "epochs": 5,
-                                                                                   "sampler": "class_balanced"},
-                          "kprobe": {"backbone": "keras_mobilenet_v2", "epochs": 3}},
-                  finetunes={"ft": {"trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True, "cutmix": 1.0,
-                                    "ema": 0.9},
-                             "kft": {"backbone": "keras_mobilenet_v2", "weights": "random", "strategy": "partial",
-                                     "trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True,
-                                     "label_smoothing": 0.1, "loss": "focal", "ema": 0.9}})
+    raw = _params(
+        probes={
+            "probe_tta": {"tta": True, "epochs": 5},
+            "probe_mlp": {"head": "mlp", "mixup": 0.2, "ema": 0.9, "epochs": 5, "sampler": "class_balanced"},
+            "kprobe": {"backbone": "keras_mobilenet_v2", "epochs": 3},
+        },
+        finetunes={
+            "ft": {"trainable_blocks": 2, "epochs": 2, "patience": 1, "tta": True, "cutmix": 1.0, "ema": 0.9},
+            "kft": {
+                "backbone": "keras_mobilenet_v2",
+                "weights": "random",
+                "strategy": "partial",
+                "trainable_blocks": 2,
+                "epochs": 2,
+                "patience": 1,
+                "tta": True,
+                "label_smoothing": 0.1,
+                "loss": "focal",
+                "ema": 0.9,
+            },
+        },
+    )
     raw.update(dataset="synthetic", dataset_source="src/lesionlab/data/synthetic.py")
     raw["embed"]["backbones"] = ["efficientnet_lite0", "keras_mobilenet_v2"]
     raw["synthetic"].update({"n_lesions": 60, "width": 48, "height": 36})
@@ -181,7 +195,7 @@ def test_embeddings_cache_every_view_with_provenance(tiny_project):
     info = json.loads((folder / "embed.json").read_text())
     n = len(pd.read_csv(root / "results/synthetic/prepared/dataset.csv"))
     assert features.shape == (n, N_VIEWS, 1280) and features.dtype == np.float16
-    assert not np.allclose(features[:, 0], features[:, 1])   # the views differ
+    assert not np.allclose(features[:, 0], features[:, 1])  # the views differ
     assert info["weights"]["sha256"].startswith("57934424") and info["device"] in ("cpu", "cuda")
 
 
@@ -203,7 +217,7 @@ def test_probes_and_finetune_write_the_contracts(tiny_project):
         if params.backbone_variant(name).tta:
             tta = read_predictions(folder / "predictions_tta.csv", classes)
             assert "tta_balanced_accuracy" in metrics
-            same = pred["split"] == "train"        # TTA scores val/test; train rows keep the single view
+            same = pred["split"] == "train"  # TTA scores val/test; train rows keep the single view
             assert np.allclose(tta.loc[same, "p_nv"], pred.loc[same, "p_nv"])
             assert not np.allclose(tta.loc[~same, "p_nv"], pred.loc[~same, "p_nv"])
     assert (root / "results/synthetic/variants/ft/model.pt").is_file()
@@ -257,11 +271,26 @@ def test_predict_command_end_to_end(tiny_project, variant, tmp_path):
     inputs.to_csv(tmp_path / "images" / "inputs.csv", index=False)
     env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
     out = tmp_path / "out" / "pred.csv"
-    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", variant, str(tmp_path / "images" / "inputs.csv"),
-                           "--out", str(out), "--tta"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            variant,
+            str(tmp_path / "images" / "inputs.csv"),
+            "--out",
+            str(out),
+            "--tta",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     pred = pd.read_csv(out)
-    assert len(pred) == 6                                   # the two bad rows are skipped, the batch goes on
+    assert len(pred) == 6  # the two bad rows are skipped, the batch goes on
     assert pred["uncertain"].isin([True, False]).all() and "uncertain (max p <" in proc.stdout
     pcols = [c for c in pred.columns if c.startswith("p_")]
     assert np.allclose(pred[pcols].sum(axis=1), 1, atol=1e-4)
@@ -270,10 +299,24 @@ def test_predict_command_end_to_end(tiny_project, variant, tmp_path):
     assert "broken.jpg" in proc.stdout and "missing.jpg" in proc.stdout
     metrics = json.loads(out.with_name("pred.metrics.json").read_text())
     assert metrics["n_images"] == 6 and 0 <= metrics["accuracy"] <= 1
-    assert set(pred["label"]) <= set(table["label"])      # "melanoma", "nevus" mapped to mel, nv
+    assert set(pred["label"]) <= set(table["label"])  # "melanoma", "nevus" mapped to mel, nv
     # a folder works too (no labels: predictions only)
-    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", variant, str(tmp_path / "images"), "--out",
-                           str(tmp_path / "folder.csv")], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            variant,
+            str(tmp_path / "images"),
+            "--out",
+            str(tmp_path / "folder.csv"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "folder.csv")) == 6 and not (tmp_path / "folder.metrics.json").exists()
 
@@ -282,8 +325,13 @@ def test_predict_names_an_untrained_variant(tiny_project, tmp_path):
     root, _ = tiny_project
     env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
     (tmp_path / "a.png").write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "nope", str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lesionlab", "predict", "nope", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "variant 'nope'" in proc.stderr and "has not been trained" in proc.stderr
 
 
@@ -302,8 +350,9 @@ def test_keras_backbone_finetunes_and_predicts(tiny_project, tmp_path):
     """A Keras backbone (random initialisation, stated as such) through the same stage and `lesionlab predict`."""
     root, params = tiny_project
     env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-c", KERAS_FINETUNE, str(root)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", KERAS_FINETUNE, str(root)], env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = root / "results/synthetic/variants/kft"
     classes = tuple(json.loads((root / "results/synthetic/prepared/summary.json").read_text())["classes"])
@@ -312,14 +361,28 @@ def test_keras_backbone_finetunes_and_predicts(tiny_project, tmp_path):
     training = json.loads((folder / "training.json").read_text())
     assert training["framework"] == "keras" and training["weights"]["source"] == "random initialisation"
     metrics = json.loads((root / "results/synthetic/metrics/kft.json").read_text())
-    assert 0 < metrics["n_trainable_params"] < metrics["n_params"]      # partial: most of the backbone frozen
+    assert 0 < metrics["n_trainable_params"] < metrics["n_params"]  # partial: most of the backbone frozen
     assert "tta_macro_auc" in metrics
     table = pd.read_csv(root / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
     inputs = _write_images(tmp_path / "images", table, root)
     inputs.to_csv(tmp_path / "images" / "inputs.csv", index=False)
     out = tmp_path / "keras.csv"
-    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "kft", str(tmp_path / "images" / "inputs.csv"),
-                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            "kft",
+            str(tmp_path / "images" / "inputs.csv"),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     pred = pd.read_csv(out)
     assert len(pred) == 6 and (pred["predicted"].isin(classes)).all()
@@ -360,12 +423,18 @@ print(json.dumps({"weights": result["weights"]}))
 def test_keras_backbone_embeds_for_a_probe_and_predicts(tiny_project, tmp_path):
     """embed@ with a Keras backbone (weights from a temporary Keras cache), a probe on it, and predict."""
     root, _ = tiny_project
-    env = {**os.environ, "LESIONLAB_ROOT": str(root), "PYTHONPATH": str(REPO / "src"),
-           "KERAS_HOME": str(tmp_path / "keras"), "LESIONLAB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "LESIONLAB_ROOT": str(root),
+        "PYTHONPATH": str(REPO / "src"),
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "LESIONLAB_OFFLINE": "1",
+    }
     # one framework per process, as in the pipeline: embed@ (TensorFlow), then probe@ (PyTorch)
     for script in (KERAS_PROBE, PROBE):
-        proc = subprocess.run([sys.executable, "-c", script, str(root)], env=env, capture_output=True, text=True,
-                              timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(root)], env=env, capture_output=True, text=True, timeout=900
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     weights = json.loads(proc.stdout.strip().splitlines()[-1])["weights"]
     assert weights["source"] == "keras cache" and len(weights["sha256"]) == 64
@@ -374,7 +443,21 @@ def test_keras_backbone_embeds_for_a_probe_and_predicts(tiny_project, tmp_path):
     table = pd.read_csv(root / "results/synthetic/prepared/dataset.csv", dtype=str, keep_default_na=False)
     inputs = _write_images(tmp_path / "images", table, root)
     inputs.to_csv(tmp_path / "images" / "inputs.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "lesionlab", "predict", "kprobe", str(tmp_path / "images" / "inputs.csv"),
-                           "--out", str(tmp_path / "kprobe.csv")], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lesionlab",
+            "predict",
+            "kprobe",
+            str(tmp_path / "images" / "inputs.csv"),
+            "--out",
+            str(tmp_path / "kprobe.csv"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "kprobe.csv")) == 6

@@ -15,11 +15,10 @@ import textwrap
 
 import pytest
 import torch
+from conftest import REPO
 
 from lesionlab.models.backbones import BACKBONES, backbone_spec
 from lesionlab.models.weights import WeightsError, resolve_weights
-
-from conftest import REPO
 
 
 @pytest.fixture

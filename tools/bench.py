@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lesionlab.pipeline.timing import ENV as TIMINGS_ENV
@@ -43,6 +43,7 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 # --- summaries ---------------------------------------------------------------------------------------------------
 
+
 def read_records(path: Path) -> list[dict]:
     """Every record of a timings file (``$LESIONLAB_TIMINGS``), in the order the commands ended."""
     if not Path(path).is_file():
@@ -50,15 +51,21 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def summarize(values, unit: str = "s", floor: float | None = None, target: float | None = None,
-              higher_is_better: bool = False) -> dict:
+def summarize(
+    values, unit: str = "s", floor: float | None = None, target: float | None = None, higher_is_better: bool = False
+) -> dict:
     """Median, min, max and n of ``values``; with a floor, the median's ratio to it; with a target, whether the
     median meets it."""
     values = [float(v) for v in values if v is not None]
     if not values:
         return {"n": 0, "unit": unit}
-    out = {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-           "max": round(max(values), 3), "n": len(values), "unit": unit}
+    out = {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+        "unit": unit,
+    }
     if floor:
         out["floor"] = round(float(floor), 3)
         out["ratio_to_floor"] = round(out["median"] / float(floor), 2)
@@ -96,6 +103,7 @@ def _current_stage(log: Path | None) -> str:
 
 # --- the scratch copy ----------------------------------------------------------------------------------------------
 
+
 def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
@@ -115,16 +123,28 @@ def snapshot(root: Path, scratch: Path) -> str:
     _git(scratch, "add", "-A")
     dirty = bool(_git(scratch, "status", "--porcelain").strip())
     if dirty:
-        _git(scratch, "-c", "user.name=lesionlab-bench", "-c", "user.email=bench@localhost", "commit", "-qm",
-             "bench snapshot of the working tree")
+        _git(
+            scratch,
+            "-c",
+            "user.name=lesionlab-bench",
+            "-c",
+            "user.email=bench@localhost",
+            "commit",
+            "-qm",
+            "bench snapshot of the working tree",
+        )
     commit = _git(root, "rev-parse", "--short", "HEAD").strip()
     return commit + ("-dirty" if dirty else "")
 
 
 def make_cold(scratch: Path, dataset: str) -> None:
     """No results, no pipeline outputs, no DVC cache (dvc.lock stays: it is what the run is compared with)."""
-    for path in (scratch / "results" / dataset, scratch / "reports" / dataset, scratch / ".dvc" / "cache",
-                 scratch / ".dvc" / "tmp"):
+    for path in (
+        scratch / "results" / dataset,
+        scratch / "reports" / dataset,
+        scratch / ".dvc" / "cache",
+        scratch / ".dvc" / "tmp",
+    ):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -133,7 +153,9 @@ def bench_env(scratch: Path, timings: Path) -> dict:
     env = dict(os.environ)
     venv_bin = Path(sys.executable).parent
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = f"{scratch / 'src'}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(scratch / "src")
+    env["PYTHONPATH"] = (
+        f"{scratch / 'src'}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(scratch / "src")
+    )
     env[TIMINGS_ENV] = str(timings)
     env.setdefault("PYTHONHASHSEED", "0")
     return env
@@ -151,15 +173,24 @@ def reproduced(reference, run) -> dict:
         return {"compared": False}
     ref, new = reference.set_index("variant"), run.set_index("variant")
     rows = [v for v in ref.index if v in new.index]
-    columns = [c for c in ref.columns if c in new.columns and c not in COST_COLUMNS
-               and ref[c].dtype.kind in "fi" and new[c].dtype.kind in "fi"]
+    columns = [
+        c
+        for c in ref.columns
+        if c in new.columns and c not in COST_COLUMNS and ref[c].dtype.kind in "fi" and new[c].dtype.kind in "fi"
+    ]
     diff = (ref.loc[rows, columns] - new.loc[rows, columns]).abs()
     both_nan = ref.loc[rows, columns].isna() & new.loc[rows, columns].isna()
     diff = diff.mask(both_nan, 0.0).fillna(float("inf"))
     differ = [v for v in rows if (diff.loc[v] > 0).any()]
-    return {"compared": True, "rows": len(rows), "columns": len(columns), "identical_rows": len(rows) - len(differ),
-            "max_abs_difference": float(diff.to_numpy().max()) if len(rows) and columns else 0.0, "differ": differ,
-            "missing_rows": [v for v in ref.index if v not in new.index]}
+    return {
+        "compared": True,
+        "rows": len(rows),
+        "columns": len(columns),
+        "identical_rows": len(rows) - len(differ),
+        "max_abs_difference": float(diff.to_numpy().max()) if len(rows) and columns else 0.0,
+        "differ": differ,
+        "missing_rows": [v for v in ref.index if v not in new.index],
+    }
 
 
 def _leaderboard(scratch: Path, dataset: str):
@@ -171,10 +202,14 @@ def _leaderboard(scratch: Path, dataset: str):
 
 # --- floors and micro-benchmarks (run inside the scratch copy, in a fresh process each) ---------------------------
 
-FLOOR_NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "empty", "metadata": {},
-                             "outputs": [], "source": "pass"}],
-                  "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-                  "nbformat": 4, "nbformat_minor": 5}
+FLOOR_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "id": "empty", "metadata": {}, "outputs": [], "source": "pass"}
+    ],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
 
 PAPERMILL_FLOOR = """
 import json, sys, papermill as pm
@@ -194,8 +229,14 @@ def notebook_floor(scratch: Path, env: dict, repeats: int) -> list[float]:
     out = []
     for _ in range(repeats):
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", PAPERMILL_FLOOR, str(nb), str(folder / "out.ipynb")], cwd=folder,
-                              env=env, capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", PAPERMILL_FLOOR, str(nb), str(folder / "out.ipynb")],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         cells = json.loads(proc.stdout.strip().splitlines()[-1])["cells_seconds"]
         out.append(time.perf_counter() - started - cells)
     return out
@@ -231,7 +272,8 @@ from lesionlab.models import torch_train
 data = load_prepared(root, dataset)
 images = load_backbone_cache(root, dataset, data.table)
 splits = __import__("pandas").read_csv(root / "results" / dataset / "splits.csv")
-train = np.flatnonzero(data.table["image_id"].map(dict(zip(splits["image_id"], splits["split"]))).eq("train").to_numpy())
+split_of = dict(zip(splits["image_id"], splits["split"]))
+train = np.flatnonzero(data.table["image_id"].map(split_of).eq("train").to_numpy())
 aug = params.augment
 bs = params.finetune.batch_size
 rng = np.random.default_rng(0)
@@ -251,14 +293,20 @@ print(json.dumps(out))
 
 
 def micro_benchmarks(scratch: Path, env: dict, dataset: str, repeats: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", MICRO, str(scratch), dataset, str(repeats)], cwd=scratch, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", MICRO, str(scratch), dataset, str(repeats)],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"image-cache / loader benchmark failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # --- reading a run's records ----------------------------------------------------------------------------------------
+
 
 def family(stage: str, params) -> str:
     """The model family (and framework) of a stage, for throughput and memory."""
@@ -270,16 +318,25 @@ def family(stage: str, params) -> str:
             return fam.describe(params, name)
     if kind == "embed":
         return f"embedding (PyTorch, frozen, {params.prepare.backbone_image_size} px, 8 views per image)"
-    return {"explain": "Grad-CAM", "compare": "comparison", "site": "report site",
-            "prepare": "prepare (image cache)", "eda": "EDA", "split": "split"}.get(kind, kind)
+    return {
+        "explain": "Grad-CAM",
+        "compare": "comparison",
+        "site": "report site",
+        "prepare": "prepare (image cache)",
+        "eda": "EDA",
+        "split": "split",
+    }.get(kind, kind)
 
 
 def notebook_overheads(records: list[dict]) -> dict[str, float]:
     """Per notebook stage: process wall minus the cells' own time, plus the page's share of the site render."""
     site = next((r for r in records if r.get("stage") == "site" and r.get("pages")), None)
     per_page = site["render_seconds"] / site["pages"] if site else 0.0
-    return {r["stage"]: r["wall_seconds"] - r["cells_seconds"] + per_page for r in records
-            if r.get("cells_seconds") is not None}
+    return {
+        r["stage"]: r["wall_seconds"] - r["cells_seconds"] + per_page
+        for r in records
+        if r.get("cells_seconds") is not None
+    }
 
 
 def training_throughput(scratch: Path, dataset: str, params) -> dict[str, list[float]]:
@@ -316,6 +373,7 @@ def peak_memory(records: list[dict], params) -> dict[str, list[float]]:
 
 # --- queue ------------------------------------------------------------------------------------------------------------
 
+
 def _queue_idle(scratch: Path, env: dict) -> tuple[bool, str]:
     status = subprocess.run(["dvc", "queue", "status"], cwd=scratch, env=env, capture_output=True, text=True).stdout
     busy = any(word in status for word in ("Queued", "Running"))
@@ -341,11 +399,14 @@ def queue_run(scratch: Path, env: dict, jobs: int, changes: list[str], log: Path
     seconds = time.perf_counter() - started
     failed = status.count("Failed")
     if failed:
-        raise RuntimeError(f"{failed} queued experiment(s) failed with {jobs} jobs; `dvc queue logs` in {scratch}:\n{status}")
+        raise RuntimeError(
+            f"{failed} queued experiment(s) failed with {jobs} jobs; `dvc queue logs` in {scratch}:\n{status}"
+        )
     return {"jobs": jobs, "experiments": len(changes), "seconds": round(seconds, 1), "changes": changes}
 
 
 # --- the benchmark ------------------------------------------------------------------------------------------------
+
 
 def _section(name: str, params) -> str:
     """The params.yaml section that defines a trainable variant."""
@@ -359,8 +420,16 @@ def _config(name: str, params):
     return params.variant(name) if _section(name, params) == "variants" else params.backbone_variant(name)
 
 
-def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str = "cnn_aug", queue: bool = True,
-              workdir: Path | None = None, keep: bool = False, queue_variants: list[str] | None = None) -> dict:
+def run_bench(
+    root: Path,
+    repeats: int = 3,
+    cold_repeats: int = 1,
+    variant: str = "cnn_aug",
+    queue: bool = True,
+    workdir: Path | None = None,
+    keep: bool = False,
+    queue_variants: list[str] | None = None,
+) -> dict:
     from lesionlab.config import load_params
 
     scratch = Path(workdir or tempfile.mkdtemp(prefix="lesionlab-bench-")) / "repo"
@@ -372,9 +441,14 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
     commit = snapshot(root, scratch)
     params = load_params(scratch / "params.yaml")
     dataset = params.dataset
-    reference = _leaderboard(scratch, dataset)   # the committed one, before the cold run replaces it
-    result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git_commit": commit,
-                    "dataset": dataset, "repeats": repeats, "machine": machine()}
+    reference = _leaderboard(scratch, dataset)  # the committed one, before the cold run replaces it
+    result: dict = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "git_commit": commit,
+        "dataset": dataset,
+        "repeats": repeats,
+        "machine": machine(),
+    }
     figures: dict = {}
 
     # cold
@@ -391,9 +465,13 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
     result["reproduced"] = reproduced(reference, _leaderboard(scratch, dataset))
     print(f"[bench] committed leaderboard reproduced: {result['reproduced']}", flush=True)
     stage_wall = {r["stage"]: r["wall_seconds"] for r in cold_records}
-    result["cold_stages"] = {r["stage"]: {k: r.get(k) for k in ("wall_seconds", "cells_seconds", "first_cell_seconds",
-                                                               "peak_rss_mib", "children_peak_rss_mib")}
-                             for r in cold_records}
+    result["cold_stages"] = {
+        r["stage"]: {
+            k: r.get(k)
+            for k in ("wall_seconds", "cells_seconds", "first_cell_seconds", "peak_rss_mib", "children_peak_rss_mib")
+        }
+        for r in cold_records
+    }
     result["cold_by_family"] = {}
     for stage, seconds in stage_wall.items():
         fam = family(stage, params)
@@ -405,15 +483,18 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
     noop = [_timed(["dvc", "repro"], scratch, env) for _ in range(repeats)]
     figures["noop_repro"] = summarize(noop, floor=statistics.median(status), target=TARGETS["noop_repro"])
     figures["dvc_status"] = summarize(status)
-    print(f"[bench] no-op dvc repro {figures['noop_repro']['median']} s (dvc status "
-          f"{figures['dvc_status']['median']} s)", flush=True)
+    print(
+        f"[bench] no-op dvc repro {figures['noop_repro']['median']} s (dvc status {figures['dvc_status']['median']} s)",
+        flush=True,
+    )
 
     # per-notebook overhead
     overhead = notebook_overheads(cold_records)
     floor = notebook_floor(scratch, env, repeats)
     figures["notebook_floor"] = summarize(floor)
-    figures["notebook_overhead"] = summarize(overhead.values(), floor=statistics.median(floor),
-                                             target=TARGETS["notebook_overhead"])
+    figures["notebook_overhead"] = summarize(
+        overhead.values(), floor=statistics.median(floor), target=TARGETS["notebook_overhead"]
+    )
     result["notebook_overhead_by_stage"] = {k: round(v, 2) for k, v in sorted(overhead.items())}
     site = next((r for r in cold_records if r.get("stage") == "site"), None)
     if site and site.get("pages"):
@@ -428,8 +509,15 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
         env = bench_env(scratch, timings)
         value = round(base + 0.01 * (i + 1), 4)
         print(f"[bench] one variant changed {i + 1}/{repeats}: dvc exp run -S {param}={value}", flush=True)
-        totals.append(_timed(["dvc", "exp", "run", "-S", f"++{param}={value}"], scratch, env,
-                             logs / f"variant-{i + 1}.log", progress="one-variant change"))
+        totals.append(
+            _timed(
+                ["dvc", "exp", "run", "-S", f"++{param}={value}"],
+                scratch,
+                env,
+                logs / f"variant-{i + 1}.log",
+                progress="one-variant change",
+            )
+        )
         recs = {r["stage"]: r["wall_seconds"] for r in read_records(timings)}
         trainings.append(recs.get(f"train@{variant}"))
         result.setdefault("variant_change_stages", []).append({k: round(v, 1) for k, v in recs.items()})
@@ -441,18 +529,24 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
 
     # image cache and loader
     micro = micro_benchmarks(scratch, env, dataset, repeats)
-    figures["cache_build"] = summarize(micro["cache_build"], unit="images/s",
-                                       floor=statistics.median(micro["decode_only"]))
+    figures["cache_build"] = summarize(
+        micro["cache_build"], unit="images/s", floor=statistics.median(micro["decode_only"])
+    )
     figures["jpeg_decode_only"] = summarize(micro["decode_only"], unit="images/s")
-    figures["loader_augmented"] = summarize(micro["loader_augmented"], unit="images/s",
-                                            floor=statistics.median(micro["loader_mmap"]))
+    figures["loader_augmented"] = summarize(
+        micro["loader_augmented"], unit="images/s", floor=statistics.median(micro["loader_mmap"])
+    )
     figures["loader_mmap"] = summarize(micro["loader_mmap"], unit="images/s")
-    result["image_cache"] = {"n_images": micro["n_images"], "n_train": micro["n_train"],
-                             "batch_size": micro["batch_size"]}
+    result["image_cache"] = {
+        "n_images": micro["n_images"],
+        "n_train": micro["n_train"],
+        "batch_size": micro["batch_size"],
+    }
 
     # training throughput and memory
-    result["training_images_per_second"] = {k: summarize(v, unit="images/s")
-                                            for k, v in training_throughput(scratch, dataset, params).items()}
+    result["training_images_per_second"] = {
+        k: summarize(v, unit="images/s") for k, v in training_throughput(scratch, dataset, params).items()
+    }
     result["peak_memory_mib"] = {k: summarize(v, unit="MiB") for k, v in peak_memory(cold_records, params).items()}
 
     # scale-out
@@ -461,8 +555,9 @@ def run_bench(root: Path, repeats: int = 3, cold_repeats: int = 1, variant: str 
         picks = queue_variants or list(params.probes)[:2]
         runs = []
         for jobs, bump in ((1, 0.05), (2, 0.06)):
-            changes = [f"++{_section(v, params)}.{v}.dropout={round(_config(v, params).dropout + bump, 4)}"
-                       for v in picks]
+            changes = [
+                f"++{_section(v, params)}.{v}.dropout={round(_config(v, params).dropout + bump, 4)}" for v in picks
+            ]
             print(f"[bench] queue: {len(changes)} experiments, --jobs {jobs}", flush=True)
             runs.append(queue_run(scratch, env, jobs, changes, logs / f"queue-{jobs}.log"))
         result["queue"] = {"runs": runs, "speedup_2_jobs": round(runs[0]["seconds"] / runs[1]["seconds"], 2)}
@@ -479,7 +574,7 @@ def machine() -> dict:
 
     memory = None
     try:
-        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1)
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
     gpu = None
@@ -489,11 +584,16 @@ def machine() -> dict:
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception:  # noqa: BLE001 - a broken CUDA install is "no GPU" here
         gpu = None
-    return {"cpus": multiprocessing.cpu_count(), "memory_gib": memory, "gpu": gpu, "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpus": multiprocessing.cpu_count(),
+        "memory_gib": memory,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
-# --- the docs/cost.md table ---------------------------------------------------------------------------------------------
+# --- the docs/cost.md table ----------------------------------------------------------------------------------
 
 ROWS = [
     ("cold_pipeline", "default pipeline, cold (`dvc repro`, empty cache)"),
@@ -521,31 +621,41 @@ def markdown_table(bench: dict) -> str:
         unit = f["unit"]
         cell = f"{_fmt(f['median'], unit)} {unit} [{_fmt(f['min'], unit)}–{_fmt(f['max'], unit)}] ({f['n']})"
         floor = f"{_fmt(f['floor'], unit)} {unit} → ×{f['ratio_to_floor']}" if "floor" in f else "–"
-        target = (f"≤ {f['target']:g} s: {'met' if f['meets_target'] else '**not met**'}" if "target" in f else "–")
+        target = f"≤ {f['target']:g} s: {'met' if f['meets_target'] else '**not met**'}" if "target" in f else "–"
         lines.append(f"| {label} | {cell} | {floor} | {target} |")
     for name, f in bench.get("training_images_per_second", {}).items():
         if f.get("n"):
             mem = bench.get("peak_memory_mib", {}).get(name, {})
             memory = f", peak {mem['max']:,.0f} MiB" if mem.get("n") else ""
-            lines.append(f"| training: {name} | {_fmt(f['median'], 'images/s')} images/s [{_fmt(f['min'], 'images/s')}–"
-                         f"{_fmt(f['max'], 'images/s')}] ({f['n']}){memory} | – | – |")
+            lines.append(
+                f"| training: {name} | {_fmt(f['median'], 'images/s')} images/s [{_fmt(f['min'], 'images/s')}–"
+                f"{_fmt(f['max'], 'images/s')}] ({f['n']}){memory} | – | – |"
+            )
     if bench.get("queue"):
         q = bench["queue"]
         runs = ", ".join(f"{r['jobs']} job(s) {r['seconds']:.0f} s" for r in q["runs"])
-        lines.append(f"| {q['runs'][0]['experiments']} queued experiments (`dvc queue start --jobs N`) | {runs} "
-                     f"(1 run each) | – | ×{q['speedup_2_jobs']} with 2 jobs |")
+        lines.append(
+            f"| {q['runs'][0]['experiments']} queued experiments (`dvc queue start --jobs N`) | {runs} "
+            f"(1 run each) | – | ×{q['speedup_2_jobs']} with 2 jobs |"
+        )
     m = bench["machine"]
     lines.append("")
-    lines.append("Training rows: images/s of every epoch of every variant of the family (train split, validation "
-                 "included; n = epochs), or one figure per stage (metadata, embedding); peak = the largest resident "
-                 "memory of the family's stages. The cold run is one run; the queue one run per setting.")
+    lines.append(
+        "Training rows: images/s of every epoch of every variant of the family (train split, validation "
+        "included; n = epochs), or one figure per stage (metadata, embedding); peak = the largest resident "
+        "memory of the family's stages. The cold run is one run; the queue one run per setting."
+    )
     rp = bench.get("reproduced", {})
     if rp.get("compared"):
-        lines.append(f"The cold run reproduced the committed leaderboard in {rp['identical_rows']} of {rp['rows']} rows "
-                     f"({rp['columns']} metric columns, CIs included; largest difference {rp['max_abs_difference']:.4f}).")
+        lines.append(
+            f"The cold run reproduced the committed leaderboard in {rp['identical_rows']} of {rp['rows']} rows "
+            f"({rp['columns']} metric columns, CIs included; largest difference {rp['max_abs_difference']:.4f})."
+        )
     lines.append("")
-    lines.append(f"Measured {bench['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}; "
-                 f"dataset `{bench['dataset']}`, commit `{bench['git_commit']}`. Full figures: `reports/bench.json`.")
+    lines.append(
+        f"Measured {bench['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}; "
+        f"dataset `{bench['dataset']}`, commit `{bench['git_commit']}`. Full figures: `reports/bench.json`."
+    )
     return "\n".join(lines)
 
 
@@ -562,15 +672,24 @@ def update_readme(readme: Path, table: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m tools.bench", description="measure the pipeline's cost in a scratch "
-                                "copy (cold run, no-op, one-variant change, notebook overhead, cache/loader/training "
-                                "throughput, queue) -> reports/bench.json + the table in docs/cost.md")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.bench",
+        description="measure the pipeline's cost in a scratch "
+        "copy (cold run, no-op, one-variant change, notebook overhead, cache/loader/training "
+        "throughput, queue) -> reports/bench.json + the table in docs/cost.md",
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs per figure (median, min, max); default 3")
-    p.add_argument("--cold-repeats", type=int, default=1, help="cold pipeline runs (each is the whole pipeline); default 1")
+    p.add_argument(
+        "--cold-repeats", type=int, default=1, help="cold pipeline runs (each is the whole pipeline); default 1"
+    )
     p.add_argument("--variant", default="cnn_aug", help="the variant whose dropout the one-variant change edits")
     p.add_argument("--no-queue", action="store_true", help="skip the 1-vs-2-jobs `dvc queue` measurement")
-    p.add_argument("--queue-variants", nargs="+", default=None,
-                   help="the two (or more) variants changed in the queued experiments (default: the first two probes)")
+    p.add_argument(
+        "--queue-variants",
+        nargs="+",
+        default=None,
+        help="the two (or more) variants changed in the queued experiments (default: the first two probes)",
+    )
     p.add_argument("--workdir", default=None, help="an empty folder for the scratch copy (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch copy and its logs")
     p.add_argument("--out", default="reports/bench.json")
@@ -580,9 +699,16 @@ def main(argv: list[str] | None = None) -> int:
     from lesionlab.config import find_project_root
 
     root = find_project_root()
-    result = run_bench(root, repeats=args.repeats, cold_repeats=args.cold_repeats, variant=args.variant,
-                       queue=not args.no_queue, workdir=Path(args.workdir) if args.workdir else None, keep=args.keep,
-                       queue_variants=args.queue_variants)
+    result = run_bench(
+        root,
+        repeats=args.repeats,
+        cold_repeats=args.cold_repeats,
+        variant=args.variant,
+        queue=not args.no_queue,
+        workdir=Path(args.workdir) if args.workdir else None,
+        keep=args.keep,
+        queue_variants=args.queue_variants,
+    )
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -25,8 +25,10 @@ def chromium_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise FileNotFoundError("no Chromium found (tried " + ", ".join(CANDIDATES) + "); install it with "
-                            "`apt-get install -y chromium` (make test does)")
+    raise FileNotFoundError(
+        "no Chromium found (tried " + ", ".join(CANDIDATES) + "); install it with "
+        "`apt-get install -y chromium` (make test does)"
+    )
 
 
 class Browser:
@@ -36,10 +38,23 @@ class Browser:
         self.timeout = timeout
         self.profile = Path(tempfile.mkdtemp(prefix="lesionlab-chromium-"))
         self.proc = subprocess.Popen(
-            [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-extensions", "--no-first-run", "--remote-debugging-port=0", "--remote-allow-origins=*",
-             f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                chromium_binary(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-extensions",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._id = 0
         self.ws = self._connect()
         self.send("Page.enable")
@@ -93,7 +108,8 @@ class Browser:
         deadline = time.monotonic() + self.timeout
         time.sleep(0.2)
         while self.evaluate("document.readyState") != "complete" or not self.evaluate(
-                "Array.from(document.images).every(i => i.complete)"):
+            "Array.from(document.images).every(i => i.complete)"
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not finish loading")
             time.sleep(0.1)
@@ -115,7 +131,7 @@ class Browser:
                 self.proc.kill()
             shutil.rmtree(self.profile, ignore_errors=True)
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -129,7 +145,8 @@ PAGE_CHECK = """(() => ({
   images: Array.from(document.images).map(i => i.naturalWidth),
   nav: Array.from(document.querySelectorAll('.ll-nav a')).map(a => a.getAttribute('href')),
   disclaimer: document.body.innerText.includes('Research and education only'),
-  remote: performance.getEntriesByType('resource').map(r => r.name).filter(n => !n.startsWith('file:') && !n.startsWith('data:')),
+  remote: performance.getEntriesByType('resource').map(r => r.name)
+    .filter(n => !n.startsWith('file:') && !n.startsWith('data:')),
 }))()"""
 
 
@@ -149,8 +166,9 @@ def screenshot(page: str | Path, out: str | Path, width: int = 1280, height: int
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m tools.browser",
-                                description="open a report page in headless Chromium, check it and save a PNG")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.browser", description="open a report page in headless Chromium, check it and save a PNG"
+    )
     p.add_argument("page", help="an HTML file, e.g. reports/ham10000/index.html")
     p.add_argument("out", help="where to write the PNG")
     p.add_argument("--width", type=int, default=1280)
@@ -158,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     found = screenshot(args.page, args.out, args.width, args.height)
     broken = [i for i, w in enumerate(found["images"]) if not w]
-    print(f"{args.out}: {found['title']!r}, {found['leaderboard_rows']} leaderboard rows, {len(found['images'])} "
-          f"images ({len(broken)} not decoded), {len(found['remote'])} requests off disk")
+    print(
+        f"{args.out}: {found['title']!r}, {found['leaderboard_rows']} leaderboard rows, {len(found['images'])} "
+        f"images ({len(broken)} not decoded), {len(found['remote'])} requests off disk"
+    )
     return 1 if broken or found["remote"] else 0
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from lesionlab.config import ParamsError, find_project_root, load_params
 
-
 #: what `check-params --stamp` writes: the same bytes whatever params.yaml holds, so that the stages depending on
 #: the stamp re-run for their own params only (DVC compares its hash), never because another section changed
 STAMP_TEXT = "params.yaml passed `lesionlab check-params` (dvc.yaml stage check_params, which every stage follows)\n"
@@ -20,9 +19,11 @@ STAMP_TEXT = "params.yaml passed `lesionlab check-params` (dvc.yaml stage check_
 
 def _check_params(args) -> int:
     params = load_params(args.params)
-    print(f"{args.params or 'params.yaml'}: OK (dataset {params.dataset!r}, variants {list(params.variants)}, "
-          f"probes {list(params.probes)}, finetunes {list(params.finetunes)}, tabulars {list(params.tabulars)}, "
-          f"ensembles {list(params.ensembles)})")
+    print(
+        f"{args.params or 'params.yaml'}: OK (dataset {params.dataset!r}, variants {list(params.variants)}, "
+        f"probes {list(params.probes)}, finetunes {list(params.finetunes)}, tabulars {list(params.tabulars)}, "
+        f"ensembles {list(params.ensembles)})"
+    )
     if args.stamp:
         Path(args.stamp).parent.mkdir(parents=True, exist_ok=True)
         Path(args.stamp).write_text(STAMP_TEXT)
@@ -72,13 +73,15 @@ def _run(args) -> int:
     root = find_project_root()
     params = load_params(root / "params.yaml")
     served = families.for_stage(args.stage)
-    if served:   # a model family's stage: --variant names one of its rows (unknown -> ParamsError naming them)
+    if served:  # a model family's stage: --variant names one of its rows (unknown -> ParamsError naming them)
         sections = " or ".join(f"{f.section}:" for f in served)
         if not args.variant:
             raise ParamsError(f"`lesionlab run {args.stage}` needs --variant NAME (a row of {sections})")
         params.row_config(args.variant, *(f.kind for f in served))
     if args.stage == "explain" and args.variant not in params.explain.variants:
-        raise ParamsError(f"`lesionlab run explain` needs --variant NAME, one of explain.variants {params.explain.variants}")
+        raise ParamsError(
+            f"`lesionlab run explain` needs --variant NAME, one of explain.variants {params.explain.variants}"
+        )
     run_notebook(root, params.dataset, args.stage, args.variant)
     return 0
 
@@ -113,8 +116,10 @@ def _backbones(args) -> int:
             found = resolve_weights(spec, "imagenet", spec.input_size, root, allow_download=False).describe()
         except WeightsError:
             found = f"not on this machine (fetch {spec.url(spec.input_size)})"
-        print(f"{spec.name}  ({spec.framework}: {spec.builder}; native {spec.input_size} px; embedding "
-              f"{spec.features}; licence {spec.licence})\n    preprocessing: {spec.preprocessing}\n    weights: {found}\n")
+        print(
+            f"{spec.name}  ({spec.framework}: {spec.builder}; native {spec.input_size} px; embedding "
+            f"{spec.features}; licence {spec.licence})\n    preprocessing: {spec.preprocessing}\n    weights: {found}\n"
+        )
     return 0
 
 
@@ -129,8 +134,9 @@ def _generate(args) -> int:
 
     params = load_params(args.params)
     cfg = synthetic.SyntheticConfig(**params.synthetic.model_dump())
-    out = synthetic.generate(Path(args.out), cfg, seed=params.base.seed if args.seed is None else args.seed,
-                             workers=args.workers)
+    out = synthetic.generate(
+        Path(args.out), cfg, seed=params.base.seed if args.seed is None else args.seed, workers=args.workers
+    )
     print(f"synthetic dataset written to {out}")
     return 0
 
@@ -145,22 +151,31 @@ def _datasets(args) -> int:
         classes = ", ".join(info.classes) if info.classes else "the labels found"
         card = f"; card {info.card}" if info.card else ""
         mapped = f"\n    label_map: {info.label_map}" if info.label_map else ""
-        print(f"{info.name}  ({info.raw_dir or 'generated'}; classes: {classes}; licence: {info.licence}{card}){mapped}\n"
-              f"    {info.description}\n    files: {info.files}\n    cite: {info.citation}\n")
+        print(
+            f"{info.name}  ({info.raw_dir or 'generated'}; classes: {classes}; licence: {info.licence}{card}){mapped}\n"
+            f"    {info.description}\n    files: {info.files}\n    cite: {info.citation}\n"
+        )
     return 0
 
 
 def _import_data(args) -> int:
     """Check a download against its layout, then copy (or link) it to data/<dataset>/ (datasets.lay_out: refused
     when one folder holds the other or the download holds unsafe links; swapped in only once complete)."""
-    from lesionlab.data.datasets import (DatasetError, check_not_nested, dataset_info, import_dataset, lay_out,
-                                    missing_files)
+    from lesionlab.data.datasets import (
+        DatasetError,
+        check_not_nested,
+        dataset_info,
+        import_dataset,
+        lay_out,
+        missing_files,
+    )
 
     root = find_project_root()
     info = dataset_info(args.dataset, root, card=args.card)
     if args.card and args.mode == "symlink":
-        raise DatasetError("--card writes the card into data/<dataset>/: use --mode copy or hardlink, not a link to "
-                           "your download")
+        raise DatasetError(
+            "--card writes the card into data/<dataset>/: use --mode copy or hardlink, not a link to your download"
+        )
     if info.raw_dir is None:
         raise DatasetError(f"{info.name} is generated by the project; there is nothing to import")
     source = Path(args.folder).resolve()
@@ -168,13 +183,18 @@ def _import_data(args) -> int:
     check_not_nested(source, target)
     table = import_dataset(info, source)  # a layout it cannot read fails here, before anything is copied
     outside = int(table["row_problem"].ne("").sum())
-    print(f"{source}: {len(table)} rows, {table['lesion_id'].nunique()} lesions, labels "
-          f"{table['label'].value_counts().to_dict()}; {missing_files(table)} listed image(s) without a file"
-          + (f"; {outside} row(s) with a path outside the folder (unusable)" if outside else ""))
+    print(
+        f"{source}: {len(table)} rows, {table['lesion_id'].nunique()} lesions, labels "
+        f"{table['label'].value_counts().to_dict()}; {missing_files(table)} listed image(s) without a file"
+        + (f"; {outside} row(s) with a path outside the folder (unusable)" if outside else "")
+    )
     lay_out(source, target, args.mode, card=args.card, force=args.force)
-    print(f"{args.mode}: {source} -> {target.relative_to(root)}\nnext:\n  dvc add data\n"
-          f"  dvc exp run -S dataset={info.name} -S dataset_source={info.source}   (or edit params.yaml, then dvc repro)\n"
-          f"  or, as an external test set of the current dataset: dvc exp run -S 'external=[{info.name}]'")
+    print(
+        f"{args.mode}: {source} -> {target.relative_to(root)}\nnext:\n  dvc add data\n"
+        f"  dvc exp run -S dataset={info.name} -S dataset_source={info.source}"
+        "   (or edit params.yaml, then dvc repro)\n"
+        f"  or, as an external test set of the current dataset: dvc exp run -S 'external=[{info.name}]'"
+    )
     return 0
 
 
@@ -185,15 +205,27 @@ def _deps(args) -> int:
     root = find_project_root()
     changes = stagedeps.check(root) if args.check else stagedeps.rewrite(root)
     for stage, (missing, extra) in changes.items():
-        print(f"{stage}: " + "; ".join(part for part in (
-            f"imports but does not depend on {', '.join(missing)}" if missing else "",
-            f"depends on but cannot import {', '.join(extra)}" if extra else "") if part))
+        print(
+            f"{stage}: "
+            + "; ".join(
+                part
+                for part in (
+                    f"imports but does not depend on {', '.join(missing)}" if missing else "",
+                    f"depends on but cannot import {', '.join(extra)}" if extra else "",
+                )
+                if part
+            )
+        )
     if args.check and changes:
-        print(f"dvc.yaml: {len(changes)} stage(s) out of date: run `python -m lesionlab deps` to rewrite them",
-              file=sys.stderr)
+        print(
+            f"dvc.yaml: {len(changes)} stage(s) out of date: run `python -m lesionlab deps` to rewrite them",
+            file=sys.stderr,
+        )
         return 1
-    print("dvc.yaml: every stage depends on exactly the package modules it can import"
-          + (f" ({len(changes)} stage(s) rewritten)" if changes and not args.check else ""))
+    print(
+        "dvc.yaml: every stage depends on exactly the package modules it can import"
+        + (f" ({len(changes)} stage(s) rewritten)" if changes and not args.check else "")
+    )
     return 0
 
 
@@ -225,38 +257,53 @@ def _leaderboard(args) -> int:
     print("| variant | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for _, row in board.iterrows():
-        cells = [format_ci(row[m], row[f"{m}_lo"], row[f"{m}_hi"]) if m == with_ci
-                 else f"{row[m]:.3f}" for m in metrics]
+        cells = [
+            format_ci(row[m], row[f"{m}_lo"], row[f"{m}_hi"]) if m == with_ci else f"{row[m]:.3f}" for m in metrics
+        ]
         print(f"| `{row['variant']}` | " + " | ".join(cells) + " |")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lesionlab", description=__doc__.splitlines()[0]
-                                     + " Research and education only: not for diagnosis.")
+    parser = argparse.ArgumentParser(
+        prog="lesionlab", description=__doc__.splitlines()[0] + " Research and education only: not for diagnosis."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check-params", help="validate params.yaml and exit")
     p.add_argument("--params", default=None, help="path to params.yaml (default: the project's)")
-    p.add_argument("--stamp", default=None, help="write this file when valid (dvc.yaml's first stage: every other "
-                   "stage depends on it, so a bad params.yaml stops `dvc repro` before DVC removes any output)")
+    p.add_argument(
+        "--stamp",
+        default=None,
+        help="write this file when valid (dvc.yaml's first stage: every other "
+        "stage depends on it, so a bad params.yaml stops `dvc repro` before DVC removes any output)",
+    )
     p.set_defaults(func=_check_params)
     p = sub.add_parser("prepare", help="dataset -> results/<ds>/prepared (table + image cache)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_prepare)
-    p = sub.add_parser("prepare-external", help="an external test set (params.yaml external:) -> "
-                       "results/<ds>/external/<name>/prepared, decoded as the main dataset")
+    p = sub.add_parser(
+        "prepare-external",
+        help="an external test set (params.yaml external:) -> "
+        "results/<ds>/external/<name>/prepared, decoded as the main dataset",
+    )
     p.add_argument("name")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_prepare_external)
-    p = sub.add_parser("score-external", help="every trained model and ensemble on an external test set -> "
-                       "results/<ds>/external/<name>/predictions")
+    p = sub.add_parser(
+        "score-external",
+        help="every trained model and ensemble on an external test set -> results/<ds>/external/<name>/predictions",
+    )
     p.add_argument("name")
     p.set_defaults(func=_score_external)
     p = sub.add_parser("run", help="execute a stage notebook with papermill (results/<ds>/notebooks/)")
-    p.add_argument("stage", help="eda, split, a model family's stage (train, backbone, tabular, ensemble, ...), "
-                   "explain or compare")
-    p.add_argument("--variant", help="a row of the stage's family (train: variants:, backbone: probes: or finetunes:, "
-                   "tabular: tabulars:, ensemble: ensembles:, a new family: its section), or explain: explain.variants")
+    p.add_argument(
+        "stage", help="eda, split, a model family's stage (train, backbone, tabular, ensemble, ...), explain or compare"
+    )
+    p.add_argument(
+        "--variant",
+        help="a row of the stage's family (train: variants:, backbone: probes: or finetunes:, "
+        "tabular: tabulars:, ensemble: ensembles:, a new family: its section), or explain: explain.variants",
+    )
     p.set_defaults(func=_run)
     p = sub.add_parser("site", help="render every executed notebook + reports/<ds>/index.html (navigation, provenance)")
     p.set_defaults(func=_site)
@@ -265,19 +312,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_embed)
     p = sub.add_parser("backbones", help="list the backbone registry and where each one's weights are found")
     p.set_defaults(func=_backbones)
-    p = sub.add_parser("predict", help="a trained variant or ensemble + an image folder or CSV of paths -> predictions "
-                       "with an 'uncertain' flag (+ metrics when labelled)")
-    p.add_argument("variant", help="a trained variant or ensemble of the dataset (results/<dataset>/variants/<name>, "
-                   "results/<dataset>/ensembles/<name>); metadata models need age/sex/site columns in the CSV")
+    p = sub.add_parser(
+        "predict",
+        help="a trained variant or ensemble + an image folder or CSV of paths -> predictions "
+        "with an 'uncertain' flag (+ metrics when labelled)",
+    )
+    p.add_argument(
+        "variant",
+        help="a trained variant or ensemble of the dataset (results/<dataset>/variants/<name>, "
+        "results/<dataset>/ensembles/<name>); metadata models need age/sex/site columns in the CSV",
+    )
     p.add_argument("inputs", help="a folder of images (searched recursively) or a CSV with a path column (+ label)")
     p.add_argument("--out", default="predictions.csv", help="where to write the predictions (default predictions.csv)")
     p.add_argument("--dataset", default=None, help="which dataset's variant (default: params.yaml's dataset)")
     p.add_argument("--tta", action="store_true", help="average over the 8 dihedral views of each image")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-prob-below", type=float, default=None,
-                   help="flag 'uncertain' when the top probability is below this (default: params.yaml uncertainty:)")
-    p.add_argument("--entropy-above", type=float, default=None,
-                   help="flag 'uncertain' when entropy / log(k) is above this (default: params.yaml uncertainty:)")
+    p.add_argument(
+        "--max-prob-below",
+        type=float,
+        default=None,
+        help="flag 'uncertain' when the top probability is below this (default: params.yaml uncertainty:)",
+    )
+    p.add_argument(
+        "--entropy-above",
+        type=float,
+        default=None,
+        help="flag 'uncertain' when entropy / log(k) is above this (default: params.yaml uncertainty:)",
+    )
     p.set_defaults(func=_predict)
     p = sub.add_parser("generate-synthetic", help="write the synthetic dataset in HAM10000's layout")
     p.add_argument("out")
@@ -290,23 +351,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-data", help="check a download's layout and lay it out under data/<dataset>/")
     p.add_argument("dataset", help="registered dataset name (see `lesionlab datasets`), or a new name with --card")
     p.add_argument("folder", help="the downloaded (unzipped) folder")
-    p.add_argument("--card", help="a dataset card (layout, label_map or classes; docs/datasets.md), checked and "
-                   "copied to data/<dataset>/dataset.yaml: a dataset of your own needs no code")
-    p.add_argument("--mode", choices=["copy", "hardlink", "symlink"], default="copy",
-                   help="copy (default), hardlink (same file system, no extra space) or symlink (DVC then "
-                   "tracks the link target's files only if the link is resolved: prefer copy/hardlink)")
+    p.add_argument(
+        "--card",
+        help="a dataset card (layout, label_map or classes; docs/datasets.md), checked and "
+        "copied to data/<dataset>/dataset.yaml: a dataset of your own needs no code",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["copy", "hardlink", "symlink"],
+        default="copy",
+        help="copy (default), hardlink (same file system, no extra space) or symlink (DVC then "
+        "tracks the link target's files only if the link is resolved: prefer copy/hardlink)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing data/<dataset>")
     p.set_defaults(func=_import_data)
-    p = sub.add_parser("deps", help="rewrite each dvc.yaml stage's src/lesionlab/*.py deps to the modules its "
-                       "command can import (its import closure); --check only lists the differences and fails")
+    p = sub.add_parser(
+        "deps",
+        help="rewrite each dvc.yaml stage's src/lesionlab/*.py deps to the modules its "
+        "command can import (its import closure); --check only lists the differences and fails",
+    )
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_deps)
-    p = sub.add_parser("docs", help="rewrite the tables in README.md and docs/*.md generated from committed result "
-                       "files (<!-- table: ... --> blocks); --check only reports the stale ones and fails")
+    p = sub.add_parser(
+        "docs",
+        help="rewrite the tables in README.md and docs/*.md generated from committed result "
+        "files (<!-- table: ... --> blocks); --check only reports the stale ones and fails",
+    )
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_docs)
-    p = sub.add_parser("leaderboard", help="print a leaderboard CSV (leaderboard.csv, leaderboard_binary.csv, "
-                       "leaderboard_triage.csv) as a Markdown table")
+    p = sub.add_parser(
+        "leaderboard",
+        help="print a leaderboard CSV (leaderboard.csv, leaderboard_binary.csv, "
+        "leaderboard_triage.csv) as a Markdown table",
+    )
     p.add_argument("csv", nargs="?", default="reports/synthetic/leaderboard.csv")
     p.set_defaults(func=_leaderboard)
     return parser
@@ -315,11 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input (params, data, contracts, weights): imported only when one was raised, so a
     command does not pay for pandas before it needs it."""
-    from lesionlab.models.backbones import BackboneError
-    from lesionlab.pipeline.contracts import ContractError
     from lesionlab.data.datasets import DatasetError
-    from lesionlab.pipeline.guard import StageBusy
+    from lesionlab.models.backbones import BackboneError
     from lesionlab.paths import UnsafeName
+    from lesionlab.pipeline.contracts import ContractError
+    from lesionlab.pipeline.guard import StageBusy
 
     return (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError, UnsafeName, StageBusy)
 
@@ -344,7 +421,7 @@ def _guarded(args):
     """Run a stage command under the process hygiene of :mod:`lesionlab.pipeline.guard`."""
     from lesionlab.pipeline import guard
 
-    if os.environ.get("DVC_STAGE"):   # started by dvc: end with it (an orphan would keep writing the workspace)
+    if os.environ.get("DVC_STAGE"):  # started by dvc: end with it (an orphan would keep writing the workspace)
         guard.die_with_parent()
     with guard.stage_lock(find_project_root(), _stage_name(args)):
         return args.func(args)

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from lesionlab.data.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
 from lesionlab.models import families
 from lesionlab.params_base import PARAMS_FILE, ParamsError, overrides_of, registered_backbone  # noqa: F401
 from lesionlab.params_base import Section as _Section
-from lesionlab.data.taxonomy import HAM10000_CLASSES, HAM10000_PRIORS
 
 
 class BaseParams(_Section):
@@ -41,7 +41,9 @@ class SyntheticParams(_Section):
         unknown = sorted(set(v) - set(HAM10000_CLASSES))
         missing = sorted(set(HAM10000_CLASSES) - set(v))
         if unknown or missing:
-            raise ValueError(f"classes must be exactly {list(HAM10000_CLASSES)} (unknown: {unknown}, missing: {missing})")
+            raise ValueError(
+                f"classes must be exactly {list(HAM10000_CLASSES)} (unknown: {unknown}, missing: {missing})"
+            )
         if any(p <= 0 for p in v.values()):
             raise ValueError("every prior must be > 0")
         return v
@@ -58,21 +60,30 @@ class PrepareParams(_Section):
     image_size: int = Field(48, ge=16, le=512, description="side of the square uint8 image cache")
     backbone_image_size: int = Field(96, ge=32, le=512, description="side of the second cache, for backbones")
     on_bad: Literal["error", "skip"] = Field("error", description="unusable rows: stop the run, or drop and list them")
-    min_image_side: int = Field(16, ge=1, le=4096, description="an image whose shorter side is below this (px) is an "
-                                "unusable row (prepare) or skipped and listed (predict): upscaling a thumbnail "
-                                "invents the detail a model reads; DermaMNIST's 28-px images pass the default")
+    min_image_side: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="an image whose shorter side is below this (px) is an "
+        "unusable row (prepare) or skipped and listed (predict): upscaling a thumbnail "
+        "invents the detail a model reads; DermaMNIST's 28-px images pass the default",
+    )
     color_constancy: Literal["none", "shades_of_gray"] = Field(
-        "none", description="per-image colour constancy before resizing (Shades of Gray, p = 6)")
+        "none", description="per-image colour constancy before resizing (Shades of Gray, p = 6)"
+    )
     resize: Literal["squash", "crop", "pad"] = Field(
-        "squash", description="W x H -> S x S: squash (aspect changed), crop (centred square) or pad (letterbox)")
+        "squash", description="W x H -> S x S: squash (aspect changed), crop (centred square) or pad (letterbox)"
+    )
 
 
 class SplitParams(_Section):
     method: Literal["lesion_grouped", "predefined"] = "lesion_grouped"
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
-    on_rare: Literal["warn", "error"] = Field("warn", description="a class with fewer lesions than splits: warn on "
-                                              "the split page, or stop with an error naming it")
+    on_rare: Literal["warn", "error"] = Field(
+        "warn",
+        description="a class with fewer lesions than splits: warn on the split page, or stop with an error naming it",
+    )
 
 
 class AugmentParams(_Section):
@@ -124,10 +135,12 @@ class CompareParams(_Section):
     baseline: str = "cnn_baseline"
     bootstrap: int = Field(1000, ge=10, description="bootstrap resamples (by lesion) for the CIs")
     ci: float = Field(0.95, gt=0.5, lt=1)
-    pairs: list[list[str]] = Field(default_factory=list,
-                                   description="[a, b] pairs shown as paired bootstrap CIs of a - b")
-    age_bands: list[float] = Field(default_factory=lambda: [30, 45, 60, 75],
-                                   description="subgroup slices: upper edges of the age bands (years)")
+    pairs: list[list[str]] = Field(
+        default_factory=list, description="[a, b] pairs shown as paired bootstrap CIs of a - b"
+    )
+    age_bands: list[float] = Field(
+        default_factory=lambda: [30, 45, 60, 75], description="subgroup slices: upper edges of the age bands (years)"
+    )
     min_slice_lesions: int = Field(30, ge=1, description="slices with fewer lesions are marked 'too small'")
     min_slice_malignant: int = Field(10, ge=1, description="... or with fewer malignant images (AUC, sensitivity)")
 
@@ -177,38 +190,48 @@ class CoreParams(_Section):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self, context: ValidationInfo) -> "CoreParams":
+    def _cross_checks(self, context: ValidationInfo) -> CoreParams:
         from lesionlab.data.datasets import DATASETS, dataset_info
 
         info = dataset_info(self.dataset, (context.context or {}).get("root"))
         if self.dataset_source != info.source:
-            raise ValueError(f"dataset_source must be {info.source!r} for dataset {self.dataset!r} (got "
-                             f"{self.dataset_source!r}): it is the path dvc.yaml's prepare stage depends on. "
-                             f"Switch both: dvc exp run -S dataset={self.dataset} -S dataset_source={info.source}")
+            raise ValueError(
+                f"dataset_source must be {info.source!r} for dataset {self.dataset!r} (got "
+                f"{self.dataset_source!r}): it is the path dvc.yaml's prepare stage depends on. "
+                f"Switch both: dvc exp run -S dataset={self.dataset} -S dataset_source={info.source}"
+            )
         if self.split.method == "predefined" and not info.has_split:
-            raise ValueError(f"split.method: predefined needs a source with its own split; {self.dataset!r} has none "
-                             f"(sources with one: {[n for n, i in DATASETS.items() if i.has_split]})")
+            raise ValueError(
+                f"split.method: predefined needs a source with its own split; {self.dataset!r} has none "
+                f"(sources with one: {[n for n, i in DATASETS.items() if i.has_split]})"
+            )
         if len(set(self.external)) != len(self.external):
             raise ValueError(f"external: a dataset is listed twice: {self.external}")
         for name in self.external:
             if name == self.dataset:
-                raise ValueError(f"external: {name!r} is the dataset the models train on; an external test set "
-                                 "must be another one")
+                raise ValueError(
+                    f"external: {name!r} is the dataset the models train on; an external test set must be another one"
+                )
             ext = dataset_info(name, (context.context or {}).get("root"))
             if ext.raw_dir is None:
-                raise ValueError(f"external: {name!r} is generated by the project; an external test set is a "
-                                 "user's download under data/<name>/")
+                raise ValueError(
+                    f"external: {name!r} is generated by the project; an external test set is a "
+                    "user's download under data/<name>/"
+                )
         if self.split.val_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20 % for training")
         seen: dict[str, str] = {}
         for family in families.FAMILIES.values():
             for name in getattr(self, family.section):
                 if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                    raise ValueError(f"{family.section}.{name}: variant name {name!r} must be lower-case letters, "
-                                     "digits and '_'")
+                    raise ValueError(
+                        f"{family.section}.{name}: variant name {name!r} must be lower-case letters, digits and '_'"
+                    )
                 if name in seen:
-                    raise ValueError(f"{family.section}.{name}: the name is already used in {seen[name]} "
-                                     "(every variant writes results/<dataset>/variants/<name>)")
+                    raise ValueError(
+                        f"{family.section}.{name}: the name is already used in {seen[name]} "
+                        "(every variant writes results/<dataset>/variants/<name>)"
+                    )
                 seen[name] = family.section
         names = self.all_variants()
         if self.compare.baseline not in names:
@@ -220,12 +243,15 @@ class CoreParams(_Section):
         images = self.image_variants()
         unknown = [v for v in self.explain.variants if v not in images]
         if unknown:
-            raise ValueError(f"explain.variants: {unknown} is not an image model of this params.yaml; Grad-CAM "
-                             f"explains {images}")
+            raise ValueError(
+                f"explain.variants: {unknown} is not an image model of this params.yaml; Grad-CAM explains {images}"
+            )
         for pair in self.compare.pairs:
             unknown = [m for m in pair if m not in rows + list(self.ensembles)]
             if unknown:
-                raise ValueError(f"compare.pairs: {unknown} is not a leaderboard row; rows: {rows + list(self.ensembles)}")
+                raise ValueError(
+                    f"compare.pairs: {unknown} is not a leaderboard row; rows: {rows + list(self.ensembles)}"
+                )
         return self
 
     def _rows(self, family) -> list[str]:
@@ -237,7 +263,9 @@ class CoreParams(_Section):
 
     def image_variants(self) -> list[str]:
         """The models that look at pixels (CNN ladder, probes, fine-tunes): what Grad-CAM can explain."""
-        return [n for f in families.FAMILIES.values() if f.outputs == "variants" and f.image_model for n in self._rows(f)]
+        return [
+            n for f in families.FAMILIES.values() if f.outputs == "variants" and f.image_model for n in self._rows(f)
+        ]
 
     def scored_rows(self) -> list[str]:
         """Every model row an ensemble may combine: each trained model, plus ``<name>+tta`` where TTA is on."""
@@ -257,8 +285,10 @@ class CoreParams(_Section):
             if (not kinds or family.kind in kinds) and name in getattr(self, family.section):
                 return family.config(self, name)
         sections = [f.section for f in families.FAMILIES.values() if not kinds or f.kind in kinds]
-        raise ParamsError(f"{PARAMS_FILE}: unknown {' or '.join(kinds) or 'row'} {name!r}; "
-                          + ", ".join(f"{s}: {list(getattr(self, s))}" for s in sections))
+        raise ParamsError(
+            f"{PARAMS_FILE}: unknown {' or '.join(kinds) or 'row'} {name!r}; "
+            + ", ".join(f"{s}: {list(getattr(self, s))}" for s in sections)
+        )
 
     def tabular_variant(self, name: str):
         """The effective config of a metadata model: ``tabular`` defaults + its overrides."""
@@ -275,8 +305,10 @@ class CoreParams(_Section):
     def backbone_variant(self, name: str):
         """The effective config of a probe or fine-tune variant: its section's defaults + its overrides."""
         if name not in self.probes and name not in self.finetunes:
-            raise ParamsError(f"{PARAMS_FILE}: unknown backbone variant {name!r}; probes: {list(self.probes)}, "
-                              f"finetunes: {list(self.finetunes)}")
+            raise ParamsError(
+                f"{PARAMS_FILE}: unknown backbone variant {name!r}; probes: {list(self.probes)}, "
+                f"finetunes: {list(self.finetunes)}"
+            )
         return self.row_config(name, "probe", "finetune")
 
     def description(self, name: str) -> str:
@@ -298,6 +330,7 @@ class CoreParams(_Section):
 
     def preprocessing_pairs(self) -> list[list[str]]:
         """[ablation, twin]: CNN-ladder variants that differ from another only by their image preprocessing."""
+
         def bare(name):
             return self.variant(name).model_copy(update={"color_constancy": None, "resize": None})
 
@@ -305,7 +338,9 @@ class CoreParams(_Section):
         for a in self.variants:
             if self.preprocess(a) == self.preprocess():
                 continue
-            twins = [b for b in self.variants if b != a and self.preprocess(b) == self.preprocess() and bare(b) == bare(a)]
+            twins = [
+                b for b in self.variants if b != a and self.preprocess(b) == self.preprocess() and bare(b) == bare(a)
+            ]
             out.extend([a, b] for b in twins[:1])
         return out
 
@@ -340,7 +375,6 @@ from lesionlab.models.families.cnn import TrainParams, VariantParams  # noqa: E4
 from lesionlab.models.families.ensemble import EnsembleConfig, EnsembleParams, EnsembleVariantParams  # noqa: E402, F401
 from lesionlab.models.families.probe import probe_defaults as _probe_defaults  # noqa: E402, F401
 from lesionlab.models.families.tabular import TabularParams, TabularVariantParams  # noqa: E402, F401
-
 
 # --- loading -----------------------------------------------------------------------------
 
@@ -424,8 +458,10 @@ def read_yaml(text: str, source: str):
         return YAML(typ="safe").load(text)
     except DuplicateKeyError as err:
         line = err.problem_mark.line + 1 if err.problem_mark else "?"
-        raise YamlError(f"{source}, line {line}: {err.problem} (DVC refuses a mapping with a repeated key, where "
-                        "a plain YAML reader would silently keep the last one): keep one") from None
+        raise YamlError(
+            f"{source}, line {line}: {err.problem} (DVC refuses a mapping with a repeated key, where "
+            "a plain YAML reader would silently keep the last one): keep one"
+        ) from None
     except YAMLError as err:
         raise YamlError(f"{source}: not valid YAML: {err}") from None
 

@@ -29,8 +29,8 @@ def overrides_of(defaults: type[BaseModel], name: str, doc: str, **extra) -> typ
     fields: dict[str, Any] = {"description": (str, "")}
     for key, info in defaults.model_fields.items():
         field = Field(None, description=info.description)
-        field.metadata.extend(info.metadata)   # ge / le / min_length ...
-        fields[key] = (Optional[info.annotation], field)
+        field.metadata.extend(info.metadata)  # ge / le / min_length ...
+        fields[key] = (Optional[info.annotation], field)  # noqa: UP045 - any annotation object, built at run time
     fields.update(extra)
     return create_model(name, __base__=defaults, __doc__=doc, **fields)
 
@@ -40,6 +40,8 @@ def registered_backbone(name: str) -> str:
 
     if name not in BACKBONES:
         close = difflib.get_close_matches(name, list(BACKBONES), n=1)
-        raise ValueError(f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                         f"registered: {sorted(BACKBONES)}")
+        raise ValueError(
+            f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+            f"registered: {sorted(BACKBONES)}"
+        )
     return name

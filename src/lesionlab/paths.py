@@ -17,8 +17,10 @@ class UnsafeName(ValueError):
 
 def checked(name: str, what: str = "name") -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise UnsafeName(f"{what} {name!r}: not a plain name (letters, digits, '_', '-', '.', '+'; no '/' or '..'): "
-                         "it names a folder under results/ and reports/")
+        raise UnsafeName(
+            f"{what} {name!r}: not a plain name (letters, digits, '_', '-', '.', '+'; no '/' or '..'): "
+            "it names a folder under results/ and reports/"
+        )
     return name
 
 

@@ -27,18 +27,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.data import quality
 from lesionlab.config import Params
-from lesionlab.pipeline.contracts import read_dataset_table, read_splits, validate_dataset_table
-from lesionlab.data.datasets import (ARRAY_REF, TABLE_COLUMNS, DatasetError, class_semantics, dataset_info, import_dataset,
-                                infer_classes, known_label_names)
-from lesionlab.paths import backbone_cache_dir, fresh_dir, prepared_dir, results_dir, splits_file
+from lesionlab.data import quality, taxonomy
+from lesionlab.data.datasets import (
+    ARRAY_REF,
+    TABLE_COLUMNS,
+    DatasetError,
+    class_semantics,
+    dataset_info,
+    import_dataset,
+    infer_classes,
+    known_label_names,
+)
 from lesionlab.data.preprocess import Preprocess
-from lesionlab.data import taxonomy
+from lesionlab.paths import backbone_cache_dir, fresh_dir, prepared_dir, results_dir, splits_file
+from lesionlab.pipeline.contracts import read_dataset_table, read_splits, validate_dataset_table
 
 
-def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress: bool = True,
-                      extra_size: int | None = None, preprocess: Preprocess | None = None, min_side: int = 0):
+def build_image_cache(
+    table: pd.DataFrame,
+    size: int,
+    workers: int = 2,
+    progress: bool = True,
+    extra_size: int | None = None,
+    preprocess: Preprocess | None = None,
+    min_side: int = 0,
+):
     """Decode every image (and mask) once, resized to ``size`` x ``size``; row order = table order.
 
     Returns ``images, masks, has_mask, findings, extra``: rows whose image is bad keep zeros and appear in
@@ -58,8 +72,9 @@ def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress
     jobs = [(p, m, sizes, preprocess, min_side) for p, m in zip(table["path"], table["mask_path"])]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(quality.load_pair, jobs, chunksize=64)
-        for i, (img, mask, notes, bad) in enumerate(tqdm(results, total=n, desc="image cache", disable=not progress,
-                                                         mininterval=2)):
+        for i, (img, mask, notes, bad) in enumerate(
+            tqdm(results, total=n, desc="image cache", disable=not progress, mininterval=2)
+        ):
             image_id, path = table["image_id"].iat[i], table["path"].iat[i]
             if bad:
                 found.append((image_id, path, bad, quality.BAD))
@@ -69,8 +84,10 @@ def build_image_cache(table: pd.DataFrame, size: int, workers: int = 2, progress
             images[i] = img
             if mask is not None:
                 masks[i], has_mask[i] = mask, True
-            found.extend((image_id, path, note, quality.METADATA if note.startswith("mask") else quality.CONVERTED)
-                         for note in notes)
+            found.extend(
+                (image_id, path, note, quality.METADATA if note.startswith("mask") else quality.CONVERTED)
+                for note in notes
+            )
     return images, masks, has_mask, pd.DataFrame(found, columns=["image_id", "file", "check", "severity"]), extra
 
 
@@ -124,8 +141,10 @@ def ensure_stage_folders(root: Path, dataset: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         readme = folder / "README.md"
         if not readme.is_file():
-            readme.write_text(f"One sub-folder per {name[:-1]} stage (dvc.yaml). This file keeps the folder, which "
-                              "the compare stage depends on, present when params.yaml configures none.\n")
+            readme.write_text(
+                f"One sub-folder per {name[:-1]} stage (dvc.yaml). This file keeps the folder, which "
+                "the compare stage depends on, present when params.yaml configures none.\n"
+            )
 
 
 def write_image_cache(folder: Path, images: np.ndarray, image_ids) -> Path:
@@ -162,7 +181,7 @@ def _relative(paths, root: Path) -> list[str]:
     for p in paths:
         file = p.split(ARRAY_REF)[0] if p else ""
         if file and Path(file).resolve().is_relative_to(base):
-            p = str(Path(file).resolve().relative_to(base)) + p[len(file):]
+            p = str(Path(file).resolve().relative_to(base)) + p[len(file) :]
         out.append(p)
     return out
 
@@ -172,21 +191,25 @@ def _absolute(paths, root: Path) -> list[str]:
     out = []
     for p in paths:
         file = p.split(ARRAY_REF)[0] if p else ""
-        out.append(str(root / file) + p[len(file):] if file and not Path(file).is_absolute() else p)
+        out.append(str(root / file) + p[len(file) :] if file and not Path(file).is_absolute() else p)
     return out
 
 
-def decode_images(table: pd.DataFrame, root: Path, size: int, preprocess: Preprocess, workers: int = 2,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def decode_images(
+    table: pd.DataFrame, root: Path, size: int, preprocess: Preprocess, workers: int = 2, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(images, masks) of a prepared table's rows decoded again at ``size`` with ``preprocess`` (a preprocessing
     ablation: the same rows as the caches, other colour constancy or resize policy; masks follow the geometry)."""
     rows = table.assign(path=_absolute(table["path"], root), mask_path=_absolute(table["mask_path"].fillna(""), root))
-    images, masks, _, found, _ = build_image_cache(rows, size, workers=workers, progress=progress,
-                                                   preprocess=preprocess)
+    images, masks, _, found, _ = build_image_cache(
+        rows, size, workers=workers, progress=progress, preprocess=preprocess
+    )
     bad = found[found["severity"] == quality.BAD]
     if len(bad):
-        raise DatasetError(f"{len(bad)} prepared image(s) no longer decode, e.g. {bad['file'].iloc[0]} "
-                           f"({bad['check'].iloc[0]}): re-run `dvc repro prepare`")
+        raise DatasetError(
+            f"{len(bad)} prepared image(s) no longer decode, e.g. {bad['file'].iloc[0]} "
+            f"({bad['check'].iloc[0]}): re-run `dvc repro prepare`"
+        )
     return images, masks
 
 
@@ -194,9 +217,11 @@ def raw_source(root: Path, info) -> Path:
     """The folder a user's download of ``info`` lives in, or an error that says how to put it there."""
     source = root / info.raw_dir
     if not source.is_dir():
-        raise DatasetError(f"{source}: not found. Lay out your download of {info.name} there "
-                           f"(`lesionlab import-data {info.name} <download folder>`, see README, "
-                           f"'Bring your own data'), then `dvc add data`. Expected: {info.files}")
+        raise DatasetError(
+            f"{source}: not found. Lay out your download of {info.name} there "
+            f"(`lesionlab import-data {info.name} <download folder>`, see README, "
+            f"'Bring your own data'), then `dvc add data`. Expected: {info.files}"
+        )
     return source
 
 
@@ -215,29 +240,63 @@ def prepare(params: Params, root: Path, workers: int = 2, progress: bool = True)
     table = import_dataset(info, source)
     classes = infer_classes(info, table["label"])
     print(f"[prepare] {info.name}: {len(table)} rows in {source}; classes {list(classes)}", flush=True)
-    prepare_table(info, table, classes, class_semantics(info, classes), source, out,
-                  backbone_cache_dir(root, params.dataset), params.prepare, root, workers, progress, started)
+    prepare_table(
+        info,
+        table,
+        classes,
+        class_semantics(info, classes),
+        source,
+        out,
+        backbone_cache_dir(root, params.dataset),
+        params.prepare,
+        root,
+        workers,
+        progress,
+        started,
+    )
     ensure_stage_folders(root, params.dataset)
     return out
 
 
-def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics: dict, source: Path, out: Path,
-                  cache: Path, settings, root: Path, workers: int = 2, progress: bool = True,
-                  started: float | None = None, min_classes: int = 2, extra: dict | None = None) -> dict:
+def prepare_table(
+    info,
+    table: pd.DataFrame,
+    classes: tuple[str, ...],
+    semantics: dict,
+    source: Path,
+    out: Path,
+    cache: Path,
+    settings,
+    root: Path,
+    workers: int = 2,
+    progress: bool = True,
+    started: float | None = None,
+    min_classes: int = 2,
+    extra: dict | None = None,
+) -> dict:
     """Audit an imported table against ``classes``, decode its images once into the two caches, and write
     ``out`` (dataset.csv, images.npy, masks.npy, problems.csv, quality.csv, summary.json) and ``cache``
     (the images at ``settings.backbone_image_size``). Shared by the prepare stage and external test sets."""
     started = time.perf_counter() if started is None else started
     n_source = len(table)
     has_masks = info.has_masks or bool(table["mask_path"].astype(str).ne("").any())
-    found, bad_row = quality.audit_rows(table, classes, has_masks=has_masks,
-                                        known_names=known_label_names(info.classes or taxonomy.CLASS_NAMES,
-                                                                      info.label_map))
+    found, bad_row = quality.audit_rows(
+        table,
+        classes,
+        has_masks=has_masks,
+        known_names=known_label_names(info.classes or taxonomy.CLASS_NAMES, info.label_map),
+    )
     decoded = table[~bad_row].reset_index(drop=True)  # bad rows are reported, never decoded
     preprocess = Preprocess(settings.color_constancy, settings.resize)
     images, masks, has_mask, image_found, large = build_image_cache(
-        decoded, settings.image_size, workers=workers, progress=progress, extra_size=settings.backbone_image_size,
-        preprocess=preprocess, min_side=settings.min_image_side)
+        decoded,
+        settings.image_size,
+        workers=workers,
+        progress=progress,
+        extra_size=settings.backbone_image_size,
+        preprocess=preprocess,
+        min_side=settings.min_image_side,
+    )
     problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), settings.on_bad)
     problems.to_csv(out / "problems.csv", index=False)
     quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)
@@ -253,8 +312,10 @@ def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics
     present = [c for c in classes if (table["label"] == c).any()]
     if len(present) < min_classes:
         need = "a classifier needs at least two classes" if min_classes > 1 else "a test set needs a labelled image"
-        raise DatasetError(f"{source}: {len(table)} usable image(s), all of class {present or ['(none)']}: {need} "
-                           f"(classes declared: {list(classes)})")
+        raise DatasetError(
+            f"{source}: {len(table)} usable image(s), all of class {present or ['(none)']}: {need} "
+            f"(classes declared: {list(classes)})"
+        )
     for col in ("path", "mask_path"):
         table[col] = _relative(table[col], root)
     table[TABLE_COLUMNS].to_csv(out / "dataset.csv", index=False)
@@ -269,20 +330,27 @@ def prepare_table(info, table: pd.DataFrame, classes: tuple[str, ...], semantics
         "images": int(len(table)),
         "lesions": int(table["lesion_id"].nunique()),
         "image_size": settings.image_size,
-        **preprocess.record(),   # colour constancy / resize policy when not the defaults: predict applies the same
+        **preprocess.record(),  # colour constancy / resize policy when not the defaults: predict applies the same
         "classes": list(classes),
-        **semantics,   # malignant (+ triage for a dataset with classes of its own)
+        **semantics,  # malignant (+ triage for a dataset with classes of its own)
         "class_counts": {c: int((table["label"] == c).sum()) for c in classes},
         "masks": int(has_mask.sum()),
-        "findings": {sev: int((problems["severity"] == sev).sum()) for sev in (quality.BAD, quality.CONVERTED,
-                                                                                quality.METADATA)},
+        "findings": {
+            sev: int((problems["severity"] == sev).sum()) for sev in (quality.BAD, quality.CONVERTED, quality.METADATA)
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if n_source != len(table):
-        print(f"[prepare] skipped {n_source - len(table)} unusable row(s) (prepare.on_bad: skip); "
-              f"listed in {out / 'problems.csv'}", flush=True)
-    print(f"[prepare] {len(table)} images of {summary['lesions']} lesions; cache {images.shape} written to {out} "
-          f"in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"[prepare] skipped {n_source - len(table)} unusable row(s) (prepare.on_bad: skip); "
+            f"listed in {out / 'problems.csv'}",
+            flush=True,
+        )
+    print(
+        f"[prepare] {len(table)} images of {summary['lesions']} lesions; cache {images.shape} written to {out} "
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     return summary
 
 

@@ -45,7 +45,7 @@ class Preprocess:
         return {} if self.is_default else {"preprocess": asdict(self)}
 
     @classmethod
-    def from_summary(cls, summary: dict) -> "Preprocess":
+    def from_summary(cls, summary: dict) -> Preprocess:
         return cls(**summary.get("preprocess", {}))
 
 
@@ -54,7 +54,7 @@ def shades_of_gray(rgb: np.ndarray, p: int = MINKOWSKI_P) -> np.ndarray:
     (the illuminant estimate, normalised to unit length) times sqrt(3), so a neutral illuminant is unchanged."""
     x = np.asarray(rgb, dtype=np.float64)
     illuminant = np.power(np.mean(np.power(x, p), axis=(0, 1)), 1.0 / p)
-    norm = np.sqrt(np.sum(illuminant ** 2))
+    norm = np.sqrt(np.sum(illuminant**2))
     if norm <= 0:
         return np.asarray(rgb, dtype=np.uint8)
     out = x / (illuminant / norm * np.sqrt(3))

@@ -41,8 +41,9 @@ class BadImage(Exception):
 # --- row-level checks (the table) ---------------------------------------------------------
 
 
-def audit_rows(table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = False,
-               known_names=None) -> tuple[pd.DataFrame, np.ndarray]:
+def audit_rows(
+    table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = False, known_names=None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Problems found in the table alone, and the mask of its unusable rows.
 
     Bad: a path outside the dataset folder (``row_problem``, set on import), a repeated ``image_id`` (the later
@@ -71,7 +72,9 @@ def audit_rows(table: pd.DataFrame, classes: tuple[str, ...], has_masks: bool = 
     conflicted = usable["lesion_id"].isin(labels_per_lesion.index[labels_per_lesion > 1])
     add(usable[conflicted], "lesion with more than one label", BAD)
     add(table[table["path"].eq("")], "missing file (not found in the source folder)", BAD)
-    unparsed = table["age_unparsed"].fillna("").ne("") if "age_unparsed" in table else pd.Series(False, index=table.index)
+    unparsed = (
+        table["age_unparsed"].fillna("").ne("") if "age_unparsed" in table else pd.Series(False, index=table.index)
+    )
     for value, rows in table[unparsed].groupby("age_unparsed", sort=True):
         add(rows, f"age {value!r} is not an age in years (read as missing)", METADATA)
     add(table[table["age"].isna() & ~unparsed], "age missing", METADATA)
@@ -124,7 +127,7 @@ def _resized(im, size: int | tuple[int, ...], preprocess: Preprocess | None = No
     preprocess = preprocess or Preprocess()
     if preprocess.color_constancy == "shades_of_gray":
         im = Image.fromarray(shades_of_gray(np.asarray(im)))
-        preprocess = Preprocess(resize=preprocess.resize)   # once, before any resize
+        preprocess = Preprocess(resize=preprocess.resize)  # once, before any resize
     if isinstance(size, tuple):
         return tuple(_resized(im, s, preprocess) for s in size)
     fill = border_colour(np.asarray(im)) if preprocess.resize == "pad" else None
@@ -169,8 +172,9 @@ def _png_16bit_colour(path: str) -> bool:
     return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
 
-def load_image(path: str, size: int | tuple[int, ...], preprocess: Preprocess | None = None,
-               min_side: int = 0) -> tuple[np.ndarray, list[str]]:
+def load_image(
+    path: str, size: int | tuple[int, ...], preprocess: Preprocess | None = None, min_side: int = 0
+) -> tuple[np.ndarray, list[str]]:
     """Decode one image to ``size`` x ``size`` uint8 RGB (a tuple of sizes gives a tuple of arrays), with the
     colour constancy and resize policy of ``preprocess`` (default: none, squash).
 
@@ -244,38 +248,66 @@ def load_pair(args: tuple):
 
 def problems_frame(found: pd.DataFrame, on_bad: str) -> pd.DataFrame:
     """Attach the action taken to every finding."""
-    action = {BAD: "stopped the run" if on_bad == "error" else "row skipped", CONVERTED: "converted, kept",
-              METADATA: "kept, value missing"}
+    action = {
+        BAD: "stopped the run" if on_bad == "error" else "row skipped",
+        CONVERTED: "converted, kept",
+        METADATA: "kept, value missing",
+    }
     out = found.copy()
     out["action"] = out["severity"].map(action)
     order = {BAD: 0, CONVERTED: 1, METADATA: 2}
-    out = out.sort_values(["severity", "check", "image_id"], key=lambda s: s.map(order) if s.name == "severity" else s,
-                          kind="stable")
+    out = out.sort_values(
+        ["severity", "check", "image_id"], key=lambda s: s.map(order) if s.name == "severity" else s, kind="stable"
+    )
     return out[PROBLEM_COLUMNS].reset_index(drop=True)
 
 
 def quality_summary(problems: pd.DataFrame, n_rows: int, examples: int = 3) -> pd.DataFrame:
     """One line per check: severity, rows affected, share, action, example files."""
     if problems.empty:
-        return pd.DataFrame({"check": ["no problems found"], "severity": [""], "rows": [0], "share": [0.0],
-                             "action": [""], "examples": [""]})
+        return pd.DataFrame(
+            {
+                "check": ["no problems found"],
+                "severity": [""],
+                "rows": [0],
+                "share": [0.0],
+                "action": [""],
+                "examples": [""],
+            }
+        )
     rows = []
     for (severity, check), g in problems.groupby(["severity", "check"], sort=False):
         names = [os.path.basename(f) if f else i for i, f in zip(g["image_id"], g["file"])]
-        rows.append({"check": check, "severity": severity, "rows": len(g), "share": round(len(g) / max(n_rows, 1), 4),
-                     "action": g["action"].iloc[0], "examples": ", ".join(names[:examples])
-                     + (" ..." if len(names) > examples else "")})
+        rows.append(
+            {
+                "check": check,
+                "severity": severity,
+                "rows": len(g),
+                "share": round(len(g) / max(n_rows, 1), 4),
+                "action": g["action"].iloc[0],
+                "examples": ", ".join(names[:examples]) + (" ..." if len(names) > examples else ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def bad_rows_message(problems: pd.DataFrame, source: str, listing: str) -> str:
     bad = problems[problems["severity"] == BAD]
-    parts = [f"{len(g)} x {check} (e.g. {', '.join(os.path.basename(f) or i for i, f in zip(g['image_id'][:3], g['file'][:3]))})"
-             for check, g in bad.groupby("check", sort=False)]
+
+    def examples(g) -> str:
+        return ", ".join(os.path.basename(f) or i for i, f in zip(g["image_id"][:3], g["file"][:3]))
+
+    parts = [f"{len(g)} x {check} (e.g. {examples(g)})" for check, g in bad.groupby("check", sort=False)]
     unknown = bad["check"].str.startswith("unknown label")
-    advice = ("Map each unknown label onto a class with `label_map: {<label>: <class>}` in the dataset's card "
-              "(data/<name>/dataset.yaml), or list the dataset's own `classes:` there; or fix the files, or "
-              if unknown.any() else "Fix the files, or ")
-    return (f"{source}: {bad['image_id'].nunique()} unusable row(s): " + "; ".join(parts)
-            + f". Every one is listed in {listing}. {advice}set `prepare.on_bad: skip` in params.yaml "
-            "to drop exactly these rows (the EDA report lists them).")
+    advice = (
+        "Map each unknown label onto a class with `label_map: {<label>: <class>}` in the dataset's card "
+        "(data/<name>/dataset.yaml), or list the dataset's own `classes:` there; or fix the files, or "
+        if unknown.any()
+        else "Fix the files, or "
+    )
+    return (
+        f"{source}: {bad['image_id'].nunique()} unusable row(s): "
+        + "; ".join(parts)
+        + f". Every one is listed in {listing}. {advice}set `prepare.on_bad: skip` in params.yaml "
+        "to drop exactly these rows (the EDA report lists them)."
+    )

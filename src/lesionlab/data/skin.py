@@ -16,17 +16,23 @@ import numpy as np
 import pandas as pd
 
 #: (name, lower bound in degrees), from light to dark; the first whose bound the angle exceeds is its category
-ITA_CATEGORIES: tuple[tuple[str, float], ...] = (("very light", 55.0), ("light", 41.0), ("intermediate", 28.0),
-                                                 ("tan", 10.0), ("brown", -30.0), ("dark", -np.inf))
+ITA_CATEGORIES: tuple[tuple[str, float], ...] = (
+    ("very light", 55.0),
+    ("light", 41.0),
+    ("intermediate", 28.0),
+    ("tan", 10.0),
+    ("brown", -30.0),
+    ("dark", -np.inf),
+)
 #: the share of the image side that counts as the outer ring when there is no mask
 RING = 0.15
 #: fewer skin pixels than this: no estimate
 MIN_SKIN_PIXELS = 16
 
-_WHITE = np.array([0.95047, 1.0, 1.08883])     # D65
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+_WHITE = np.array([0.95047, 1.0, 1.08883])  # D65
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -43,7 +49,7 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     lab = np.asarray(lab, dtype=np.float64)
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    xyz = np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
+    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
     linear = np.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0, 1)
     c = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     return np.clip(c * 255.0, 0, 255)
@@ -87,8 +93,14 @@ def skin_tone_table(images: np.ndarray, masks: np.ndarray, has_mask: np.ndarray,
     for img, m, ok in zip(images, masks, has_mask):
         angles.append(image_ita(img, m if ok else None))
         source.append("outside mask" if ok and np.asarray(m).any() else "image border")
-    return pd.DataFrame({"image_id": list(image_ids), "ita": angles, "ita_category": [ita_category(a) for a in angles],
-                         "skin_from": source})
+    return pd.DataFrame(
+        {
+            "image_id": list(image_ids),
+            "ita": angles,
+            "ita_category": [ita_category(a) for a in angles],
+            "skin_from": source,
+        }
+    )
 
 
 def category_order() -> list[str]:

@@ -46,7 +46,9 @@ def split_by_lesion(table: pd.DataFrame, val_fraction: float, test_fraction: flo
         n_val, n_test = _split_counts(len(lesions), val_fraction, test_fraction)
         for i, lesion in enumerate(lesions):
             assignment[lesion] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    splits = pd.DataFrame({"image_id": table["image_id"].to_numpy(), "split": table["lesion_id"].map(assignment).to_numpy()})
+    splits = pd.DataFrame(
+        {"image_id": table["image_id"].to_numpy(), "split": table["lesion_id"].map(assignment).to_numpy()}
+    )
     assert_lesion_disjoint(pd.DataFrame({"lesion_id": table["lesion_id"].to_numpy(), "split": splits["split"]}))
     return splits
 
@@ -56,11 +58,14 @@ def predefined_split(table: pd.DataFrame) -> pd.DataFrame:
     split = table["source_split"].fillna("").astype(str).str.lower().replace({"valid": "val", "validation": "val"})
     bad = table.index[~split.isin(SPLITS)]
     if len(bad):
-        raise ValueError(f"split.method: predefined, but {len(bad)} row(s) have no train/val/test source split, "
-                         f"e.g. image_id {table.loc[bad[0], 'image_id']!r} with {table.loc[bad[0], 'source_split']!r}")
+        raise ValueError(
+            f"split.method: predefined, but {len(bad)} row(s) have no train/val/test source split, "
+            f"e.g. image_id {table.loc[bad[0], 'image_id']!r} with {table.loc[bad[0], 'source_split']!r}"
+        )
     splits = pd.DataFrame({"image_id": table["image_id"].to_numpy(), "split": split.to_numpy()})
-    assert_lesion_disjoint(pd.DataFrame({"lesion_id": table["lesion_id"].to_numpy(), "split": splits["split"]}),
-                           "the source's own split")
+    assert_lesion_disjoint(
+        pd.DataFrame({"lesion_id": table["lesion_id"].to_numpy(), "split": splits["split"]}), "the source's own split"
+    )
     return splits
 
 
@@ -107,11 +112,17 @@ def check_rare_classes(rare: pd.DataFrame, on_rare: str, source: str = "dataset"
     """``split.on_rare``: 'error' raises naming every rare class; 'warn' returns the warning (None: none rare)."""
     if rare.empty:
         return None
-    listed = ", ".join(f"{r['class']!r} ({r['lesions']} lesion{'s' if r['lesions'] != 1 else ''})" for _, r in rare.iterrows())
-    message = (f"{source}: {len(rare)} class(es) with fewer lesions than the {len(SPLITS)} splits: {listed}. Such a "
-               "class cannot be in train, validation and test at once: its recall is undefined where it is "
-               "missing and the balanced accuracy there leaves it out.")
+    listed = ", ".join(
+        f"{r['class']!r} ({r['lesions']} lesion{'s' if r['lesions'] != 1 else ''})" for _, r in rare.iterrows()
+    )
+    message = (
+        f"{source}: {len(rare)} class(es) with fewer lesions than the {len(SPLITS)} splits: {listed}. Such a "
+        "class cannot be in train, validation and test at once: its recall is undefined where it is "
+        "missing and the balanced accuracy there leaves it out."
+    )
     if on_rare == "error":
-        raise ValueError(message + " Add data, merge the class (label_map in the dataset's card), or set "
-                                   "`split.on_rare: warn` to go on with this warning.")
+        raise ValueError(
+            message + " Add data, merge the class (label_map in the dataset's card), or set "
+            "`split.on_rare: warn` to go on with this warning."
+        )
     return message

@@ -34,16 +34,36 @@ from PIL import Image
 from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 SITES = (
-    "back", "lower extremity", "trunk", "upper extremity", "abdomen", "face",
-    "chest", "foot", "neck", "scalp", "hand", "ear", "genital", "acral", "unknown",
+    "back",
+    "lower extremity",
+    "trunk",
+    "upper extremity",
+    "abdomen",
+    "face",
+    "chest",
+    "foot",
+    "neck",
+    "scalp",
+    "hand",
+    "ear",
+    "genital",
+    "acral",
+    "unknown",
 )
 
 # --- class-conditional distributions -------------------------------------------------
 # Means and spreads are chosen so that classes overlap; no single trait separates them.
 
 #: lesion radius as a fraction of image height (mean, sd)
-_RADIUS = {"akiec": (0.24, 0.05), "bcc": (0.25, 0.05), "bkl": (0.28, 0.06), "df": (0.17, 0.04),
-           "mel": (0.30, 0.06), "nv": (0.23, 0.05), "vasc": (0.19, 0.04)}
+_RADIUS = {
+    "akiec": (0.24, 0.05),
+    "bcc": (0.25, 0.05),
+    "bkl": (0.28, 0.06),
+    "df": (0.17, 0.04),
+    "mel": (0.30, 0.06),
+    "nv": (0.23, 0.05),
+    "vasc": (0.19, 0.04),
+}
 #: amplitude of low-order boundary harmonics (shape asymmetry)
 _ASYMMETRY = {"akiec": 0.10, "bcc": 0.10, "bkl": 0.08, "df": 0.04, "mel": 0.14, "nv": 0.05, "vasc": 0.05}
 #: amplitude of high-order boundary harmonics (border irregularity)
@@ -52,56 +72,78 @@ _IRREGULARITY = {"akiec": 0.05, "bcc": 0.05, "bkl": 0.04, "df": 0.02, "mel": 0.0
 _EDGE = {"akiec": 0.22, "bcc": 0.12, "bkl": 0.06, "df": 0.28, "mel": 0.10, "nv": 0.08, "vasc": 0.06}
 #: base pigment colour, RGB in [0, 1]
 _BASE_COLOUR = {
-    "akiec": (0.78, 0.47, 0.43), "bcc": (0.76, 0.52, 0.52), "bkl": (0.62, 0.45, 0.30),
-    "df": (0.66, 0.46, 0.35), "mel": (0.40, 0.24, 0.16), "nv": (0.55, 0.35, 0.22),
+    "akiec": (0.78, 0.47, 0.43),
+    "bcc": (0.76, 0.52, 0.52),
+    "bkl": (0.62, 0.45, 0.30),
+    "df": (0.66, 0.46, 0.35),
+    "mel": (0.40, 0.24, 0.16),
+    "nv": (0.55, 0.35, 0.22),
     "vasc": (0.60, 0.18, 0.28),
 }
 #: number of colour blotches (Poisson mean) and the palette they are drawn from
 _BLOTCHES = {"akiec": 1.0, "bcc": 1.2, "bkl": 1.5, "df": 0.3, "mel": 3.5, "nv": 0.5, "vasc": 0.8}
 _PALETTE = {
-    "dark_brown": (0.30, 0.17, 0.10), "black": (0.10, 0.08, 0.08), "blue_gray": (0.40, 0.45, 0.55),
-    "red": (0.75, 0.25, 0.25), "light_brown": (0.70, 0.52, 0.38), "purple": (0.45, 0.15, 0.35),
+    "dark_brown": (0.30, 0.17, 0.10),
+    "black": (0.10, 0.08, 0.08),
+    "blue_gray": (0.40, 0.45, 0.55),
+    "red": (0.75, 0.25, 0.25),
+    "light_brown": (0.70, 0.52, 0.38),
+    "purple": (0.45, 0.15, 0.35),
     "white": (0.90, 0.88, 0.86),
 }
 _BLOTCH_COLOURS = {
-    "akiec": ("red", "white", "light_brown"), "bcc": ("blue_gray", "red", "white"),
-    "bkl": ("dark_brown", "light_brown", "black"), "df": ("light_brown",),
-    "mel": ("black", "blue_gray", "red", "dark_brown", "white"), "nv": ("dark_brown", "light_brown"),
+    "akiec": ("red", "white", "light_brown"),
+    "bcc": ("blue_gray", "red", "white"),
+    "bkl": ("dark_brown", "light_brown", "black"),
+    "df": ("light_brown",),
+    "mel": ("black", "blue_gray", "red", "dark_brown", "white"),
+    "nv": ("dark_brown", "light_brown"),
     "vasc": ("purple", "red"),
 }
 #: probability that a lesion shows each dermoscopic structure
 _STRUCTURES = {
     #            network dots  vessels milia scale white_patch lacunae veil
     "akiec": (0.05, 0.15, 0.35, 0.05, 0.80, 0.10, 0.02, 0.02),
-    "bcc":   (0.03, 0.10, 0.80, 0.05, 0.10, 0.15, 0.05, 0.08),
-    "bkl":   (0.15, 0.10, 0.05, 0.65, 0.30, 0.05, 0.02, 0.02),
-    "df":    (0.30, 0.05, 0.05, 0.03, 0.05, 0.85, 0.02, 0.02),
-    "mel":   (0.55, 0.65, 0.15, 0.03, 0.05, 0.20, 0.03, 0.40),
-    "nv":    (0.70, 0.35, 0.03, 0.08, 0.03, 0.03, 0.02, 0.03),
-    "vasc":  (0.02, 0.05, 0.10, 0.02, 0.02, 0.02, 0.92, 0.05),
+    "bcc": (0.03, 0.10, 0.80, 0.05, 0.10, 0.15, 0.05, 0.08),
+    "bkl": (0.15, 0.10, 0.05, 0.65, 0.30, 0.05, 0.02, 0.02),
+    "df": (0.30, 0.05, 0.05, 0.03, 0.05, 0.85, 0.02, 0.02),
+    "mel": (0.55, 0.65, 0.15, 0.03, 0.05, 0.20, 0.03, 0.40),
+    "nv": (0.70, 0.35, 0.03, 0.08, 0.03, 0.03, 0.02, 0.03),
+    "vasc": (0.02, 0.05, 0.10, 0.02, 0.02, 0.02, 0.92, 0.05),
 }
 _STRUCTURE_NAMES = ("network", "dots", "vessels", "milia", "scale", "white_patch", "lacunae", "veil")
 
 #: patient age (mean, sd) by class, roughly as in HAM10000
-_AGE = {"akiec": (66, 11), "bcc": (66, 12), "bkl": (64, 13), "df": (52, 14), "mel": (61, 14),
-        "nv": (47, 15), "vasc": (50, 18)}
+_AGE = {
+    "akiec": (66, 11),
+    "bcc": (66, 12),
+    "bkl": (64, 13),
+    "df": (52, 14),
+    "mel": (61, 14),
+    "nv": (47, 15),
+    "vasc": (50, 18),
+}
 #: share of male patients by class
 _MALE = {"akiec": 0.68, "bcc": 0.62, "bkl": 0.57, "df": 0.46, "mel": 0.60, "nv": 0.51, "vasc": 0.43}
 #: localisation weights by class (order of SITES)
 _SITE_WEIGHTS = {
     "akiec": (2, 4, 2, 6, 1, 14, 2, 1, 3, 4, 3, 2, 0, 0, 1),
-    "bcc":   (9, 5, 6, 6, 3, 12, 5, 1, 4, 3, 1, 2, 0, 0, 1),
-    "bkl":   (8, 6, 6, 5, 3, 10, 6, 1, 3, 2, 1, 1, 0, 0, 2),
-    "df":    (2, 16, 3, 5, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1),
-    "mel":   (12, 8, 5, 9, 3, 6, 4, 1, 2, 2, 1, 1, 0, 1, 2),
-    "nv":    (14, 12, 12, 6, 8, 1, 4, 2, 1, 1, 1, 0, 1, 1, 2),
-    "vasc":  (4, 4, 7, 3, 6, 3, 2, 1, 1, 0, 1, 0, 0, 0, 1),
+    "bcc": (9, 5, 6, 6, 3, 12, 5, 1, 4, 3, 1, 2, 0, 0, 1),
+    "bkl": (8, 6, 6, 5, 3, 10, 6, 1, 3, 2, 1, 1, 0, 0, 2),
+    "df": (2, 16, 3, 5, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1),
+    "mel": (12, 8, 5, 9, 3, 6, 4, 1, 2, 2, 1, 1, 0, 1, 2),
+    "nv": (14, 12, 12, 6, 8, 1, 4, 2, 1, 1, 1, 0, 1, 1, 2),
+    "vasc": (4, 4, 7, 3, 6, 3, 2, 1, 1, 0, 1, 0, 0, 0, 1),
 }
 #: how the diagnosis was confirmed (histo, follow_up, consensus, confocal) by class;
 #: recorded because HAM10000 has it, and it leaks the label: never a feature.
 _DX_TYPE = {
-    "akiec": (0.97, 0.0, 0.03, 0.0), "bcc": (1.0, 0.0, 0.0, 0.0), "bkl": (0.46, 0.0, 0.41, 0.13),
-    "df": (0.35, 0.0, 0.65, 0.0), "mel": (1.0, 0.0, 0.0, 0.0), "nv": (0.28, 0.55, 0.17, 0.0),
+    "akiec": (0.97, 0.0, 0.03, 0.0),
+    "bcc": (1.0, 0.0, 0.0, 0.0),
+    "bkl": (0.46, 0.0, 0.41, 0.13),
+    "df": (0.35, 0.0, 0.65, 0.0),
+    "mel": (1.0, 0.0, 0.0, 0.0),
+    "nv": (0.28, 0.55, 0.17, 0.0),
     "vasc": (0.45, 0.0, 0.55, 0.0),
 }
 _DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
@@ -169,8 +211,12 @@ def sample_lesion(rng: np.random.Generator, label: str, cfg: SyntheticConfig) ->
     palette = _BLOTCH_COLOURS[look]
     n_blotch = int(rng.poisson(_BLOTCHES[look]))
     lesion["blotches"] = [
-        (rng.uniform(-0.6, 0.6, 2), rng.uniform(0.15, 0.45), np.array(_PALETTE[str(rng.choice(palette))]),
-         rng.uniform(0.4, 0.9))
+        (
+            rng.uniform(-0.6, 0.6, 2),
+            rng.uniform(0.15, 0.45),
+            np.array(_PALETTE[str(rng.choice(palette))]),
+            rng.uniform(0.4, 0.9),
+        )
         for _ in range(n_blotch)
     ]
     present = rng.random(len(_STRUCTURE_NAMES)) < np.array(_STRUCTURES[look])
@@ -290,7 +336,7 @@ def render_view(lesion: dict, view: dict, width: int, height: int, hair: bool) -
 
     # skin with slow variations
     skin = np.broadcast_to(lesion["skin"].astype(np.float32), (height, width, 3)).copy()
-    skin *= (1.0 + 0.04 * np.sin(xx / width * 3.1 + lesion["low_phase"][0])[..., None])
+    skin *= 1.0 + 0.04 * np.sin(xx / width * 3.1 + lesion["low_phase"][0])[..., None]
 
     # lesion pigment
     body = np.broadcast_to(lesion["base"].astype(np.float32), (height, width, 3)).copy()
@@ -378,7 +424,9 @@ def plan_lesions(cfg: SyntheticConfig, seed: int) -> list[str]:
     return [labels[i] for i in order]
 
 
-def generate_lesion(index: int, label: str, cfg: SyntheticConfig, seed: int) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+def generate_lesion(
+    index: int, label: str, cfg: SyntheticConfig, seed: int
+) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """All photographs of lesion ``index``: [(metadata row, image, mask), ...]."""
     rng = _lesion_rng(seed, index)
     lesion = sample_lesion(rng, label, cfg)
@@ -431,8 +479,10 @@ def generate(out_dir: str | Path, cfg: SyntheticConfig, seed: int, workers: int 
     (out / "masks").mkdir(parents=True, exist_ok=True)
     labels = plan_lesions(cfg, seed)
     chunk = 50
-    jobs = [(list(range(i, min(i + chunk, len(labels)))), labels[i:i + chunk], cfg, seed)
-            for i in range(0, len(labels), chunk)]
+    jobs = [
+        (list(range(i, min(i + chunk, len(labels)))), labels[i : i + chunk], cfg, seed)
+        for i in range(0, len(labels), chunk)
+    ]
     rows = []
     bar = tqdm(total=len(labels), desc="synthetic lesions", unit="lesion", disable=not progress, mininterval=2)
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -39,15 +39,32 @@ MALIGNANT_CODES: tuple[str, ...] = ("akiec", "bcc", "mel", "scc", "malignant")
 
 #: Spellings used by the published sources (upper-case codes, long names), lower-cased -> code.
 LABEL_SYNONYMS: dict[str, str] = {
-    "ak": "akiec", "actinic keratosis": "akiec", "actinic keratoses": "akiec", "akiec": "akiec",
-    "bcc": "bcc", "basal cell carcinoma": "bcc",
-    "bkl": "bkl", "benign keratosis": "bkl", "seborrheic keratosis": "bkl", "solar lentigo": "bkl",
-    "lentigo nos": "bkl", "lichenoid keratosis": "bkl", "benign keratosis-like lesion": "bkl",
-    "df": "df", "dermatofibroma": "df",
-    "mel": "mel", "melanoma": "mel",
-    "nv": "nv", "nevus": "nv", "naevus": "nv", "melanocytic nevus": "nv", "melanocytic naevus": "nv",
-    "scc": "scc", "squamous cell carcinoma": "scc",
-    "vasc": "vasc", "vascular lesion": "vasc",
+    "ak": "akiec",
+    "actinic keratosis": "akiec",
+    "actinic keratoses": "akiec",
+    "akiec": "akiec",
+    "bcc": "bcc",
+    "basal cell carcinoma": "bcc",
+    "bkl": "bkl",
+    "benign keratosis": "bkl",
+    "seborrheic keratosis": "bkl",
+    "solar lentigo": "bkl",
+    "lentigo nos": "bkl",
+    "lichenoid keratosis": "bkl",
+    "benign keratosis-like lesion": "bkl",
+    "df": "df",
+    "dermatofibroma": "df",
+    "mel": "mel",
+    "melanoma": "mel",
+    "nv": "nv",
+    "nevus": "nv",
+    "naevus": "nv",
+    "melanocytic nevus": "nv",
+    "melanocytic naevus": "nv",
+    "scc": "scc",
+    "squamous cell carcinoma": "scc",
+    "vasc": "vasc",
+    "vascular lesion": "vasc",
 }
 
 #: Class frequencies of the published HAM10000 release (10,015 images).
@@ -60,9 +77,7 @@ HAM10000_COUNTS: dict[str, int] = {
     "nv": 6705,
     "vasc": 142,
 }
-HAM10000_PRIORS: dict[str, float] = {
-    k: v / sum(HAM10000_COUNTS.values()) for k, v in HAM10000_COUNTS.items()
-}
+HAM10000_PRIORS: dict[str, float] = {k: v / sum(HAM10000_COUNTS.values()) for k, v in HAM10000_COUNTS.items()}
 
 
 #: classes a dataset with its own class list declared malignant / their triage level (see :func:`declare`)
@@ -99,8 +114,10 @@ def malignant_classes(classes) -> list[str]:
 def binary_view_reason(classes, malignant_known: bool = True) -> str | None:
     """Why the malignant-vs-benign view cannot be computed for these classes, or None when it can."""
     if not malignant_known:
-        return ("this dataset keeps its own classes and does not declare which are malignant "
-                "(add `malignant: [...]` to its card, data/<name>/dataset.yaml)")
+        return (
+            "this dataset keeps its own classes and does not declare which are malignant "
+            "(add `malignant: [...]` to its card, data/<name>/dataset.yaml)"
+        )
     bad = malignant_classes(classes)
     if not bad:
         return "none of the classes is malignant"
@@ -113,12 +130,16 @@ def triage_view_reason(classes) -> str | None:
     """Why the 3-level triage view cannot be computed for these classes, or None when it can."""
     missing = [c for c in classes if c not in TRIAGE and c not in _DECLARED_TRIAGE]
     if missing:
-        return (f"no triage level for {missing} (a dataset with its own classes declares one per class: "
-                "`triage: {class: low|moderate|high}` in its card)")
+        return (
+            f"no triage level for {missing} (a dataset with its own classes declares one per class: "
+            "`triage: {class: low|moderate|high}` in its card)"
+        )
     levels = sorted({triage_level(c) for c in classes}, key=TRIAGE_LEVELS.index)
     if len(levels) < len(TRIAGE_LEVELS):
-        return (f"the classes cover only {len(levels)} of the {len(TRIAGE_LEVELS)} triage levels ({', '.join(levels)}): "
-                "the view would repeat the malignant-vs-benign one")
+        return (
+            f"the classes cover only {len(levels)} of the {len(TRIAGE_LEVELS)} triage levels ({', '.join(levels)}): "
+            "the view would repeat the malignant-vs-benign one"
+        )
     return None
 
 
@@ -135,9 +156,16 @@ def probability_columns(classes: tuple[str, ...] | list[str]) -> list[str]:
 #:   low      naevus, benign keratosis, dermatofibroma, vascular lesion (and ``benign``): reassurance.
 TRIAGE_LEVELS: tuple[str, ...] = ("low", "moderate", "high")
 TRIAGE: dict[str, str] = {
-    "mel": "high", "malignant": "high",
-    "bcc": "moderate", "akiec": "moderate", "scc": "moderate",
-    "nv": "low", "bkl": "low", "df": "low", "vasc": "low", "benign": "low",
+    "mel": "high",
+    "malignant": "high",
+    "bcc": "moderate",
+    "akiec": "moderate",
+    "scc": "moderate",
+    "nv": "low",
+    "bkl": "low",
+    "df": "low",
+    "vasc": "low",
+    "benign": "low",
 }
 
 
@@ -147,5 +175,7 @@ def triage_level(code: str) -> str:
         return TRIAGE[code]
     if code in _DECLARED_TRIAGE:
         return _DECLARED_TRIAGE[code]
-    raise KeyError(f"class {code!r} has no triage level; map it onto a taxonomy code (label_map) or declare "
-                   "`triage:` in the dataset's card")
+    raise KeyError(
+        f"class {code!r} has no triage level; map it onto a taxonomy code (label_map) or declare "
+        "`triage:` in the dataset's card"
+    )

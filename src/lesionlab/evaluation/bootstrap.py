@@ -6,7 +6,7 @@ uncertainty. Each resample draws lesions with replacement and takes all their im
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -
     s, pos = np.asarray(score)[order], positive[order]
     w = weights[:, order]
     neg_cum = np.cumsum(w * ~pos, axis=1)
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])          # tie groups are runs of equal scores
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # tie groups are runs of equal scores
     ends = np.r_[starts[1:], len(s)] - 1
     group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))[pos]
     before = np.where(starts > 0, neg_cum[:, np.maximum(starts - 1, 0)], 0.0)
@@ -100,8 +100,9 @@ def weighted_confusion(weights: np.ndarray, y: np.ndarray, predicted: np.ndarray
     return (weights @ np.eye(k * k)[cell]).reshape(len(weights), k, k)
 
 
-def weighted_sensitivity_at_specificity(weights: np.ndarray, positive: np.ndarray, score: np.ndarray,
-                                        specificity: float) -> np.ndarray:
+def weighted_sensitivity_at_specificity(
+    weights: np.ndarray, positive: np.ndarray, score: np.ndarray, specificity: float
+) -> np.ndarray:
     """Per resample: tasks.sensitivity_at_specificity of the resampled rows. The threshold sits just above the
     negative score that keeps ``specificity`` of the (weighted) negatives below it; NaN without both outcomes."""
     positive = np.asarray(positive, dtype=bool)
@@ -109,8 +110,8 @@ def weighted_sensitivity_at_specificity(weights: np.ndarray, positive: np.ndarra
     order = np.argsort(score[~positive], kind="mergesort")
     neg, w_neg, w_pos = score[~positive][order], weights[:, ~positive][:, order], weights[:, positive]
     n_neg, n_pos = w_neg.sum(axis=1), w_pos.sum(axis=1)
-    allowed = np.floor((1 - specificity) * n_neg + 1e-9)           # negatives that may score >= the threshold
-    position = n_neg - allowed - 1                                  # 0-based, in the resample's sorted negatives
+    allowed = np.floor((1 - specificity) * n_neg + 1e-9)  # negatives that may score >= the threshold
+    position = n_neg - allowed - 1  # 0-based, in the resample's sorted negatives
     cumulative = np.cumsum(w_neg, axis=1)
     at = np.minimum((cumulative <= position[:, None]).sum(axis=1), max(len(neg) - 1, 0))
     cut = neg[at] if len(neg) else np.full(len(weights), np.inf)

@@ -41,8 +41,12 @@ def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
     if len(y) == 0:
         raise ValueError("cannot fit a temperature on an empty split")
     lo, hi = np.log(T_BOUNDS)
-    res = minimize_scalar(lambda log_t: nll(y, apply_temperature(proba, np.exp(log_t))), bounds=(lo, hi),
-                          method="bounded", options={"xatol": 1e-4})
+    res = minimize_scalar(
+        lambda log_t: nll(y, apply_temperature(proba, np.exp(log_t))),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(res.x))
 
 
@@ -64,8 +68,15 @@ def calibrate(y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: 
     """Fit T on validation, report test ECE / Brier / NLL before and after."""
     t = fit_temperature(y_val, p_val)
     after = apply_temperature(p_test, t)
-    return Calibration(t, expected_calibration_error(y_test, p_test), expected_calibration_error(y_test, after),
-                       brier_score(y_test, p_test), brier_score(y_test, after), nll(y_test, p_test), nll(y_test, after))
+    return Calibration(
+        t,
+        expected_calibration_error(y_test, p_test),
+        expected_calibration_error(y_test, after),
+        brier_score(y_test, p_test),
+        brier_score(y_test, after),
+        nll(y_test, p_test),
+        nll(y_test, after),
+    )
 
 
 def reliability_bins(y: np.ndarray, proba: np.ndarray, bins: int = 15) -> dict[str, np.ndarray]:

@@ -12,19 +12,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.evaluation.bootstrap import (mcnemar, percentile_ci, resample_weights, weighted_auc, weighted_balanced_accuracy,
-                                 weighted_confusion, weighted_mean, weighted_sensitivity_at_specificity)
-from lesionlab.pipeline.contracts import ContractError, read_predictions
+from lesionlab.data.taxonomy import TRIAGE_LEVELS, malignant_classes, probability_columns
+from lesionlab.evaluation.bootstrap import (
+    mcnemar,
+    percentile_ci,
+    resample_weights,
+    weighted_auc,
+    weighted_balanced_accuracy,
+    weighted_confusion,
+    weighted_mean,
+    weighted_sensitivity_at_specificity,
+)
 from lesionlab.evaluation.calibration import apply_temperature, calibrate
 from lesionlab.evaluation.metrics import HEADLINE, class_indices, compute_metrics, headline_metrics, malignant_score
 from lesionlab.evaluation.tasks import SPECIFICITIES, TASK_HEADLINE, TASK_METRICS, triage_view
-from lesionlab.data.taxonomy import TRIAGE_LEVELS
 from lesionlab.evaluation.uncertainty import selective_summary, uncertain_flags
 from lesionlab.models import families
-from lesionlab.paths import ensemble_dir, metrics_file, row_dir, variant_dir
 from lesionlab.models.record import RECORD_FILE, read_record
+from lesionlab.paths import ensemble_dir, metrics_file, row_dir, variant_dir
+from lesionlab.pipeline.contracts import ContractError, read_predictions
 from lesionlab.reporting.report import Html, esc
-from lesionlab.data.taxonomy import malignant_classes, probability_columns
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -54,7 +61,7 @@ TTA_SUFFIX = "+tta"
 def predictions_file(root: Path, dataset: str, name: str) -> Path:
     """``<variant>/predictions.csv``, or ``predictions_tta.csv`` for the row ``<variant>+tta``."""
     if name.endswith(TTA_SUFFIX):
-        return variant_dir(root, dataset, name[:-len(TTA_SUFFIX)]) / "predictions_tta.csv"
+        return variant_dir(root, dataset, name[: -len(TTA_SUFFIX)]) / "predictions_tta.csv"
     return variant_dir(root, dataset, name) / "predictions.csv"
 
 
@@ -95,22 +102,32 @@ def task_view_reasons(classes, summary: dict) -> dict[str, str | None]:
     """Per task view: why it cannot be computed on this dataset (None: it can). The diagnosis view always can."""
     from lesionlab.data.taxonomy import binary_view_reason, triage_view_reason
 
-    return {"diagnosis": None, "binary": binary_view_reason(classes, summary.get("malignant") is not None),
-            "triage": triage_view_reason(classes)}
+    return {
+        "diagnosis": None,
+        "binary": binary_view_reason(classes, summary.get("malignant") is not None),
+        "triage": triage_view_reason(classes),
+    }
 
 
 def load_predictions(root: Path, dataset: str, variants: list[str], classes, params=None) -> dict[str, pd.DataFrame]:
     """Each row's predictions, checked to share one test set (same images, same labels)."""
-    preds = {v: read_predictions(predictions_file(root, dataset, v) if params is None
-                                 else row_predictions_file(root, dataset, v, params), classes) for v in variants}
+    preds = {
+        v: read_predictions(
+            predictions_file(root, dataset, v) if params is None else row_predictions_file(root, dataset, v, params),
+            classes,
+        )
+        for v in variants
+    }
     reference = None
     for name, df in preds.items():
         test = df[df["split"] == "test"].sort_values("image_id")[["image_id", "label"]].reset_index(drop=True)
         if reference is None:
             reference, ref_name = test, name
         elif not test.equals(reference):
-            raise ContractError(f"variants {ref_name!r} and {name!r} were scored on different test sets; "
-                                "re-run `dvc repro` so that every variant uses the current splits.csv")
+            raise ContractError(
+                f"variants {ref_name!r} and {name!r} were scored on different test sets; "
+                "re-run `dvc repro` so that every variant uses the current splits.csv"
+            )
     return preds
 
 
@@ -118,21 +135,33 @@ def split_arrays(pred: pd.DataFrame, classes, lesion_of: dict[str, str], split: 
     """(y_true, proba, lesion groups) of one split, rows sorted by image_id."""
     part = pred[pred["split"] == split].sort_values("image_id")
     index = {c: i for i, c in enumerate(classes)}
-    return (part["label"].map(index).to_numpy(), part[probability_columns(classes)].to_numpy(dtype=float),
-            part["image_id"].map(lesion_of).to_numpy())
+    return (
+        part["label"].map(index).to_numpy(),
+        part[probability_columns(classes)].to_numpy(dtype=float),
+        part["image_id"].map(lesion_of).to_numpy(),
+    )
 
 
-def leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], n_resamples: int = 1000,
-                ci: float = 0.95, seed: int = 0, extra: dict[str, dict] | None = None,
-                weights: np.ndarray | None = None) -> pd.DataFrame:
+def leaderboard(
+    preds: dict[str, pd.DataFrame],
+    classes,
+    lesion_of: dict[str, str],
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    extra: dict[str, dict] | None = None,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
     """One row per variant: headline test metrics with ``_lo``/``_hi`` bootstrap CI columns.
 
     Every variant is scored on the same lesion resamples (``weights``, else :func:`test_weights`), so intervals
     are comparable.
     """
     board = task_leaderboard(preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed, weights=weights)
-    eces = {name: compute_metrics(*split_arrays(pred, classes, lesion_of)[:2], classes)["ece"]
-            for name, pred in preds.items()}
+    eces = {
+        name: compute_metrics(*split_arrays(pred, classes, lesion_of)[:2], classes)["ece"]
+        for name, pred in preds.items()
+    }
     board["ece"] = board["variant"].map(eces)
     for col in sorted({k for v in (extra or {}).values() for k in v}):
         board[col] = board["variant"].map(lambda n: (extra or {}).get(n, {}).get(col))
@@ -150,9 +179,16 @@ def task_statistic(task: str, classes):
     return lambda y, p: TASK_METRICS[task](y, p, classes)
 
 
-def task_leaderboard(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], task: str,
-                     n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
-                     weights: np.ndarray | None = None) -> pd.DataFrame:
+def task_leaderboard(
+    preds: dict[str, pd.DataFrame],
+    classes,
+    lesion_of: dict[str, str],
+    task: str,
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
     """One row per variant for one task view (tasks.TASKS): test metrics + lesion-bootstrap CI columns.
 
     The CIs come from the resample matrix (:func:`resampled_task_metrics`): the same draws, and the same numbers,
@@ -191,7 +227,7 @@ def test_weights(preds: dict[str, pd.DataFrame], lesion_of: dict[str, str], n_re
 def _mean_over_present(values: np.ndarray, axis: int) -> np.ndarray:
     """nanmean along ``axis``; NaN (without a warning) where every value is NaN, as the metrics module does."""
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a resample without a class: that class is left out
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample without a class: that class is left out
         return np.nanmean(values, axis=axis)
 
 
@@ -202,7 +238,9 @@ def _recall(cm: np.ndarray) -> np.ndarray:
         return np.where(support > 0, np.diagonal(cm, axis1=1, axis2=2) / support, np.nan)
 
 
-def resampled_task_metrics(task: str, y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray) -> dict[str, np.ndarray]:
+def resampled_task_metrics(
+    task: str, y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray
+) -> dict[str, np.ndarray]:
     """Every metric of a task view's leaderboard (:func:`task_headline`) for every resample (rows of ``weights``)
     at once; each equals metrics.headline_metrics / tasks.TASK_METRICS evaluated on the resampled rows."""
     classes, y = list(classes), np.asarray(y)
@@ -212,7 +250,8 @@ def resampled_task_metrics(task: str, y: np.ndarray, proba: np.ndarray, classes,
         out = {"malignant_auc": weighted_auc(weights, malignant, score)}
         for spec in SPECIFICITIES:
             out[f"sensitivity_at_{round(spec * 100)}_specificity"] = weighted_sensitivity_at_specificity(
-                weights, malignant, score, spec)
+                weights, malignant, score, spec
+            )
         return out
     if task == "triage":
         level, p = triage_view(y, proba, classes)
@@ -222,8 +261,12 @@ def resampled_task_metrics(task: str, y: np.ndarray, proba: np.ndarray, classes,
         with np.errstate(invalid="ignore", divide="ignore"):
             under = cm[:, high, low] / cm[:, high].sum(axis=1)
         aucs = np.stack([weighted_auc(weights, level == j, p[:, j]) for j in range(len(TRIAGE_LEVELS))])
-        return {"triage_balanced_accuracy": _mean_over_present(recall, 1), "triage_macro_auc": _mean_over_present(aucs, 0),
-                "high_risk_sensitivity": recall[:, high], "under_triage_rate": under}
+        return {
+            "triage_balanced_accuracy": _mean_over_present(recall, 1),
+            "triage_macro_auc": _mean_over_present(aucs, 0),
+            "high_risk_sensitivity": recall[:, high],
+            "under_triage_rate": under,
+        }
     k, predicted = len(classes), proba.argmax(axis=1)
     cm = weighted_confusion(weights, y, predicted, k)
     recall = _recall(cm)
@@ -235,10 +278,14 @@ def resampled_task_metrics(task: str, y: np.ndarray, proba: np.ndarray, classes,
         macro_f1 = np.where(present.any(axis=1), (f1 * present).sum(axis=1) / present.sum(axis=1), np.nan)
         accuracy = tp.sum(axis=1) / support.sum(axis=1)
     per_class = np.stack([weighted_auc(weights, y == j, proba[:, j]) for j in range(k)])
-    return {"accuracy": accuracy, "balanced_accuracy": _mean_over_present(recall, 1),
-            "macro_auc": _mean_over_present(per_class, 0), "malignant_auc": weighted_auc(weights, malignant, score),
-            "melanoma_sensitivity": recall[:, classes.index("mel")] if "mel" in classes else np.full(len(weights), np.nan),
-            "macro_f1": macro_f1}
+    return {
+        "accuracy": accuracy,
+        "balanced_accuracy": _mean_over_present(recall, 1),
+        "macro_auc": _mean_over_present(per_class, 0),
+        "malignant_auc": weighted_auc(weights, malignant, score),
+        "melanoma_sensitivity": recall[:, classes.index("mel")] if "mel" in classes else np.full(len(weights), np.nan),
+        "macro_f1": macro_f1,
+    }
 
 
 def resampled_metrics(y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -247,9 +294,18 @@ def resampled_metrics(y: np.ndarray, proba: np.ndarray, classes, weights: np.nda
     return {m: draws[m] for m in RESAMPLED}
 
 
-def paired_differences(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], pairs: list[list[str]],
-                       metrics: tuple[str, ...] = RESAMPLED, n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
-                       comparison: list[str] | None = None, weights: np.ndarray | None = None) -> pd.DataFrame:
+def paired_differences(
+    preds: dict[str, pd.DataFrame],
+    classes,
+    lesion_of: dict[str, str],
+    pairs: list[list[str]],
+    metrics: tuple[str, ...] = RESAMPLED,
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    comparison: list[str] | None = None,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
     """For each pair (a, b): a - b of each metric with a paired lesion-bootstrap CI (both scored on the same
     resampled lesions), whether the CI excludes 0, and McNemar's exact test on the 7-class right/wrong decisions.
     ``comparison`` labels each pair (e.g. 'vs baseline')."""
@@ -260,8 +316,11 @@ def paired_differences(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[
     def scored(name):
         if name not in cache:
             y, p, _ = split_arrays(preds[name], classes, lesion_of)
-            cache[name] = (resampled_metrics(y, p, classes, ones), resampled_metrics(y, p, classes, weights),
-                           p.argmax(axis=1) == y)
+            cache[name] = (
+                resampled_metrics(y, p, classes, ones),
+                resampled_metrics(y, p, classes, weights),
+                p.argmax(axis=1) == y,
+            )
         return cache[name]
 
     rows = []
@@ -270,9 +329,19 @@ def paired_differences(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[
         test = mcnemar(ca, cb)
         for m in metrics:
             lo, hi = percentile_ci(da[m] - db[m], ci)
-            rows.append({"a": a, "b": b, "comparison": comparison[i] if comparison else "listed", "metric": m,
-                         "difference": float(pa[m][0] - pb[m][0]), "lo": lo, "hi": hi,
-                         "ci_excludes_zero": bool(lo > 0 or hi < 0), **test})
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "comparison": comparison[i] if comparison else "listed",
+                    "metric": m,
+                    "difference": float(pa[m][0] - pb[m][0]),
+                    "lo": lo,
+                    "hi": hi,
+                    "ci_excludes_zero": bool(lo > 0 or hi < 0),
+                    **test,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -296,6 +365,7 @@ def difference_marks(paired: pd.DataFrame, comparison: str, metric: str = "balan
 
 # --- subgroups ---------------------------------------------------------------------------------------------------
 
+
 def age_bands(age: pd.Series, edges: list[float]) -> pd.Series:
     """'<30', '30-44', ..., '≥75' from the band edges; a missing age is 'unknown'."""
     labels = [f"<{edges[0]:g}"] + [f"{a:g}-{b - 1:g}" for a, b in zip(edges, edges[1:])] + [f"≥{edges[-1]:g}"]
@@ -306,14 +376,18 @@ def age_bands(age: pd.Series, edges: list[float]) -> pd.Series:
 _ATTRIBUTE_NAMES = {"sex": "sex", "age": "ages", "site": "body sites", "skin tone": "skin-tone estimates"}
 
 
-def slice_attributes(table: pd.DataFrame, ids: pd.Series, age_edges: list[float],
-                     skin_tone: dict[str, str] | None = None) -> tuple[dict[str, pd.Series], dict[str, str]]:
+def slice_attributes(
+    table: pd.DataFrame, ids: pd.Series, age_edges: list[float], skin_tone: dict[str, str] | None = None
+) -> tuple[dict[str, pd.Series], dict[str, str]]:
     """The subgroup attributes of the test images (sex, age band, body site, and the ITA skin-tone category of
     ``skin_tone``: image_id -> category, :mod:`lesionlab.data.skin`), and for each attribute the dataset does not
     record on any test image, the reason it is skipped."""
     meta = table.set_index("image_id").loc[ids]
-    values = {"sex": meta["sex"].fillna("unknown").astype(str), "age": age_bands(meta["age"], age_edges),
-              "site": meta["site"].fillna("unknown").astype(str)}
+    values = {
+        "sex": meta["sex"].fillna("unknown").astype(str),
+        "age": age_bands(meta["age"], age_edges),
+        "site": meta["site"].fillna("unknown").astype(str),
+    }
     if skin_tone is not None:
         values["skin tone"] = pd.Series([skin_tone.get(i, "unknown") for i in ids], index=meta.index)
     kept, skipped = {}, {}
@@ -325,10 +399,20 @@ def slice_attributes(table: pd.DataFrame, ids: pd.Series, age_edges: list[float]
     return kept, skipped
 
 
-def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str, str], table: pd.DataFrame,
-                    age_edges: list[float], min_lesions: int = 30, min_malignant: int = 10, n_resamples: int = 1000,
-                    ci: float = 0.95, seed: int = 0, weights: np.ndarray | None = None,
-                    skin_tone: dict[str, str] | None = None) -> pd.DataFrame:
+def subgroup_slices(
+    preds: dict[str, pd.DataFrame],
+    classes,
+    lesion_of: dict[str, str],
+    table: pd.DataFrame,
+    age_edges: list[float],
+    min_lesions: int = 30,
+    min_malignant: int = 10,
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+    skin_tone: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Per row and subgroup (sex, age band, body site, skin tone: those the dataset records, :func:`slice_attributes`):
     balanced accuracy, malignant AUC and malignant sensitivity (a malignant lesion's arg-max is a malignant
     class), with lesion-bootstrap CIs and counts. Slices with fewer than ``min_lesions`` lesions (or
@@ -350,14 +434,25 @@ def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str
                 cols = np.flatnonzero(values.to_numpy() == value)
                 w, one = weights[:, cols], np.ones((1, len(cols)))
                 pos = cols[malignant[cols]]
-                row = {"variant": name, "attribute": attribute, "slice": f"{attribute}: {value}",
-                       "n_images": len(cols), "n_lesions": len(set(groups[cols])), "n_malignant": len(pos)}
+                row = {
+                    "variant": name,
+                    "attribute": attribute,
+                    "slice": f"{attribute}: {value}",
+                    "n_images": len(cols),
+                    "n_lesions": len(set(groups[cols])),
+                    "n_malignant": len(pos),
+                }
                 for metric, fn in (
-                        ("balanced_accuracy", lambda ww: weighted_balanced_accuracy(ww, y[cols], predicted[cols],
-                                                                                    len(classes))),
-                        ("malignant_auc", lambda ww: weighted_auc(ww, malignant[cols], score[cols])),
-                        ("malignant_sensitivity", lambda ww: weighted_mean(ww[:, malignant[cols]],
-                                                                           flagged[pos].astype(float)))):
+                    (
+                        "balanced_accuracy",
+                        lambda ww: weighted_balanced_accuracy(ww, y[cols], predicted[cols], len(classes)),
+                    ),
+                    ("malignant_auc", lambda ww: weighted_auc(ww, malignant[cols], score[cols])),
+                    (
+                        "malignant_sensitivity",
+                        lambda ww: weighted_mean(ww[:, malignant[cols]], flagged[pos].astype(float)),
+                    ),
+                ):
                     row[metric] = float(fn(one)[0])
                     row[f"{metric}_lo"], row[f"{metric}_hi"] = percentile_ci(fn(w), ci)
                 row["too_small"] = row["n_lesions"] < min_lesions
@@ -366,9 +461,17 @@ def subgroup_slices(preds: dict[str, pd.DataFrame], classes, lesion_of: dict[str
     return pd.DataFrame(rows, columns=SLICE_COLUMNS)
 
 
-SLICE_COLUMNS = ["variant", "attribute", "slice", "n_images", "n_lesions", "n_malignant",
-                 *[f"{m}{s}" for m in ("balanced_accuracy", "malignant_auc", "malignant_sensitivity")
-                   for s in ("", "_lo", "_hi")], "too_small", "too_few_malignant"]
+SLICE_COLUMNS = [
+    "variant",
+    "attribute",
+    "slice",
+    "n_images",
+    "n_lesions",
+    "n_malignant",
+    *[f"{m}{s}" for m in ("balanced_accuracy", "malignant_auc", "malignant_sensitivity") for s in ("", "_lo", "_hi")],
+    "too_small",
+    "too_few_malignant",
+]
 
 
 def _slice_order(attribute: str, values: pd.Series, age_edges: list[float]) -> list[str]:
@@ -394,17 +497,26 @@ def worst_slice(slices: pd.DataFrame, variant: str, metric: str = "balanced_accu
     same = part[part["attribute"] == worst["attribute"]]
     best = same.loc[same[metric].idxmax()]
     label = METRIC_LABELS.get(metric, metric)
-    return Html(f"<b>{esc(variant)}</b> serves <b>{esc(worst['slice'])}</b> worst on {label}: "
-                f"{format_ci(worst[metric], worst[f'{metric}_lo'], worst[f'{metric}_hi'])} "
-                f"({worst['n_images']} images, {worst['n_lesions']} lesions), against "
-                f"{format_ci(best[metric], best[f'{metric}_lo'], best[f'{metric}_hi'])} for {esc(best['slice'])}.")
+    return Html(
+        f"<b>{esc(variant)}</b> serves <b>{esc(worst['slice'])}</b> worst on {label}: "
+        f"{format_ci(worst[metric], worst[f'{metric}_lo'], worst[f'{metric}_hi'])} "
+        f"({worst['n_images']} images, {worst['n_lesions']} lesions), against "
+        f"{format_ci(best[metric], best[f'{metric}_lo'], best[f'{metric}_hi'])} for {esc(best['slice'])}."
+    )
 
 
 # --- explanations -------------------------------------------------------------------------------------------------
 
-def explanation_summary(explained: dict[str, pd.DataFrame], preds: dict[str, pd.DataFrame], lesion_of: dict[str, str],
-                        n_resamples: int = 1000, ci: float = 0.95, seed: int = 0,
-                        weights: np.ndarray | None = None) -> pd.DataFrame:
+
+def explanation_summary(
+    explained: dict[str, pd.DataFrame],
+    preds: dict[str, pd.DataFrame],
+    lesion_of: dict[str, str],
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Per explained variant: mean share of Grad-CAM energy inside the lesion mask and pointing-game hit rate, with
     lesion-bootstrap CIs (the test images with a mask), and chance (the mean mask area)."""
     weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
@@ -413,8 +525,9 @@ def explanation_summary(explained: dict[str, pd.DataFrame], preds: dict[str, pd.
     for name, per_image in explained.items():
         t = per_image.set_index("image_id").reindex(ids)
         if t["label"].isna().any():
-            raise ContractError(f"explanations of {name!r} do not cover the current test split; re-run "
-                                f"`dvc repro explain@{name}`")
+            raise ContractError(
+                f"explanations of {name!r} do not cover the current test split; re-run `dvc repro explain@{name}`"
+            )
         row = {"variant": name, "n_with_mask": int(t["has_mask"].astype(bool).sum())}
         for col, metric in (("energy_in_mask", "mask_energy"), ("pointing_hit", "pointing_hit_rate")):
             values = t[col].to_numpy(dtype=float)
@@ -425,8 +538,17 @@ def explanation_summary(explained: dict[str, pd.DataFrame], preds: dict[str, pd.
     return pd.DataFrame(rows, columns=EXPLANATION_COLUMNS)
 
 
-EXPLANATION_COLUMNS = ["variant", "n_with_mask", "mask_energy", "mask_energy_lo", "mask_energy_hi", "pointing_hit_rate",
-                       "pointing_hit_rate_lo", "pointing_hit_rate_hi", "chance"]
+EXPLANATION_COLUMNS = [
+    "variant",
+    "n_with_mask",
+    "mask_energy",
+    "mask_energy_lo",
+    "mask_energy_hi",
+    "pointing_hit_rate",
+    "pointing_hit_rate_lo",
+    "pointing_hit_rate_hi",
+    "chance",
+]
 
 
 def has_mask_scores(explained: pd.DataFrame) -> bool:
@@ -441,8 +563,13 @@ def metadata_pairs(params) -> list[list[str]]:
     for a, ea in params.ensembles.items():
         for b, eb in params.ensembles.items():
             extra, missing = set(ea.members) - set(eb.members), set(eb.members) - set(ea.members)
-            if (a != b and extra and not missing and extra <= set(params.tabulars)
-                    and params.ensemble_config(a).method == params.ensemble_config(b).method):
+            if (
+                a != b
+                and extra
+                and not missing
+                and extra <= set(params.tabulars)
+                and params.ensemble_config(a).method == params.ensemble_config(b).method
+            ):
                 out.append([a, b])
     return out
 
@@ -484,6 +611,7 @@ def with_ci_text(board: pd.DataFrame, digits: int = 3, metrics: tuple[str, ...] 
 
 def headline(board: pd.DataFrame, baseline: str, metric: str = "balanced_accuracy") -> str:
     """One sentence for reviewers: the best variant on ``metric`` against the baseline, with CIs."""
+
     def fmt(row) -> str:
         return format_ci(row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"])
 
@@ -493,9 +621,11 @@ def headline(board: pd.DataFrame, baseline: str, metric: str = "balanced_accurac
     if best["variant"] == baseline:
         return Html(f"Best {label}: the baseline <b>{esc(baseline)}</b>, {fmt(base)}.")
     overlap = best[f"{metric}_lo"] <= base[f"{metric}_hi"]
-    return Html(f"Best {label}: <b>{esc(best['variant'])}</b>, {fmt(best)}, against {fmt(base)} for the baseline "
-                f"<b>{esc(baseline)}</b> ({best[metric] - base[metric]:+.3f}; the two intervals "
-                f"{'overlap' if overlap else 'do not overlap'}).")
+    return Html(
+        f"Best {label}: <b>{esc(best['variant'])}</b>, {fmt(best)}, against {fmt(base)} for the baseline "
+        f"<b>{esc(baseline)}</b> ({best[metric] - base[metric]:+.3f}; the two intervals "
+        f"{'overlap' if overlap else 'do not overlap'})."
+    )
 
 
 def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
@@ -520,14 +650,25 @@ def backbone_table(root: Path, dataset: str, params) -> pd.DataFrame:
         cfg = params.backbone_variant(name)
         record = read_record(variant_dir(root, dataset, name))
         weights = record.weights
-        started = ("random initialisation" if weights["weights"] == "random"
-                   else Html(f"ImageNet <code>{esc(weights['file'])}</code><br><small>sha256 {esc(weights['sha256'])}"
-                             "</small>"))
+        started = (
+            "random initialisation"
+            if weights["weights"] == "random"
+            else Html(f"ImageNet <code>{esc(weights['file'])}</code><br><small>sha256 {esc(weights['sha256'])}</small>")
+        )
         metrics = json.loads(metrics_file(root, dataset, name).read_text())
-        rows.append({"variant": name, "backbone": cfg.backbone, "strategy": cfg.strategy,
-                     "input px": record.input_size, "weights": started, "device": record.device,
-                     "trainable params": metrics.get("n_trainable_params"),
-                     "train s": metrics.get("train_seconds"), "train img/s": metrics.get("train_images_per_second")})
+        rows.append(
+            {
+                "variant": name,
+                "backbone": cfg.backbone,
+                "strategy": cfg.strategy,
+                "input px": record.input_size,
+                "weights": started,
+                "device": record.device,
+                "trainable params": metrics.get("n_trainable_params"),
+                "train s": metrics.get("train_seconds"),
+                "train img/s": metrics.get("train_images_per_second"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -548,14 +689,18 @@ def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
         verdict = f"mixed: better {', '.join(gains)}, worse {', '.join(losses)}"
     else:
         verdict = "metadata adds <b>no measurable value</b> here: every paired CI includes 0"
-    return Html(f"<b>{esc(meta)}</b> (image + metadata) minus its image-only twin <b>{esc(twin)}</b>: "
-                + "; ".join(pieces) + f". Verdict: {verdict}.")
+    return Html(
+        f"<b>{esc(meta)}</b> (image + metadata) minus its image-only twin <b>{esc(twin)}</b>: "
+        + "; ".join(pieces)
+        + f". Verdict: {verdict}."
+    )
 
 
 # --- display tables (HTML cells) ----------------------------------------------------------------------------------
 
+
 def signed_ci(d: float, lo: float, hi: float, excludes: bool) -> str:
-    mark = ((" <b style='color:#1a7f37'>▲</b>" if d > 0 else " <b style='color:#b42318'>▼</b>") if excludes else "")
+    mark = (" <b style='color:#1a7f37'>▲</b>" if d > 0 else " <b style='color:#b42318'>▼</b>") if excludes else ""
     return Html(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
 
 
@@ -566,8 +711,9 @@ def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
         first = part.iloc[0]
         row = {"a": a, "b": b}
         for _, r in part.iterrows():
-            row[f"Δ {METRIC_LABELS.get(r['metric'], r['metric'])}"] = signed_ci(r["difference"], r["lo"], r["hi"],
-                                                                                   r["ci_excludes_zero"])
+            row[f"Δ {METRIC_LABELS.get(r['metric'], r['metric'])}"] = signed_ci(
+                r["difference"], r["lo"], r["hi"], r["ci_excludes_zero"]
+            )
         row["only a right / only b right"] = f"{first['only_a_correct']} / {first['only_b_correct']}"
         row["McNemar p"] = f"{first['mcnemar_p']:.2g}" if first["mcnemar_p"] >= 1e-4 else "<1e-4"
         rows.append(row)
@@ -577,31 +723,48 @@ def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
 def slices_display(slices: pd.DataFrame) -> pd.DataFrame:
     """Slice, counts, and each metric as 'value [lo, hi]'; values of slices too small to say anything are greyed
     and marked."""
+
     def cell(r, m, small):
         if not np.isfinite(r[m]):
             return "–"
         text = format_ci(r[m], r[f"{m}_lo"], r[f"{m}_hi"])
         return Html(f"<span style='color:#999'>{text} (too small)</span>") if small else text
 
-    return pd.DataFrame([{
-        "slice": r["slice"], "images": r["n_images"], "lesions": r["n_lesions"], "malignant": r["n_malignant"],
-        "balanced accuracy": cell(r, "balanced_accuracy", r["too_small"]),
-        "malignant AUC": cell(r, "malignant_auc", r["too_small"] or r["too_few_malignant"]),
-        "malignant sensitivity": cell(r, "malignant_sensitivity", r["too_small"] or r["too_few_malignant"]),
-    } for _, r in slices.iterrows()])
+    return pd.DataFrame(
+        [
+            {
+                "slice": r["slice"],
+                "images": r["n_images"],
+                "lesions": r["n_lesions"],
+                "malignant": r["n_malignant"],
+                "balanced accuracy": cell(r, "balanced_accuracy", r["too_small"]),
+                "malignant AUC": cell(r, "malignant_auc", r["too_small"] or r["too_few_malignant"]),
+                "malignant sensitivity": cell(r, "malignant_sensitivity", r["too_small"] or r["too_few_malignant"]),
+            }
+            for _, r in slices.iterrows()
+        ]
+    )
 
 
 def explanation_display(explained: pd.DataFrame) -> pd.DataFrame:
     first = ["page"] if "page" in explained else ["variant"]
-    return pd.DataFrame({
-        first[0]: explained[first[0]],
-        "Grad-CAM energy in mask": [format_ci(v, lo, hi) for v, lo, hi in
-                                    zip(explained["mask_energy"], explained["mask_energy_lo"], explained["mask_energy_hi"])],
-        "pointing-game hits": [format_ci(v, lo, hi) for v, lo, hi in zip(explained["pointing_hit_rate"],
-                               explained["pointing_hit_rate_lo"], explained["pointing_hit_rate_hi"])],
-        "chance (mask area)": explained["chance"].map(lambda x: f"{x:.3f}"),
-        "images with a mask": explained["n_with_mask"],
-    })
+    return pd.DataFrame(
+        {
+            first[0]: explained[first[0]],
+            "Grad-CAM energy in mask": [
+                format_ci(v, lo, hi)
+                for v, lo, hi in zip(explained["mask_energy"], explained["mask_energy_lo"], explained["mask_energy_hi"])
+            ],
+            "pointing-game hits": [
+                format_ci(v, lo, hi)
+                for v, lo, hi in zip(
+                    explained["pointing_hit_rate"], explained["pointing_hit_rate_lo"], explained["pointing_hit_rate_hi"]
+                )
+            ],
+            "chance (mask area)": explained["chance"].map(lambda x: f"{x:.3f}"),
+            "images with a mask": explained["n_with_mask"],
+        }
+    )
 
 
 def explanation_verdict(explained: pd.DataFrame) -> str:
@@ -613,15 +776,22 @@ def explanation_verdict(explained: pd.DataFrame) -> str:
     outside = explained[explained["mask_energy"] < 0.5]["variant"].tolist()
     blind = explained[explained["mask_energy_hi"] <= explained["chance"]]["variant"].tolist()
     best = explained.loc[explained["mask_energy"].idxmax()]
-    parts = [f"Most focused on the lesion: <b>{esc(best['variant'])}</b> "
-             f"({format_ci(best['mask_energy'], best['mask_energy_lo'], best['mask_energy_hi'])} of its energy inside the "
-             f"mask; chance {best['chance']:.3f})."]
-    parts.append(f"Mostly <b>outside</b> the lesion (less than half the energy inside): {esc(', '.join(outside))}."
-                 if outside else "Every explained variant puts at least half its energy inside the lesion.")
+    parts = [
+        f"Most focused on the lesion: <b>{esc(best['variant'])}</b> "
+        f"({format_ci(best['mask_energy'], best['mask_energy_lo'], best['mask_energy_hi'])} of its energy inside the "
+        f"mask; chance {best['chance']:.3f})."
+    ]
+    parts.append(
+        f"Mostly <b>outside</b> the lesion (less than half the energy inside): {esc(', '.join(outside))}."
+        if outside
+        else "Every explained variant puts at least half its energy inside the lesion."
+    )
     if blind:
         parts.append(f"No better than chance (CI at or below the mask area): {esc(', '.join(blind))}.")
     off = explained[explained["pointing_hit_rate_hi"] < explained["chance"]]["variant"].tolist()
     if off:
-        parts.append("Maximum outside the lesion more often than a blind map's would be (pointing-game CI below "
-                     f"chance): {esc(', '.join(off))}.")
+        parts.append(
+            "Maximum outside the lesion more often than a blind map's would be (pointing-game CI below "
+            f"chance): {esc(', '.join(off))}."
+        )
     return Html(" ".join(parts))

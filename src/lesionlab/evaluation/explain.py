@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.pipeline.contracts import read_splits
-from lesionlab.paths import fresh_dir, results_dir, splits_file, variant_dir
 from lesionlab.data.prepare import decode_images, load_backbone_cache, load_prepared
 from lesionlab.data.preprocess import Preprocess
+from lesionlab.paths import fresh_dir, results_dir, splits_file, variant_dir
+from lesionlab.pipeline.contracts import read_splits
 
 
 def explanations_dir(root: Path, dataset: str, variant: str) -> Path:
@@ -34,6 +34,7 @@ def explanations_dir(root: Path, dataset: str, variant: str) -> Path:
 
 
 # --- the maps ---------------------------------------------------------------------------------------------------
+
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
     """Each map scaled to max 1 (an all-zero map stays zero)."""
@@ -68,7 +69,7 @@ def gradcam_keras(model, images: np.ndarray, batch_size: int = 64) -> tuple[np.n
     grad_model = keras.Model(model.inputs, [feature.output, head_input])
     maps, probas = [], []
     for start in range(0, len(images), batch_size):
-        x = tf.convert_to_tensor(np.asarray(images[start:start + batch_size]), dtype=tf.float32)
+        x = tf.convert_to_tensor(np.asarray(images[start : start + batch_size]), dtype=tf.float32)
         with tf.GradientTape() as tape:
             fmap, h = grad_model(x, training=False)
             # the class score before the softmax (Grad-CAM's definition); log p if the model has no softmax head
@@ -96,6 +97,7 @@ def gradcam_torch(model, spec, images: np.ndarray, batch_size: int = 64, device:
     captured: dict = {}
     hook = None
     if not isinstance(features, _LiteFeatures):
+
         def keep(_module, _inputs, output):
             captured["fmap"] = output.detach().requires_grad_(True)
             return captured["fmap"]
@@ -105,7 +107,7 @@ def gradcam_torch(model, spec, images: np.ndarray, batch_size: int = 64, device:
     model.eval()
     try:
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
             with torch.enable_grad():
                 if isinstance(features, _LiteFeatures):
                     with torch.no_grad():
@@ -135,11 +137,13 @@ def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
 
     if maps.shape[1:] == (size, size):
         return maps.astype(np.float32)
-    return np.stack([np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
-                     for m in maps]).astype(np.float32)
+    return np.stack(
+        [np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR)) for m in maps]
+    ).astype(np.float32)
 
 
 # --- scoring against the masks ---------------------------------------------------------------------------------
+
 
 def mask_scores(maps: np.ndarray, masks: np.ndarray) -> pd.DataFrame:
     """Per image: ``energy_in_mask`` (share of the map inside the mask), ``pointing_hit`` (the map's maximum is
@@ -151,11 +155,13 @@ def mask_scores(maps: np.ndarray, masks: np.ndarray) -> pd.DataFrame:
     inside = (a * m).sum(axis=1)
     defined = (total > 0) & m.any(axis=1)
     peak_inside = m[np.arange(len(m)), a.argmax(axis=1)]
-    return pd.DataFrame({
-        "energy_in_mask": np.where(defined, inside / np.where(total > 0, total, 1), np.nan),
-        "pointing_hit": np.where(defined, peak_inside.astype(float), np.nan),
-        "mask_area": np.where(m.any(axis=1), m.mean(axis=1), np.nan),
-    })
+    return pd.DataFrame(
+        {
+            "energy_in_mask": np.where(defined, inside / np.where(total > 0, total, 1), np.nan),
+            "pointing_hit": np.where(defined, peak_inside.astype(float), np.nan),
+            "mask_area": np.where(m.any(axis=1), m.mean(axis=1), np.nan),
+        }
+    )
 
 
 def pick_panels(table: pd.DataFrame, classes, per_class: int) -> pd.DataFrame:
@@ -171,14 +177,15 @@ def pick_panels(table: pd.DataFrame, classes, per_class: int) -> pd.DataFrame:
 
 # --- the stage ---------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Explanation:
     variant: str
     framework: str
-    table: pd.DataFrame          # one row per test image (per_image.csv)
-    maps: np.ndarray             # (n_test, S, S) at the mask resolution, rows as ``table``
-    images: np.ndarray           # (n_test, S, S, 3) uint8: the prepared images, for display
-    masks: np.ndarray            # (n_test, S, S)
+    table: pd.DataFrame  # one row per test image (per_image.csv)
+    maps: np.ndarray  # (n_test, S, S) at the mask resolution, rows as ``table``
+    images: np.ndarray  # (n_test, S, S, 3) uint8: the prepared images, for display
+    masks: np.ndarray  # (n_test, S, S)
     classes: list[str]
     summary: dict
 
@@ -227,21 +234,24 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
     framework, explain, size = load_explainer(root, dataset, variant)
     preprocess = recorded_preprocess(root, dataset, variant)
     all_masks = np.asarray(data.masks)
-    if preprocess != Preprocess.from_summary(data.summary):   # a preprocessing ablation: its own images and masks
+    if preprocess != Preprocess.from_summary(data.summary):  # a preprocessing ablation: its own images and masks
         source, all_masks = np.zeros((len(data.table), size, size, 3), np.uint8), np.zeros_like(all_masks)
         source[test], all_masks[test] = decode_images(data.table.iloc[test], root, size, preprocess)
     else:
-        source = (np.asarray(data.images) if size == data.images.shape[1]
-                  else load_backbone_cache(root, dataset, data.table))
+        source = (
+            np.asarray(data.images) if size == data.images.shape[1] else load_backbone_cache(root, dataset, data.table)
+        )
     if source.shape[1] != size:
-        raise ValueError(f"{variant} takes {size}-px images; the caches hold {data.images.shape[1]} and "
-                         f"{source.shape[1]} px (re-run `dvc repro`)")
+        raise ValueError(
+            f"{variant} takes {size}-px images; the caches hold {data.images.shape[1]} and "
+            f"{source.shape[1]} px (re-run `dvc repro`)"
+        )
     shown = np.asarray(data.images)[test] if source.shape[1] != data.images.shape[1] else source[test]
     started = time.perf_counter()
     maps, proba = [], []
     chunk = max(batch_size, 256)
     for i in range(0, len(test), chunk):
-        m, p = explain(source[test[i:i + chunk]], batch_size)
+        m, p = explain(source[test[i : i + chunk]], batch_size)
         maps.append(m)
         proba.append(p)
         if progress:
@@ -266,13 +276,20 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
     stage_pred = pd.read_csv(variant_dir(root, dataset, variant) / "predictions.csv").set_index("image_id")
     stage_proba = stage_pred.loc[table["image_id"], [f"p_{c}" for c in classes]].to_numpy(dtype=float)
     summary = {
-        "variant": variant, "framework": framework, "method": "gradcam", "input_size": size,
+        "variant": variant,
+        "framework": framework,
+        "method": "gradcam",
+        "input_size": size,
         "feature_map": feature_map,
-        "mask_size": int(mask_size), "n_test": int(len(test)), "n_with_mask": int(has_mask.sum()),
-        "energy_in_mask": _mean(table["energy_in_mask"]), "pointing_hit_rate": _mean(table["pointing_hit"]),
+        "mask_size": int(mask_size),
+        "n_test": int(len(test)),
+        "n_with_mask": int(has_mask.sum()),
+        "energy_in_mask": _mean(table["energy_in_mask"]),
+        "pointing_hit_rate": _mean(table["pointing_hit"]),
         "chance": _mean(table["mask_area"]),
         "max_abs_diff_vs_stage_predictions": float(np.abs(stage_proba - proba).max()) if len(test) else 0.0,
-        "seconds": round(seconds, 1), "images_per_second": round(len(test) / max(seconds, 1e-9), 1),
+        "seconds": round(seconds, 1),
+        "images_per_second": round(len(test) / max(seconds, 1e-9), 1),
     }
     return Explanation(variant, framework, table, maps, shown, masks, classes, summary)
 
@@ -284,8 +301,9 @@ def breakdown(table: pd.DataFrame) -> pd.DataFrame:
     by_class = part.groupby("label")[list(cols)].mean()
     by_outcome = part.groupby(part["correct"].map({True: "correct", False: "incorrect"}))[list(cols)].mean()
     out = pd.concat([by_class, by_outcome]).rename(columns=cols)
-    out["images"] = pd.concat([part.groupby("label").size(),
-                               part.groupby(part["correct"].map({True: "correct", False: "incorrect"})).size()])
+    out["images"] = pd.concat(
+        [part.groupby("label").size(), part.groupby(part["correct"].map({True: "correct", False: "incorrect"})).size()]
+    )
     return out.round(3)
 
 

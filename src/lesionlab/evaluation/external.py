@@ -47,11 +47,27 @@ def prepare_external(params: Params, root: Path, name: str, workers: int = 2, pr
     out = fresh_dir(folder / "prepared")
     table = import_dataset(info, source)
     classes = tuple(main["classes"])
-    print(f"[external_prepare@{name}] {len(table)} rows in {source}, labels mapped onto {params.dataset}'s classes "
-          f"{list(classes)}", flush=True)
+    print(
+        f"[external_prepare@{name}] {len(table)} rows in {source}, labels mapped onto {params.dataset}'s classes "
+        f"{list(classes)}",
+        flush=True,
+    )
     semantics = {k: main[k] for k in ("malignant", "triage") if k in main}
-    prepare_table(info, table, classes, semantics, source, out, folder / "cache", params.prepare, root, workers,
-                  progress, min_classes=1, extra={"external_of": params.dataset})
+    prepare_table(
+        info,
+        table,
+        classes,
+        semantics,
+        source,
+        out,
+        folder / "cache",
+        params.prepare,
+        root,
+        workers,
+        progress,
+        min_classes=1,
+        extra={"external_of": params.dataset},
+    )
     return out
 
 
@@ -73,15 +89,18 @@ class ExternalImages:
         from lesionlab.data.preprocess import Preprocess
 
         self.root, self.data, self.default = root, data, Preprocess.from_summary(data.summary)
-        self._images = {(self.default, params.prepare.image_size): np.asarray(data.images),
-                        (self.default, params.prepare.backbone_image_size): np.asarray(cache)}
+        self._images = {
+            (self.default, params.prepare.image_size): np.asarray(data.images),
+            (self.default, params.prepare.backbone_image_size): np.asarray(cache),
+        }
         self._masks = {(self.default, params.prepare.image_size): np.asarray(data.masks)}
 
     def _decode(self, preprocess, size: int) -> None:
         from lesionlab.data.prepare import decode_images
 
         self._images[preprocess, size], self._masks[preprocess, size] = decode_images(
-            self.data.table, self.root, size, preprocess)
+            self.data.table, self.root, size, preprocess
+        )
 
     def images(self, preprocess, size: int) -> np.ndarray:
         if (preprocess, size) not in self._images:
@@ -107,9 +126,9 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
     import torch  # noqa: F401 - before TensorFlow: torchvision imported after TensorFlow crashes (triton)
 
     from lesionlab.evaluation.compare import leaderboard_rows, skipped_rows
-    from lesionlab.pipeline.contracts import write_predictions
     from lesionlab.models.predict import load_predictor
     from lesionlab.models.tabular import missing_metadata_reason
+    from lesionlab.pipeline.contracts import write_predictions
 
     ds = params.dataset
     data, cache = load_external(root, ds, name)
@@ -124,10 +143,12 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
     for row in rows:
         started = time.perf_counter()
         if no_metadata and _tabular_members(params, row):
-            record["skipped"][row] = f"needs metadata ({', '.join(_tabular_members(params, row))}): {name} has {no_metadata}"
+            record["skipped"][row] = (
+                f"needs metadata ({', '.join(_tabular_members(params, row))}): {name} has {no_metadata}"
+            )
             continue
         base = row.removesuffix("+tta")
-        if base not in loaded:   # a +tta row scores its model again, with the 8 views: rebuilt once
+        if base not in loaded:  # a +tta row scores its model again, with the 8 views: rebuilt once
             loaded[base] = load_predictor(root, ds, base)
         predictor = loaded[base]
         sizes = (predictor.input_size, *predictor.extra_sizes)
@@ -138,8 +159,9 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
             proba.append(predictor.batch_proba(batch, table.iloc[part], row.endswith("+tta")))
         proba = np.concatenate(proba) if proba else np.zeros((0, len(data.classes)))
         proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
-        write_predictions(out / f"{row}.csv", table["image_id"], ["test"] * len(table), table["label"], proba,
-                          data.classes)
+        write_predictions(
+            out / f"{row}.csv", table["image_id"], ["test"] * len(table), table["label"], proba, data.classes
+        )
         record["scored"].append(row)
         if progress:
             print(f"[external@{name}] {row}: {len(table)} images in {time.perf_counter() - started:.1f} s", flush=True)
@@ -151,8 +173,9 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
     return out
 
 
-def explain_external(params: Params, root: Path, images: ExternalImages, skipped: dict,
-                     progress: bool = True, chunk: int = 256) -> pd.DataFrame | None:
+def explain_external(
+    params: Params, root: Path, images: ExternalImages, skipped: dict, progress: bool = True, chunk: int = 256
+) -> pd.DataFrame | None:
     """Grad-CAM of each explained variant (``explain.variants``) on the external images, scored against the external
     lesion masks (share of the map inside, pointing game, mask area); None when the external set has no mask."""
     from lesionlab.evaluation.explain import load_explainer, mask_scores, resize_maps
@@ -170,8 +193,9 @@ def explain_external(params: Params, root: Path, images: ExternalImages, skipped
         preprocess = recorded_preprocess(root, params.dataset, variant)
         source = images.images(preprocess, size)
         masks = images.masks(preprocess, data.images.shape[1])
-        maps = np.concatenate([explain(source[i:i + chunk], params.explain.batch_size)[0]
-                               for i in range(0, len(source), chunk)])
+        maps = np.concatenate(
+            [explain(source[i : i + chunk], params.explain.batch_size)[0] for i in range(0, len(source), chunk)]
+        )
         scores = mask_scores(resize_maps(maps, masks.shape[1]), masks)
         scores.loc[~has_mask, :] = np.nan
         scores.insert(0, "variant", variant)
@@ -195,18 +219,20 @@ def read_external(root: Path, dataset: str, names) -> dict[str, dict]:
         record = json.loads(scored.read_text())
         data, _ = load_external(root, dataset, name)
         cams = folder / "predictions" / "gradcam.csv"
-        out[name] = {"data": data, "record": record,
-                     "preds": {r: read_predictions(folder / "predictions" / f"{r}.csv", data.classes)
-                               for r in record["scored"]},
-                     "gradcam": pd.read_csv(cams, dtype={"image_id": str}) if cams.is_file() else None}
+        out[name] = {
+            "data": data,
+            "record": record,
+            "preds": {r: read_predictions(folder / "predictions" / f"{r}.csv", data.classes) for r in record["scored"]},
+            "gradcam": pd.read_csv(cams, dtype={"image_id": str}) if cams.is_file() else None,
+        }
     return out
 
 
 def _score(proba: np.ndarray, classes: list[str]) -> tuple[str, np.ndarray, np.ndarray]:
     """The operating point's target: melanoma vs rest when the classes hold ``mel``, else malignant vs benign.
     Returns (name, positive-class indices, score = their summed probability)."""
-    from lesionlab.evaluation.metrics import class_indices
     from lesionlab.data.taxonomy import malignant_classes
+    from lesionlab.evaluation.metrics import class_indices
 
     if "mel" in classes:
         idx = [classes.index("mel")]
@@ -215,19 +241,28 @@ def _score(proba: np.ndarray, classes: list[str]) -> tuple[str, np.ndarray, np.n
     return "malignant", idx, proba[:, idx].sum(axis=1)
 
 
-def external_leaderboard(name: str, external: dict, internal: dict[str, pd.DataFrame], classes, lesion_of: dict,
-                         temperatures: dict[str, float], uncertainty, n_resamples: int = 1000, ci: float = 0.95,
-                         seed: int = 0) -> pd.DataFrame:
+def external_leaderboard(
+    name: str,
+    external: dict,
+    internal: dict[str, pd.DataFrame],
+    classes,
+    lesion_of: dict,
+    temperatures: dict[str, float],
+    uncertainty,
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per scored leaderboard row on external set ``name``: the metrics its label set supports, each
     with a lesion-bootstrap CI over the external set, and the internal (test split) value and drop
     (internal - external) of the AUCs. The operating point (threshold on the melanoma score, else on the malignant
     score) keeps ``OPERATING_SPECIFICITY`` on the internal validation split; sensitivity and specificity are read
     at that threshold on the external set."""
+    from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
     from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_auc, weighted_mean
     from lesionlab.evaluation.calibration import apply_temperature
     from lesionlab.evaluation.compare import split_arrays
     from lesionlab.evaluation.metrics import binary_auc, expected_calibration_error
-    from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
     from lesionlab.evaluation.tasks import threshold_for_specificity
     from lesionlab.evaluation.uncertainty import uncertain_flags
 
@@ -268,11 +303,20 @@ def external_leaderboard(name: str, external: dict, internal: dict[str, pd.DataF
         threshold = threshold_for_specificity(val_score[~np.isin(yv, idx)], OPERATING_SPECIFICITY)
         out["threshold"] = threshold
         called = score >= threshold
-        put("sensitivity", called[positive].mean() if positive.any() else np.nan,
-            weighted_mean(weights[:, positive], called[positive].astype(float)) if positive.any() else np.full(1, np.nan))
-        put("specificity", (~called[~positive]).mean() if (~positive).any() else np.nan,
-            weighted_mean(weights[:, ~positive], (~called[~positive]).astype(float)) if (~positive).any()
-            else np.full(1, np.nan))
+        put(
+            "sensitivity",
+            called[positive].mean() if positive.any() else np.nan,
+            weighted_mean(weights[:, positive], called[positive].astype(float))
+            if positive.any()
+            else np.full(1, np.nan),
+        )
+        put(
+            "specificity",
+            (~called[~positive]).mean() if (~positive).any() else np.nan,
+            weighted_mean(weights[:, ~positive], (~called[~positive]).astype(float))
+            if (~positive).any()
+            else np.full(1, np.nan),
+        )
         for c in classes:
             here = y == index[c]
             if here.any():
@@ -283,11 +327,12 @@ def external_leaderboard(name: str, external: dict, internal: dict[str, pd.DataF
         out["temperature"] = temperature
         out["ece"] = expected_calibration_error(y, calibrated)
         out["ece_internal"] = expected_calibration_error(yi, apply_temperature(pi, temperature))
-        flags = uncertain_flags(calibrated if uncertainty.calibrated else p, uncertainty.max_prob_below,
-                                uncertainty.entropy_above)
+        flags = uncertain_flags(
+            calibrated if uncertainty.calibrated else p, uncertainty.max_prob_below, uncertainty.entropy_above
+        )
         put("uncertain_share", flags.mean(), weighted_mean(weights, flags.astype(float)))
         cams = external.get("gradcam")
-        if cams is not None and row in set(cams["variant"]):   # +tta rows share their model's maps: not repeated
+        if cams is not None and row in set(cams["variant"]):  # +tta rows share their model's maps: not repeated
             cam = cams[cams["variant"] == row].set_index("image_id").loc[part["image_id"]]
             for col, metric in (("energy_in_mask", "mask_energy"), ("pointing_hit", "pointing_hit_rate")):
                 values = cam[col].to_numpy(dtype=float)
@@ -301,33 +346,43 @@ def external_display(board: pd.DataFrame) -> pd.DataFrame:
     """'value [lo, hi]' per metric the external set supports, the internal value and the drop."""
     from lesionlab.evaluation.compare import format_ci
 
-    cols = {"melanoma_auc": "melanoma AUC", "malignant_auc": "malignant AUC", "sensitivity": "sensitivity @ op",
-            "specificity": "specificity @ op", "uncertain_share": "flagged uncertain",
-            "mask_energy": "Grad-CAM energy in mask"}
+    cols = {
+        "melanoma_auc": "melanoma AUC",
+        "malignant_auc": "malignant AUC",
+        "sensitivity": "sensitivity @ op",
+        "specificity": "specificity @ op",
+        "uncertain_share": "flagged uncertain",
+        "mask_energy": "Grad-CAM energy in mask",
+    }
     shown = pd.DataFrame({"variant": board["variant"]})
     for metric, label in cols.items():
         if metric in board and board[metric].notna().any():
-            shown[label] = [format_ci(v, lo, hi) for v, lo, hi in
-                            zip(board[metric], board[f"{metric}_lo"], board[f"{metric}_hi"])]
+            shown[label] = [
+                format_ci(v, lo, hi) for v, lo, hi in zip(board[metric], board[f"{metric}_lo"], board[f"{metric}_hi"])
+            ]
             if f"{metric}_drop" in board:
-                shown[f"{label}: internal → drop"] = [f"{i:.3f} → {d:+.3f}" if np.isfinite(d) else "–" for i, d in
-                                                       zip(board[f"{metric}_internal"], board[f"{metric}_drop"])]
+                shown[f"{label}: internal → drop"] = [
+                    f"{i:.3f} → {d:+.3f}" if np.isfinite(d) else "–"
+                    for i, d in zip(board[f"{metric}_internal"], board[f"{metric}_drop"])
+                ]
     if "chance" in board and board["chance"].notna().any():
         shown["chance (mask area)"] = [f"{c:.3f}" if np.isfinite(c) else "–" for c in board["chance"]]
     shown["ECE (internal T)"] = [f"{e:.3f} (internal {i:.3f})" for e, i in zip(board["ece"], board["ece_internal"])]
     for col in [c for c in board.columns if c.startswith("recall_") and not c.endswith(("_lo", "_hi"))]:
-        shown[col.replace("recall_", "recall ")] = [format_ci(v, lo, hi) for v, lo, hi in
-                                                   zip(board[col], board[f"{col}_lo"], board[f"{col}_hi"])]
+        shown[col.replace("recall_", "recall ")] = [
+            format_ci(v, lo, hi) for v, lo, hi in zip(board[col], board[f"{col}_lo"], board[f"{col}_hi"])
+        ]
     return shown
 
 
-def external_paired(name: str, external: dict, pairs: list[list[str]], classes, n_resamples: int = 1000,
-                    ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def external_paired(
+    name: str, external: dict, pairs: list[list[str]], classes, n_resamples: int = 1000, ci: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """For each pair (a, b) scored on external set ``name``: a - b of the melanoma-vs-rest and malignant AUCs with a
     paired bootstrap CI (both rows on the same resampled external lesions)."""
+    from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
     from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_auc
     from lesionlab.evaluation.metrics import binary_auc
-    from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
 
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
@@ -349,6 +404,16 @@ def external_paired(name: str, external: dict, pairs: list[list[str]], classes, 
             sa, sb = (p[[f"p_{classes[i]}" for i in idx]].to_numpy(dtype=float).sum(axis=1) for p in (pa, pb))
             lo, hi = percentile_ci(weighted_auc(weights, positive, sa) - weighted_auc(weights, positive, sb), ci)
             difference = binary_auc(positive, sa) - binary_auc(positive, sb)
-            rows.append({"dataset": name, "a": a, "b": b, "metric": metric, "difference": difference, "lo": lo,
-                         "hi": hi, "ci_excludes_zero": bool(lo > 0 or hi < 0)})
+            rows.append(
+                {
+                    "dataset": name,
+                    "a": a,
+                    "b": b,
+                    "metric": metric,
+                    "difference": difference,
+                    "lo": lo,
+                    "hi": hi,
+                    "ci_excludes_zero": bool(lo > 0 or hi < 0),
+                }
+            )
     return pd.DataFrame(rows, columns=["dataset", "a", "b", "metric", "difference", "lo", "hi", "ci_excludes_zero"])

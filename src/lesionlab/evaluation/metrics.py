@@ -128,12 +128,14 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str,
     classes, y_true = list(classes), np.asarray(y_true)
     cm = confusion_matrix(y_true, proba.argmax(axis=1), len(classes))
     out = _headline(y_true, proba, classes, cm)
-    out.update({
-        "melanoma_auc": float("nan"),
-        "ece": expected_calibration_error(y_true, proba),
-        "brier": brier_score(y_true, proba),
-        "n": int(len(y_true)),
-    })
+    out.update(
+        {
+            "melanoma_auc": float("nan"),
+            "ece": expected_calibration_error(y_true, proba),
+            "brier": brier_score(y_true, proba),
+            "n": int(len(y_true)),
+        }
+    )
     if "mel" in classes:
         m = classes.index("mel")
         out["melanoma_auc"] = binary_auc(y_true == m, proba[:, m])
@@ -142,7 +144,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes) -> dict[str,
     return out
 
 
-def metrics_from_predictions(pred: "pd.DataFrame", classes) -> dict[str, float]:
+def metrics_from_predictions(pred: pd.DataFrame, classes) -> dict[str, float]:
     """Test metrics under their own names, validation metrics prefixed ``val_``."""
     index = {c: i for i, c in enumerate(classes)}
     pcols = [f"p_{c}" for c in classes]

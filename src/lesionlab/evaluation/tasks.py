@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesionlab.evaluation.metrics import (balanced_accuracy, binary_auc, class_indices, confusion_matrix, macro_auc,
-                               malignant_score, per_class_recall)
 from lesionlab.data.taxonomy import TRIAGE_LEVELS, malignant_classes, triage_level
+from lesionlab.evaluation.metrics import (
+    balanced_accuracy,
+    binary_auc,
+    class_indices,
+    confusion_matrix,
+    macro_auc,
+    malignant_score,
+    per_class_recall,
+)
 
 TASKS = ("diagnosis", "binary", "triage")
 SPECIFICITIES = (0.90, 0.95)

@@ -38,15 +38,17 @@ def selective_summary(y: np.ndarray, proba: np.ndarray, flags: np.ndarray) -> di
     return {
         "coverage": float(kept.mean()) if len(y) else float("nan"),
         "accuracy_covered": acc(kept),
-        "balanced_accuracy_covered": balanced_accuracy(confusion_matrix(y[kept], decided[kept], k)) if kept.any()
+        "balanced_accuracy_covered": balanced_accuracy(confusion_matrix(y[kept], decided[kept], k))
+        if kept.any()
         else float("nan"),
         "accuracy_flagged": acc(flags),
         "n_flagged": int(flags.sum()),
     }
 
 
-def coverage_curve(y: np.ndarray, proba: np.ndarray, score: str = "max_prob",
-                   coverages: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def coverage_curve(
+    y: np.ndarray, proba: np.ndarray, score: str = "max_prob", coverages: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Accuracy when only the most confident share ``c`` of cases is kept, for each coverage ``c``.
 
     ``score`` ranks confidence: ``max_prob`` (higher = more confident) or ``entropy`` (lower = more confident).

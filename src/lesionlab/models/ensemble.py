@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.config import EnsembleConfig, Params
-from lesionlab.pipeline.contracts import ContractError, read_predictions, write_predictions
+from lesionlab.data.taxonomy import probability_columns
 from lesionlab.models.outputs import write_skipped, write_stage_files
 from lesionlab.paths import ensemble_dir, fresh_dir
-from lesionlab.data.taxonomy import probability_columns
+from lesionlab.pipeline.contracts import ContractError, read_predictions, write_predictions
 
 _EPS = 1e-12
 
@@ -64,8 +64,10 @@ def align_members(preds: dict[str, pd.DataFrame], classes) -> Members:
         if not df[["image_id", "split", "label"]].equals(key):
             ids = set(df["image_id"]) ^ set(key["image_id"])
             what = f"image_ids differ (e.g. {sorted(ids)[:3]})" if ids else "splits or labels differ"
-            raise ContractError(f"ensemble members {ref_name!r} and {name!r} do not describe the same rows: {what}; "
-                                "re-run `dvc repro` so that every member uses the current splits")
+            raise ContractError(
+                f"ensemble members {ref_name!r} and {name!r} do not describe the same rows: {what}; "
+                "re-run `dvc repro` so that every member uses the current splits"
+            )
         stacked.append(df[probability_columns(classes)].to_numpy(dtype=float))
     return Members(names, key.copy(), np.stack(stacked), list(classes))
 
@@ -124,7 +126,7 @@ class PooledMetaLearner:
         m = x.shape[0]
         return np.tensordot(theta[:m], x, axes=1) + theta[m:]
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "PooledMetaLearner":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> PooledMetaLearner:
         from scipy.optimize import minimize
         from scipy.special import log_softmax
 
@@ -148,17 +150,21 @@ class PooledMetaLearner:
         return softmax(self._logits(self.theta_, x), axis=1)
 
     @classmethod
-    def from_record(cls, record: dict, names: list[str], classes: list[str]) -> "PooledMetaLearner":
+    def from_record(cls, record: dict, names: list[str], classes: list[str]) -> PooledMetaLearner:
         """The fitted meta-learner back from ``ensemble.json`` (what :meth:`describe` wrote)."""
         meta = cls(record["config"]["C"], record["config"]["class_weights"])
-        meta.theta_ = np.array([record["member_weights"][m] for m in names] + [record["class_biases"][c] for c in classes])
+        meta.theta_ = np.array(
+            [record["member_weights"][m] for m in names] + [record["class_biases"][c] for c in classes]
+        )
         meta.n_members_ = len(names)
         return meta
 
     def describe(self, names: list[str], classes: list[str]) -> dict:
         m = self.n_members_
-        return {"member_weights": dict(zip(names, self.theta_[:m].tolist())),
-                "class_biases": dict(zip(classes, self.theta_[m:].tolist()))}
+        return {
+            "member_weights": dict(zip(names, self.theta_[:m].tolist())),
+            "class_biases": dict(zip(classes, self.theta_[m:].tolist())),
+        }
 
 
 @dataclass
@@ -170,8 +176,16 @@ class CrossFit:
     final: PooledMetaLearner | None = None
 
 
-def cross_fit_stacking(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, groups: np.ndarray, folds: int,
-                       seed: int, C: float = 1.0, class_weights: bool = True) -> CrossFit:
+def cross_fit_stacking(
+    x: np.ndarray,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    groups: np.ndarray,
+    folds: int,
+    seed: int,
+    C: float = 1.0,
+    class_weights: bool = True,
+) -> CrossFit:
     """Meta-learner fitted on ``fit_rows`` only; those rows are scored out-of-fold (lesion-grouped, stratified
     folds), every other row by the model fitted on all of ``fit_rows``. ``x``: (members, rows, classes)."""
     import warnings
@@ -189,8 +203,10 @@ def cross_fit_stacking(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, group
         warnings.filterwarnings("ignore", message="The least populated class")
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         if np.bincount(y[fit_rows]).max() < folds:  # no class fills every fold (a tiny validation split): the
-            print(f"[stacking] every class has fewer than {folds} validation rows: lesion-grouped folds, not "
-                  "stratified", flush=True)     # folds can only be grouped, as StratifiedGroupKFold refuses
+            print(
+                f"[stacking] every class has fewer than {folds} validation rows: lesion-grouped folds, not stratified",
+                flush=True,
+            )  # folds can only be grouped, as StratifiedGroupKFold refuses
             splitter = GroupKFold(n_splits=folds)
         for inner_fit, inner_score in splitter.split(fit_rows, y[fit_rows], groups[fit_rows]):
             fitted_on, scored = fit_rows[inner_fit], fit_rows[inner_score]
@@ -208,64 +224,109 @@ def combine(members: Members, cfg: EnsembleConfig, lesion_of: dict[str, str], se
     """The ensemble's probabilities for every row, and a record of what was fitted."""
     y, val = members.y(), members.rows("val")
     if cfg.method == "mean":
-        return mean_ensemble(members.proba), {"weights": dict(zip(members.names, [1 / len(members.names)] * len(members.names)))}
+        return mean_ensemble(members.proba), {
+            "weights": dict(zip(members.names, [1 / len(members.names)] * len(members.names)))
+        }
     if cfg.method == "weighted":
         if not len(val):
             raise ContractError("a weighted ensemble is fitted on the validation split, which is empty")
         w = fit_mean_weights(members.proba[:, val], y[val], cfg.class_weights)
-        return mean_ensemble(members.proba, w), {"weights": dict(zip(members.names, w.tolist())),
-                                                 "fitted_on": "val"}
+        return mean_ensemble(members.proba, w), {"weights": dict(zip(members.names, w.tolist())), "fitted_on": "val"}
     groups = members.frame["image_id"].map(lesion_of).to_numpy()
     fit = cross_fit_stacking(stack_features(members.proba), y, val, groups, cfg.folds, seed, cfg.C, cfg.class_weights)
-    return fit.proba, {"fitted_on": "val", "folds": len(fit.fits) - 1,
-                       **fit.final.describe(members.names, members.classes)}
+    return fit.proba, {
+        "fitted_on": "val",
+        "folds": len(fit.fits) - 1,
+        **fit.final.describe(members.names, members.classes),
+    }
 
 
 def training_record(root: Path, dataset: str, params: Params, cfg: EnsembleConfig, classes: list[str]) -> dict:
     """The training-record fields of an ensemble: its members' frameworks joined, the largest input size among them
     (predict decodes each image at every member's size), their shared image preprocessing."""
-    from lesionlab.paths import variant_dir
     from lesionlab.models.record import read_record
+    from lesionlab.paths import variant_dir
 
     members = [read_record(variant_dir(root, dataset, m.removesuffix("+tta"))) for m in cfg.members]
-    return {"kind": "ensemble", "framework": "+".join(sorted({m.framework for m in members})), "classes": classes,
-            "input_size": max(m.input_size for m in members), "preprocess": members[0].preprocess,
-            "seed": params.base.seed, "config": cfg.model_dump(), "device": "cpu"}
+    return {
+        "kind": "ensemble",
+        "framework": "+".join(sorted({m.framework for m in members})),
+        "classes": classes,
+        "input_size": max(m.input_size for m in members),
+        "preprocess": members[0].preprocess,
+        "seed": params.base.seed,
+        "config": cfg.model_dump(),
+        "device": "cpu",
+    }
 
 
 def build_ensemble(root: Path, params: Params, name: str) -> dict:
     """Read the members' predictions, combine them, write the predictions contract and metrics."""
-    from lesionlab.evaluation.compare import row_predictions_file, skipped_rows
     from lesionlab.data.prepare import load_prepared
+    from lesionlab.evaluation.compare import row_predictions_file, skipped_rows
     from lesionlab.evaluation.metrics import metrics_from_predictions
 
     cfg = params.ensemble_config(name)
     ds = params.dataset
     data = load_prepared(root, ds)
     classes = list(data.classes)
-    skipped = {m: r for m, r in skipped_rows(root, ds, params).items() if m in {x.removesuffix("+tta") for x in cfg.members}}
+    skipped = {
+        m: r for m, r in skipped_rows(root, ds, params).items() if m in {x.removesuffix("+tta") for x in cfg.members}
+    }
     if skipped:
-        return write_skipped(root, ds, name, fresh_dir(ensemble_dir(root, ds, name)),
-                             "member " + "; ".join(f"{m} was skipped ({r})" for m, r in skipped.items()),
-                             training_record(root, ds, params, cfg, classes))
+        return write_skipped(
+            root,
+            ds,
+            name,
+            fresh_dir(ensemble_dir(root, ds, name)),
+            "member " + "; ".join(f"{m} was skipped ({r})" for m, r in skipped.items()),
+            training_record(root, ds, params, cfg, classes),
+        )
     lesion_of = dict(zip(data.table["image_id"], data.table["lesion_id"]))
     preds = {m: read_predictions(row_predictions_file(root, ds, m, params), classes) for m in cfg.members}
     members = align_members(preds, classes)
-    print(f"[ensemble@{name}] {cfg.method} of {len(members.names)} members {members.names}; "
-          f"{len(members.rows('val'))} val rows to fit on", flush=True)
+    print(
+        f"[ensemble@{name}] {cfg.method} of {len(members.names)} members {members.names}; "
+        f"{len(members.rows('val'))} val rows to fit on",
+        flush=True,
+    )
     started = time.perf_counter()
     proba, record = combine(members, cfg, lesion_of, params.base.seed)
     seconds = time.perf_counter() - started
     out = fresh_dir(ensemble_dir(root, ds, name))
-    pred = write_predictions(out / "predictions.csv", members.frame["image_id"], members.frame["split"],
-                             members.frame["label"], proba, classes)
+    pred = write_predictions(
+        out / "predictions.csv",
+        members.frame["image_id"],
+        members.frame["split"],
+        members.frame["label"],
+        proba,
+        classes,
+    )
     metrics = metrics_from_predictions(pred, classes)
     metrics.update({"n_members": len(members.names), "fit_seconds": round(seconds, 2)})
-    (out / "ensemble.json").write_text(json.dumps({"name": name, "config": cfg.model_dump(), **record}, indent=1) + "\n")
-    write_stage_files(root, ds, name, out, metrics, None, {**training_record(root, ds, params, cfg, classes),
-                                                           "weights_file": "ensemble.json"})
-    print(f"[ensemble@{name}] test balanced accuracy {metrics['balanced_accuracy']:.3f}, macro AUC "
-          f"{metrics['macro_auc']:.3f}, malignant AUC {metrics['malignant_auc']:.3f} ({seconds:.1f} s)", flush=True)
+    (out / "ensemble.json").write_text(
+        json.dumps({"name": name, "config": cfg.model_dump(), **record}, indent=1) + "\n"
+    )
+    write_stage_files(
+        root,
+        ds,
+        name,
+        out,
+        metrics,
+        None,
+        {**training_record(root, ds, params, cfg, classes), "weights_file": "ensemble.json"},
+    )
+    print(
+        f"[ensemble@{name}] test balanced accuracy {metrics['balanced_accuracy']:.3f}, macro AUC "
+        f"{metrics['macro_auc']:.3f}, malignant AUC {metrics['malignant_auc']:.3f} ({seconds:.1f} s)",
+        flush=True,
+    )
     member_metrics = {m: metrics_from_predictions(preds[m], classes) for m in cfg.members}
-    return {"config": cfg, "metrics": metrics, "predictions": pred, "classes": classes, "record": record,
-            "member_metrics": member_metrics}
+    return {
+        "config": cfg,
+        "metrics": metrics,
+        "predictions": pred,
+        "classes": classes,
+        "record": record,
+        "member_metrics": member_metrics,
+    }

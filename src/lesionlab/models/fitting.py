@@ -45,8 +45,16 @@ class BestEpoch:
     (epoch, loss, accuracy, val_loss, val_accuracy, val_balanced_accuracy[, learning_rate], seconds), prints the
     progress line and returns whether the epoch improved; :attr:`stop` says when patience has run out."""
 
-    def __init__(self, y_val: np.ndarray, n_classes: int, epochs: int, patience: int, label: str = "",
-                 progress: bool = True, n_params: int = 0):
+    def __init__(
+        self,
+        y_val: np.ndarray,
+        n_classes: int,
+        epochs: int,
+        patience: int,
+        label: str = "",
+        progress: bool = True,
+        n_params: int = 0,
+    ):
         self.y_val, self.n_classes, self.epochs, self.patience = y_val, n_classes, epochs, patience
         self.label, self.progress = label, progress
         self.result = FitResult(n_params=n_params)
@@ -56,14 +64,27 @@ class BestEpoch:
     def stop(self) -> bool:
         return self.wait >= self.patience
 
-    def end_epoch(self, epoch: int, proba: np.ndarray, loss: float, accuracy: float, seconds: float, seen: int,
-                  learning_rate: float | None = None) -> bool:
+    def end_epoch(
+        self,
+        epoch: int,
+        proba: np.ndarray,
+        loss: float,
+        accuracy: float,
+        seconds: float,
+        seen: int,
+        learning_rate: float | None = None,
+    ) -> bool:
         y = self.y_val
         pred = proba.argmax(axis=1)
         bacc = balanced_accuracy(confusion_matrix(y, pred, self.n_classes))
-        row = {"epoch": epoch, "loss": float(loss), "accuracy": float(accuracy),
-               "val_loss": float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)))),
-               "val_accuracy": float(np.mean(pred == y)), "val_balanced_accuracy": float(bacc)}
+        row = {
+            "epoch": epoch,
+            "loss": float(loss),
+            "accuracy": float(accuracy),
+            "val_loss": float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)))),
+            "val_accuracy": float(np.mean(pred == y)),
+            "val_balanced_accuracy": float(bacc),
+        }
         if learning_rate is not None:
             row["learning_rate"] = float(learning_rate)
         row["seconds"] = round(seconds, 3)
@@ -76,7 +97,10 @@ class BestEpoch:
         else:
             self.wait += 1
         if self.progress:
-            print(f"{self.label}epoch {epoch:3d}/{self.epochs}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                  f"val_bacc {bacc:.4f}{'  *' if improved else ''}  ({seconds:.1f} s, {seen / max(seconds, 1e-9):.0f} "
-                  "img/s)", flush=True)
+            print(
+                f"{self.label}epoch {epoch:3d}/{self.epochs}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                f"val_bacc {bacc:.4f}{'  *' if improved else ''}  ({seconds:.1f} s, {seen / max(seconds, 1e-9):.0f} "
+                "img/s)",
+                flush=True,
+            )
         return improved

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from lesionlab.models.backbones import BackboneSpec
 from lesionlab.config import AugmentParams, BackboneParams
 from lesionlab.models import keras_common
+from lesionlab.models.backbones import BackboneSpec
 from lesionlab.models.fitting import BestEpoch, class_weight_dict
 from lesionlab.models.keras_common import early_stopping, load_keras
 from lesionlab.models.tta import N_VIEWS, dihedral, predict_with_tta
@@ -38,14 +38,19 @@ def _preprocess_layer(keras, spec: BackboneSpec):
     layers = keras.layers
     if spec.name == "keras_mobilenet_v2":
         return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
-    if spec.name == "keras_resnet50":   # caffe: BGR order, ImageNet means subtracted, no scaling
+    if spec.name == "keras_resnet50":  # caffe: BGR order, ImageNet means subtracted, no scaling
         # one frozen 1x1 convolution (a channel permutation + the means as bias, exact in float32) rather than a
         # Lambda layer: a saved model then holds no code, and loads with keras' safe_mode on
         bgr = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
-        return layers.Conv2D(3, 1, trainable=False, name="preprocess",
-                             kernel_initializer=keras.initializers.Constant(bgr),
-                             bias_initializer=keras.initializers.Constant([-103.939, -116.779, -123.68]))
-    return layers.Identity(name="preprocess")   # EfficientNetB0 normalises inside the model
+        return layers.Conv2D(
+            3,
+            1,
+            trainable=False,
+            name="preprocess",
+            kernel_initializer=keras.initializers.Constant(bgr),
+            bias_initializer=keras.initializers.Constant([-103.939, -116.779, -123.68]),
+        )
+    return layers.Identity(name="preprocess")  # EfficientNetB0 normalises inside the model
 
 
 def build_base(spec: BackboneSpec, record: WeightsRecord, image_size: int, seed: int):
@@ -58,8 +63,15 @@ def build_base(spec: BackboneSpec, record: WeightsRecord, image_size: int, seed:
     return base
 
 
-def build_model(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug: AugmentParams, cache_size: int,
-                n_classes: int, seed: int):
+def build_model(
+    spec: BackboneSpec,
+    record: WeightsRecord,
+    cfg: BackboneParams,
+    aug: AugmentParams,
+    cache_size: int,
+    n_classes: int,
+    seed: int,
+):
     keras = load_keras(seed)
     layers = keras.layers
     base = build_base(spec, record, cfg.image_size, seed)
@@ -72,7 +84,7 @@ def build_model(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, 
         if aug.rotation:
             x = layers.RandomRotation(aug.rotation, fill_mode="reflect", seed=seed + 1)(x)
     x = _preprocess_layer(keras, spec)(x)
-    x = base(x, training=False)   # BatchNorm in inference mode, trainable or not
+    x = base(x, training=False)  # BatchNorm in inference mode, trainable or not
     x = layers.Dropout(cfg.dropout, seed=seed + 2)(x)
     if cfg.head == "mlp":
         x = layers.Dense(cfg.hidden_units, activation="gelu")(x)
@@ -124,8 +136,9 @@ def embedding_model(spec: BackboneSpec, record: WeightsRecord, size: int, seed: 
     return keras.Model(inputs, base(_preprocess_layer(keras, spec)(inputs), training=False))
 
 
-def embeddings(spec: BackboneSpec, record: WeightsRecord, images, size: int, batch_size: int, seed: int,
-               progress: bool) -> np.ndarray:
+def embeddings(
+    spec: BackboneSpec, record: WeightsRecord, images, size: int, batch_size: int, seed: int, progress: bool
+) -> np.ndarray:
     """Pooled embeddings of the 8 views of every image: (N, 8, D) float32."""
     from tqdm.auto import tqdm
 
@@ -133,16 +146,26 @@ def embeddings(spec: BackboneSpec, record: WeightsRecord, images, size: int, bat
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
     bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
     for i in range(0, len(images), batch_size):
-        batch = np.asarray(images[i:i + batch_size])
+        batch = np.asarray(images[i : i + batch_size])
         for view in range(N_VIEWS):
-            out[i:i + len(batch), view] = np.asarray(model(dihedral(batch, view).astype(np.float32), training=False))
+            out[i : i + len(batch), view] = np.asarray(model(dihedral(batch, view).astype(np.float32), training=False))
             bar.update(len(batch))
     bar.close()
     return out
 
 
-def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug: AugmentParams, images, rows, seed: int,
-             out, progress: bool, label: str = "") -> dict:
+def finetune(
+    spec: BackboneSpec,
+    record: WeightsRecord,
+    cfg: BackboneParams,
+    aug: AugmentParams,
+    images,
+    rows,
+    seed: int,
+    out,
+    progress: bool,
+    label: str = "",
+) -> dict:
     keras = load_keras(seed)
     n_classes = len(rows.data.classes)
     model = build_model(spec, record, cfg, aug, images.shape[1], n_classes, seed)
@@ -150,10 +173,15 @@ def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug
     steps = int(np.ceil(len(train) / cfg.batch_size))
     total, warmup = steps * cfg.epochs, steps * cfg.warmup_epochs
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else cfg.learning_rate, max(1, total - warmup), alpha=0.0,
-        warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, use_ema=cfg.ema > 0,
-                                       ema_momentum=cfg.ema or 0.99)
+        0.0 if warmup else cfg.learning_rate,
+        max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=cfg.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(
+        schedule, weight_decay=cfg.weight_decay, use_ema=cfg.ema > 0, ema_momentum=cfg.ema or 0.99
+    )
     if cfg.loss == "focal":
         loss = keras.losses.CategoricalFocalCrossentropy(gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing)
     else:
@@ -163,9 +191,16 @@ def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug
     y_train, y_val = rows.y[train], rows.y[val]
     tracker = BestEpoch(y_val, n_classes, cfg.epochs, cfg.patience, label, progress)
     stopper = early_stopping(keras, tracker, x_val, len(x_train), with_learning_rate=True, batch_size=PREDICT_BATCH)
-    model.fit(x_train, keras.utils.to_categorical(y_train, n_classes), batch_size=cfg.batch_size, epochs=cfg.epochs,
-              class_weight=class_weight_dict(y_train, n_classes) if cfg.class_weights else None, shuffle=True,
-              verbose=0, callbacks=[stopper])
+    model.fit(
+        x_train,
+        keras.utils.to_categorical(y_train, n_classes),
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        class_weight=class_weight_dict(y_train, n_classes) if cfg.class_weights else None,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stopper],
+    )
     if stopper.best_weights is not None and not cfg.ema:
         model.set_weights(stopper.best_weights)
     result = tracker.result
@@ -174,5 +209,11 @@ def finetune(spec: BackboneSpec, record: WeightsRecord, cfg: BackboneParams, aug
     predict_seconds = time.perf_counter() - started
     model.save(out / "model.keras")
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    return {"proba": proba, "proba_tta": proba_tta, "fit": result, "device": device_name(),
-            "n_params": (int(model.count_params()), trainable), "predict_seconds": predict_seconds}
+    return {
+        "proba": proba,
+        "proba_tta": proba_tta,
+        "fit": result,
+        "device": device_name(),
+        "n_params": (int(model.count_params()), trainable),
+        "predict_seconds": predict_seconds,
+    }

@@ -13,7 +13,6 @@ from lesionlab.config import AugmentParams, TrainParams
 from lesionlab.models.fitting import BestEpoch, FitResult, class_weight_dict
 from lesionlab.models.keras_common import early_stopping, load_keras, predict  # noqa: F401  (predict: this family's)
 
-
 #: BatchNorm's moving-average momentum. Keras' default (0.99) needs hundreds of steps before the
 #: inference statistics settle; with ~30 steps per epoch that made the first validation epochs
 #: meaningless and early stopping cut BN variants off. 0.9 is PyTorch's default (its momentum=0.1).
@@ -65,13 +64,18 @@ def build_cnn(cfg: TrainParams, aug: AugmentParams, image_size: int, n_classes: 
     return model
 
 
-def fit(model, x_train, y_train, x_val, y_val, cfg: TrainParams, n_classes: int, seed: int, progress: bool = True) -> FitResult:
+def fit(
+    model, x_train, y_train, x_val, y_val, cfg: TrainParams, n_classes: int, seed: int, progress: bool = True
+) -> FitResult:
     """Train with early stopping on validation balanced accuracy; the best epoch's weights are kept."""
     keras = load_keras(seed)
-    tracker = BestEpoch(y_val, n_classes, cfg.epochs, cfg.patience, progress=progress, n_params=int(model.count_params()))
+    tracker = BestEpoch(
+        y_val, n_classes, cfg.epochs, cfg.patience, progress=progress, n_params=int(model.count_params())
+    )
     stopper = early_stopping(keras, tracker, x_val, len(x_train))
     model.fit(
-        x_train, y_train,
+        x_train,
+        y_train,
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         class_weight=class_weight_dict(y_train, n_classes) if cfg.class_weights else None,

@@ -29,13 +29,16 @@ def load_keras(seed: int):
 
 def predict(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Softmax outputs in inference mode (direct calls: model.predict's data pipeline costs more here)."""
-    out = [np.asarray(model(np.asarray(images[i:i + batch_size]), training=False))
-           for i in range(0, len(images), batch_size)]
+    out = [
+        np.asarray(model(np.asarray(images[i : i + batch_size]), training=False))
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))
 
 
-def early_stopping(keras, tracker: BestEpoch, x_val: np.ndarray, n_train: int, with_learning_rate: bool = False,
-                   batch_size: int = 512):
+def early_stopping(
+    keras, tracker: BestEpoch, x_val: np.ndarray, n_train: int, with_learning_rate: bool = False, batch_size: int = 512
+):
     """A Keras callback feeding ``tracker`` each epoch; it keeps the best epoch's weights in ``.best_weights``
     and stops training when the tracker's patience runs out."""
 
@@ -47,10 +50,10 @@ def early_stopping(keras, tracker: BestEpoch, x_val: np.ndarray, n_train: int, w
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.t0
-            lr = (float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) if with_learning_rate
-                  else None)
-            if tracker.end_epoch(epoch + 1, predict(self.model, x_val, batch_size), logs["loss"], logs["accuracy"], seconds,
-                                 n_train, lr):
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) if with_learning_rate else None
+            if tracker.end_epoch(
+                epoch + 1, predict(self.model, x_val, batch_size), logs["loss"], logs["accuracy"], seconds, n_train, lr
+            ):
                 self.best_weights = self.model.get_weights()
             if tracker.stop:
                 self.model.stop_training = True

@@ -13,20 +13,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.paths import history_file, metrics_file
 from lesionlab.models.record import TrainingRecord, write_record
+from lesionlab.paths import history_file, metrics_file
 
 
 def rounded(d: dict, digits: int = 6) -> dict:
     """Floats to ``digits`` decimals, non-finite ones to None (JSON has no NaN): the metrics files' format."""
-    return {k: (round(v, digits) if isinstance(v, float) and np.isfinite(v) else v if not isinstance(v, float) else None)
-            for k, v in d.items()}
+    return {
+        k: (round(v, digits) if isinstance(v, float) and np.isfinite(v) else v if not isinstance(v, float) else None)
+        for k, v in d.items()
+    }
 
 
-def write_stage_files(root: Path, dataset: str, name: str, out: Path, metrics: dict, history: pd.DataFrame | None,
-                      record: dict) -> TrainingRecord:
+def write_stage_files(
+    root: Path, dataset: str, name: str, out: Path, metrics: dict, history: pd.DataFrame | None, record: dict
+) -> TrainingRecord:
     """metrics/<name>.json (rounded, sorted), history/<name>.csv (if any), <out>/training.json (``record``: the
-    fields of :class:`lesionlab.models.record.TrainingRecord` besides variant and dataset; ``weights_file`` is hashed)."""
+    fields of :class:`lesionlab.models.record.TrainingRecord` besides variant and dataset; ``weights_file`` is
+    hashed)."""
     mfile = metrics_file(root, dataset, name)
     mfile.parent.mkdir(parents=True, exist_ok=True)
     mfile.write_text(json.dumps(rounded(metrics), indent=2, sort_keys=True) + "\n")
@@ -37,14 +41,21 @@ def write_stage_files(root: Path, dataset: str, name: str, out: Path, metrics: d
     return write_record(out, variant=name, dataset=dataset, **record)
 
 
-def write_skipped(root: Path, dataset: str, name: str, out: Path, reason: str, record: dict,
-                  history_columns: list[str] | None = None) -> dict:
+def write_skipped(
+    root: Path, dataset: str, name: str, out: Path, reason: str, record: dict, history_columns: list[str] | None = None
+) -> dict:
     """A stage that ran but could not train on this dataset: its outputs say why, and hold no number.
 
     metrics/<name>.json is ``{"skipped": reason}`` (the comparison lists the row as skipped, with the reason),
     history/<name>.csv has its header only (when the stage writes one), <out>/training.json records the reason."""
     print(f"[{name}] skipped: {reason}", flush=True)
-    write_stage_files(root, dataset, name, out, {"skipped": reason},
-                      pd.DataFrame(columns=history_columns) if history_columns is not None else None,
-                      {**record, "skipped": reason})
+    write_stage_files(
+        root,
+        dataset,
+        name,
+        out,
+        {"skipped": reason},
+        pd.DataFrame(columns=history_columns) if history_columns is not None else None,
+        {**record, "skipped": reason},
+    )
     return {"skipped": reason}

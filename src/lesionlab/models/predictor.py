@@ -7,26 +7,26 @@ loader, which lives beside its training code, does not make the training stages 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from lesionlab.pipeline.contracts import ContractError
-from lesionlab.paths import ensemble_dir, variant_dir
 from lesionlab.data.preprocess import Preprocess
 from lesionlab.models.record import RECORD_FILE, TrainingRecord, read_record
+from lesionlab.paths import ensemble_dir, variant_dir
+from lesionlab.pipeline.contracts import ContractError
 
 
 @dataclass
 class Predictor:
     variant: str
-    kind: str                     # cnn | probe | finetune | tabular | ensemble
+    kind: str  # cnn | probe | finetune | tabular | ensemble
     framework: str
     classes: tuple[str, ...]
-    input_size: int               # side of the uint8 images it takes
+    input_size: int  # side of the uint8 images it takes
     proba: Callable[[np.ndarray], np.ndarray]
     #: ensembles and metadata models: more image sizes to decode, and a function of
     #: ({size: images}, the batch's input rows, tta) -> probabilities that replaces ``proba``
@@ -60,9 +60,11 @@ def safe_keras_load(keras, path: Path):
         return keras.models.load_model(path, safe_mode=True)
     except (ValueError, TypeError) as err:
         if "safe_mode" in str(err) or "lambda" in str(err).lower() or "custom" in str(err).lower():
-            raise ContractError(f"{path}: refused to load: the file holds code that would run on loading "
-                                f"({str(err).splitlines()[0][:160]}). Models lesionlab saves hold none; retrain this "
-                                "variant (`dvc repro`) rather than loading a file from elsewhere") from None
+            raise ContractError(
+                f"{path}: refused to load: the file holds code that would run on loading "
+                f"({str(err).splitlines()[0][:160]}). Models lesionlab saves hold none; retrain this "
+                "variant (`dvc repro`) rather than loading a file from elsewhere"
+            ) from None
         raise
 
 
@@ -76,8 +78,10 @@ def safe_torch_load(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ContractError(f"{path}: refused to load: not a plain weights file (it would build objects other than "
-                            f"tensors: {str(err).splitlines()[0][:160]}). Retrain this variant (`dvc repro`)") from None
+        raise ContractError(
+            f"{path}: refused to load: not a plain weights file (it would build objects other than "
+            f"tensors: {str(err).splitlines()[0][:160]}). Retrain this variant (`dvc repro`)"
+        ) from None
 
 
 def row_record(root: Path, dataset: str, name: str, check_weights: bool = False) -> TrainingRecord:
@@ -87,8 +91,10 @@ def row_record(root: Path, dataset: str, name: str, check_weights: bool = False)
         folder = variant_dir(root, dataset, name)
     if not (folder / RECORD_FILE).is_file():
         trained = sorted(p.name for p in folder.parent.glob("*") if p.is_dir())
-        raise FileNotFoundError(f"{folder / RECORD_FILE} not found: variant {name!r} of {dataset!r} has not been "
-                                f"trained (run `dvc repro` or pick one of {trained})")
+        raise FileNotFoundError(
+            f"{folder / RECORD_FILE} not found: variant {name!r} of {dataset!r} has not been "
+            f"trained (run `dvc repro` or pick one of {trained})"
+        )
     return read_record(folder, check_weights=check_weights)
 
 

@@ -14,7 +14,7 @@ import hashlib
 import json
 import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,24 +33,34 @@ class TrainingRecord(BaseModel):
     record_version: int = RECORD_VERSION
     variant: str
     dataset: str
-    kind: str = Field(description="the model family (lesionlab.models.families): cnn, probe, finetune, tabular, ensemble")
+    kind: str = Field(
+        description="the model family (lesionlab.models.families): cnn, probe, finetune, tabular, ensemble"
+    )
     framework: str = Field(description="keras, torch, lightgbm, scikit-learn; an ensemble joins its members' with +")
     classes: list[str] = Field(min_length=1, description="the probability columns, in order")
-    input_size: int = Field(ge=1, description="side of the square uint8 images it reads (a metadata model reads "
-                            "none: the side its dataset's rows were decoded at, so predict checks each image opens)")
-    preprocess: dict[str, str] = Field(default_factory=lambda: {"color_constancy": "none", "resize": "squash"},
-                                       description="how its images were decoded (lesionlab.data.preprocess.Preprocess)")
-    weights_file: Optional[str] = Field(None, description="the trained model's file in the record's folder")
-    weights_sha256: Optional[str] = None
+    input_size: int = Field(
+        ge=1,
+        description="side of the square uint8 images it reads (a metadata model reads "
+        "none: the side its dataset's rows were decoded at, so predict checks each image opens)",
+    )
+    preprocess: dict[str, str] = Field(
+        default_factory=lambda: {"color_constancy": "none", "resize": "squash"},
+        description="how its images were decoded (lesionlab.data.preprocess.Preprocess)",
+    )
+    weights_file: str | None = Field(None, description="the trained model's file in the record's folder")
+    weights_sha256: str | None = None
     seed: int
     config: dict[str, Any] = Field(description="the effective params of the row (defaults + its overrides)")
     device: str = "cpu"
     python: str = Field(default_factory=platform.python_version)
     epoch_seconds: list[float] = Field(default_factory=list)
-    skipped: Optional[str] = Field(None, description="why the stage trained nothing on this dataset")
-    backbone: Optional[str] = None
-    weights: Optional[dict[str, Any]] = Field(None, description="the pretrained weights a backbone started from "
-                                              "(lesionlab.models.weights record: file, sha256, source)")
+    skipped: str | None = Field(None, description="why the stage trained nothing on this dataset")
+    backbone: str | None = None
+    weights: dict[str, Any] | None = Field(
+        None,
+        description="the pretrained weights a backbone started from "
+        "(lesionlab.models.weights record: file, sha256, source)",
+    )
     details: dict[str, Any] = Field(default_factory=dict, description="what only this family needs to load it again")
 
     def preprocessing(self):
@@ -77,7 +87,7 @@ def write_record(out: Path, weights_file: str | None = None, **fields) -> Traini
         fields["preprocess"] = asdict(fields["preprocess"])
     try:
         record = TrainingRecord(**fields)
-    except ValidationError as err:   # a bug in the writer, named before a half-valid record reaches disk
+    except ValidationError as err:  # a bug in the writer, named before a half-valid record reaches disk
         raise ContractError(f"{out / RECORD_FILE}: invalid training record: {err}") from None
     (out / RECORD_FILE).write_text(json.dumps(record.model_dump(exclude_none=True), indent=2) + "\n")
     return record
@@ -95,8 +105,10 @@ def read_record(folder: Path, check_weights: bool = False) -> TrainingRecord:
         raise ContractError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(raw, dict) or raw.get("record_version") != RECORD_VERSION:
         got = raw.get("record_version") if isinstance(raw, dict) else None
-        raise ContractError(f"{path}: training record version {got!r}, this code reads version {RECORD_VERSION}: "
-                            "retrain the row (`dvc repro`)")
+        raise ContractError(
+            f"{path}: training record version {got!r}, this code reads version {RECORD_VERSION}: "
+            "retrain the row (`dvc repro`)"
+        )
     try:
         record = TrainingRecord(**raw)
     except ValidationError as err:
@@ -105,7 +117,9 @@ def read_record(folder: Path, check_weights: bool = False) -> TrainingRecord:
     if check_weights and record.weights_file is not None:
         found = sha256_file(folder / record.weights_file)
         if found != record.weights_sha256:
-            raise ContractError(f"{folder / record.weights_file}: sha256 {found[:16]}… is not the one recorded at "
-                                f"training ({(record.weights_sha256 or '')[:16]}…): the model file changed since; "
-                                "retrain the row (`dvc repro`)")
+            raise ContractError(
+                f"{folder / record.weights_file}: sha256 {found[:16]}… is not the one recorded at "
+                f"training ({(record.weights_sha256 or '')[:16]}…): the model file changed since; "
+                "retrain the row (`dvc repro`)"
+            )
     return record

@@ -45,8 +45,8 @@ def _strip_classifier(spec: BackboneSpec, net: nn.Module) -> nn.Module:
     if spec.name.startswith("resnet"):
         net.fc = nn.Identity()
     elif spec.name == "convnext_tiny":
-        net.classifier[2] = nn.Identity()   # keep its LayerNorm2d + Flatten
-    else:                                   # efficientnet_b0, mobilenet_v3_large: pool -> flatten -> classifier
+        net.classifier[2] = nn.Identity()  # keep its LayerNorm2d + Flatten
+    else:  # efficientnet_b0, mobilenet_v3_large: pool -> flatten -> classifier
         net.classifier = nn.Identity()
     return net
 
@@ -58,7 +58,7 @@ def blocks(spec: BackboneSpec, features: nn.Module) -> list[nn.Module]:
         return [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
     if spec.name.startswith("resnet"):
         return [nn.ModuleList([net.conv1, net.bn1]), net.layer1, net.layer2, net.layer3, net.layer4]
-    return list(net.features)               # efficientnet_b0, mobilenet_v3_large, convnext_tiny
+    return list(net.features)  # efficientnet_b0, mobilenet_v3_large, convnext_tiny
 
 
 def build_features(spec: BackboneSpec, weights_path: str = "") -> nn.Module:
@@ -88,8 +88,9 @@ class Standardize(nn.Module):
 def make_head(n_features: int, n_classes: int, head: str, hidden: int, dropout: float) -> nn.Module:
     if head == "linear":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, n_classes))
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, hidden), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, n_classes))
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(n_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+    )
 
 
 class BackboneNet(nn.Module):
@@ -106,8 +107,9 @@ class BackboneNet(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
+            )
         return (x - self.mean) / self.std
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -118,7 +120,7 @@ class BackboneNet(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for module in self.frozen:        # frozen stages keep their ImageNet BatchNorm statistics
+        for module in self.frozen:  # frozen stages keep their ImageNet BatchNorm statistics
             module.eval()
         return self
 
@@ -134,7 +136,7 @@ def apply_strategy(model: BackboneNet, spec: BackboneSpec, strategy: str, traina
         for module in keep:
             for p in module.parameters():
                 p.requires_grad = True
-        model.frozen = stages[:len(stages) - len(keep)]
+        model.frozen = stages[: len(stages) - len(keep)]
     for p in model.head.parameters():
         p.requires_grad = True
 

@@ -32,6 +32,7 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 def ema_average(decay: float):
     """EMA update with a warmup of the decay, min(decay, (1 + n) / (10 + n)) after n updates (as timm does):
     early averages are not dominated by the random head of the first steps."""
+
     def average(avg, current, n):
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
         return d * avg + (1.0 - d) * current
@@ -44,8 +45,9 @@ def soft_targets(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Ten
     return onehot * (1.0 - smoothing) + smoothing / n_classes
 
 
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None,
-            loss: str, gamma: float) -> torch.Tensor:
+def loss_fn(
+    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None, loss: str, gamma: float
+) -> torch.Tensor:
     """Soft-target cross-entropy (or focal loss), optionally weighted by class; mean over the batch."""
     logp = F.log_softmax(logits, dim=1)
     per_class = -targets * logp
@@ -66,7 +68,7 @@ def mix(x: torch.Tensor, targets: torch.Tensor, cfg: BackboneParams, rng: np.ran
     lam = float(rng.beta(cfg.mixup, cfg.mixup) if kind == "mixup" else rng.beta(cfg.cutmix, cfg.cutmix))
     perm = torch.from_numpy(rng.permutation(len(x))).to(x.device)
     if kind == "mixup":
-        mixed = (lam * x.float() + (1 - lam) * x[perm].float())
+        mixed = lam * x.float() + (1 - lam) * x[perm].float()
         return mixed.to(x.dtype) if not x.dtype.is_floating_point else mixed, lam * targets + (1 - lam) * targets[perm]
     h, w = x.shape[1], x.shape[2]
     cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
@@ -87,8 +89,19 @@ def epoch_order(y: np.ndarray, sampler: str, rng: np.random.Generator) -> np.nda
     return rng.permutation(len(y))
 
 
-def fit(model: nn.Module, make_batch, y_train: np.ndarray, predict_val, y_val: np.ndarray, cfg: BackboneParams,
-        n_classes: int, seed: int, device: str, progress: bool = True, label: str = "") -> FitResult:
+def fit(
+    model: nn.Module,
+    make_batch,
+    y_train: np.ndarray,
+    predict_val,
+    y_val: np.ndarray,
+    cfg: BackboneParams,
+    n_classes: int,
+    seed: int,
+    device: str,
+    progress: bool = True,
+    label: str = "",
+) -> FitResult:
     """Train ``model`` in place; afterwards it holds the best epoch's weights (EMA weights when ``cfg.ema``)."""
     from torch.optim.swa_utils import AveragedModel
 
@@ -109,7 +122,7 @@ def fit(model: nn.Module, make_batch, y_train: np.ndarray, predict_val, y_val: n
         model.train()
         order, running, correct, seen = epoch_order(y_train, cfg.sampler, rng), 0.0, 0, 0
         for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i : i + cfg.batch_size]
             x = make_batch(idx, True).to(device)
             targets = soft_targets(torch.from_numpy(y_train[idx]).to(device), n_classes, cfg.label_smoothing)
             x, targets = mix(x, targets, cfg, rng)
@@ -126,8 +139,15 @@ def fit(model: nn.Module, make_batch, y_train: np.ndarray, predict_val, y_val: n
             seen += len(idx)
         seconds = time.perf_counter() - started
         scored.eval()
-        if tracker.end_epoch(epoch, predict_val(scored), running / max(seen, 1), correct / max(seen, 1), seconds, seen,
-                             optimizer.param_groups[0]["lr"]):
+        if tracker.end_epoch(
+            epoch,
+            predict_val(scored),
+            running / max(seen, 1),
+            correct / max(seen, 1),
+            seconds,
+            seen,
+            optimizer.param_groups[0]["lr"],
+        ):
             best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
         if tracker.stop:
             break
@@ -137,8 +157,9 @@ def fit(model: nn.Module, make_batch, y_train: np.ndarray, predict_val, y_val: n
     return tracker.result
 
 
-def augment_batch(images: torch.Tensor, rng: np.random.Generator, zoom: float, brightness: float,
-                  contrast: float) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, rng: np.random.Generator, zoom: float, brightness: float, contrast: float
+) -> torch.Tensor:
     """Random dihedral view per image (lesions have no "up"), mild zoom and brightness/contrast; uint8 NHWC in/out."""
     out = []
     n, h, w, _ = images.shape
@@ -151,7 +172,7 @@ def augment_batch(images: torch.Tensor, rng: np.random.Generator, zoom: float, b
             scale = 1.0 - float(rng.uniform(0, zoom))
             ch, cw = max(1, int(h * scale)), max(1, int(w * scale))
             y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-            crop = img[y0:y0 + ch, x0:x0 + cw].permute(2, 0, 1)[None].float()
+            crop = img[y0 : y0 + ch, x0 : x0 + cw].permute(2, 0, 1)[None].float()
             img = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
         out.append(img.float())
     x = torch.stack(out)
@@ -167,6 +188,8 @@ def augment_batch(images: torch.Tensor, rng: np.random.Generator, zoom: float, b
 def predict_images(model: nn.Module, images: np.ndarray, device: str, batch_size: int = 32) -> np.ndarray:
     """Softmax over uint8 NHWC images, in eval mode, batch by batch."""
     model.eval()
-    out = [F.softmax(model(torch.from_numpy(np.array(images[i:i + batch_size])).to(device)), dim=1).cpu().numpy()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        F.softmax(model(torch.from_numpy(np.array(images[i : i + batch_size])).to(device)), dim=1).cpu().numpy()
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))

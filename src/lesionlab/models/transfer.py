@@ -22,17 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.models.backbones import backbone_spec
 from lesionlab.config import BackboneParams, Params
-from lesionlab.pipeline.contracts import write_predictions
-from lesionlab.evaluation.metrics import metrics_from_predictions
-from lesionlab.models.outputs import write_stage_files
-from lesionlab.paths import embeddings_dir, fresh_dir, variant_dir
 from lesionlab.data.prepare import Rows, load_backbone_cache, load_prepared, load_rows
+from lesionlab.evaluation.metrics import metrics_from_predictions
+from lesionlab.models.backbones import backbone_spec
+from lesionlab.models.outputs import write_stage_files
 from lesionlab.models.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.models.weights import WeightsRecord, resolve_weights
-
-
+from lesionlab.paths import embeddings_dir, fresh_dir, variant_dir
+from lesionlab.pipeline.contracts import write_predictions
 
 # --- embed@<backbone> ---------------------------------------------------------------------
 
@@ -44,8 +42,10 @@ def embed_backbone(root: Path, params: Params, backbone: str, progress: bool = T
     data = load_prepared(root, ds)
     images = load_backbone_cache(root, ds, data.table)
     record = resolve_weights(spec, params.embed.weights, size, root)
-    print(f"[embed@{backbone}] {len(images)} images x {N_VIEWS} views at {size} px; weights: {record.describe()}",
-          flush=True)
+    print(
+        f"[embed@{backbone}] {len(images)} images x {N_VIEWS} views at {size} px; weights: {record.describe()}",
+        flush=True,
+    )
     out = fresh_dir(embeddings_dir(root, ds, backbone))
     started = time.perf_counter()
     if spec.framework == "torch":
@@ -58,21 +58,34 @@ def embed_backbone(root: Path, params: Params, backbone: str, progress: bool = T
         from lesionlab.models import keras_backbone
 
         device = keras_backbone.device_name()
-        features = keras_backbone.embeddings(spec, record, images, size, params.embed.batch_size, params.base.seed,
-                                             progress)
+        features = keras_backbone.embeddings(
+            spec, record, images, size, params.embed.batch_size, params.base.seed, progress
+        )
     seconds = time.perf_counter() - started
     np.save(out / "features.npy", features.astype(np.float16))
-    info = {"backbone": backbone, "framework": spec.framework, "image_size": size, "views": N_VIEWS,
-            "shape": list(features.shape), "weights": record.to_dict(), "device": device,
-            "seconds": round(seconds, 1), "images_per_second": round(len(images) * N_VIEWS / max(seconds, 1e-9), 1)}
+    info = {
+        "backbone": backbone,
+        "framework": spec.framework,
+        "image_size": size,
+        "views": N_VIEWS,
+        "shape": list(features.shape),
+        "weights": record.to_dict(),
+        "device": device,
+        "seconds": round(seconds, 1),
+        "images_per_second": round(len(images) * N_VIEWS / max(seconds, 1e-9), 1),
+    }
     (out / "embed.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"[embed@{backbone}] features {features.shape} in {seconds:.0f} s "
-          f"({info['images_per_second']} img/s on {device})", flush=True)
+    print(
+        f"[embed@{backbone}] features {features.shape} in {seconds:.0f} s "
+        f"({info['images_per_second']} img/s on {device})",
+        flush=True,
+    )
     return out
 
 
-def _torch_embeddings(spec, record: WeightsRecord, images, size: int, batch_size: int, device: str,
-                      progress: bool) -> np.ndarray:
+def _torch_embeddings(
+    spec, record: WeightsRecord, images, size: int, batch_size: int, device: str, progress: bool
+) -> np.ndarray:
     import torch
     from tqdm.auto import tqdm
 
@@ -81,14 +94,13 @@ def _torch_embeddings(spec, record: WeightsRecord, images, size: int, batch_size
     features = torch_models.build_features(spec, record.path)
     model = torch_models.BackboneNet(spec, features, torch.nn.Identity(), size).to(device).eval()
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
-    bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5,
-               unit="img")
+    bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            batch = np.asarray(images[i:i + batch_size])
+            batch = np.asarray(images[i : i + batch_size])
             for view in range(N_VIEWS):
                 x = torch.from_numpy(dihedral(batch, view)).to(device)
-                out[i:i + len(batch), view] = model.embed(x).cpu().numpy()
+                out[i : i + len(batch), view] = model.embed(x).cpu().numpy()
                 bar.update(len(batch))
     bar.close()
     return out
@@ -104,41 +116,91 @@ def load_embeddings(root: Path, dataset: str, backbone: str) -> tuple[np.ndarray
 # --- outputs shared by probes and fine-tunes -------------------------------------------------
 
 
-def _write_outputs(root: Path, params: Params, name: str, kind: str, cfg: BackboneParams, rows: Rows,
-                   proba: np.ndarray, proba_tta: np.ndarray | None, fit, weights: dict, device: str,
-                   n_params: tuple[int, int], predict_seconds: float, input_size: int, weights_file: str,
-                   details: dict | None = None) -> dict:
+def _write_outputs(
+    root: Path,
+    params: Params,
+    name: str,
+    kind: str,
+    cfg: BackboneParams,
+    rows: Rows,
+    proba: np.ndarray,
+    proba_tta: np.ndarray | None,
+    fit,
+    weights: dict,
+    device: str,
+    n_params: tuple[int, int],
+    predict_seconds: float,
+    input_size: int,
+    weights_file: str,
+    details: dict | None = None,
+) -> dict:
     ds, classes, table = params.dataset, rows.data.classes, rows.data.table
     out = variant_dir(root, ds, name)
     pred = write_predictions(out / "predictions.csv", table["image_id"], rows.split, table["label"], proba, classes)
     metrics = metrics_from_predictions(pred, classes)
     if proba_tta is not None:
-        pred_tta = write_predictions(out / "predictions_tta.csv", table["image_id"], rows.split, table["label"],
-                                     proba_tta, classes)
-        metrics.update({f"tta_{k}": v for k, v in metrics_from_predictions(pred_tta, classes).items()
-                        if not k.startswith("val_")})
-    metrics.update({
-        "epochs": len(fit.history),
-        "best_epoch": fit.best_epoch,
-        "n_params": n_params[0],
-        "n_trainable_params": n_params[1],
-        "train_seconds": round(fit.train_seconds, 1),
-        "train_images_per_second": round(fit.images_seen / max(fit.train_seconds, 1e-9), 1),
-        "predict_images_per_second": round(len(table) / max(predict_seconds, 1e-9), 1),
-    })
+        pred_tta = write_predictions(
+            out / "predictions_tta.csv", table["image_id"], rows.split, table["label"], proba_tta, classes
+        )
+        metrics.update(
+            {f"tta_{k}": v for k, v in metrics_from_predictions(pred_tta, classes).items() if not k.startswith("val_")}
+        )
+    metrics.update(
+        {
+            "epochs": len(fit.history),
+            "best_epoch": fit.best_epoch,
+            "n_params": n_params[0],
+            "n_trainable_params": n_params[1],
+            "train_seconds": round(fit.train_seconds, 1),
+            "train_images_per_second": round(fit.images_seen / max(fit.train_seconds, 1e-9), 1),
+            "predict_images_per_second": round(len(table) / max(predict_seconds, 1e-9), 1),
+        }
+    )
     history = pd.DataFrame(fit.history)
     spec = backbone_spec(cfg.backbone)
-    write_stage_files(root, ds, name, out, metrics, history.drop(columns=["seconds"]), dict(
-        kind=kind, framework=spec.framework, classes=list(classes), input_size=int(input_size),
-        preprocess=params.preprocess(), weights_file=weights_file, seed=params.base.seed, config=cfg.model_dump(),
-        device=device, epoch_seconds=[row["seconds"] for row in fit.history], backbone=cfg.backbone,
-        weights=weights, details=details or {}))
-    tta = f", with TTA {metrics['tta_balanced_accuracy']:.3f} / {metrics['tta_macro_auc']:.3f}" if proba_tta is not None else ""
-    print(f"[{kind}@{name}] best epoch {fit.best_epoch}/{len(fit.history)}: test balanced accuracy "
-          f"{metrics['balanced_accuracy']:.3f}, macro AUC {metrics['macro_auc']:.3f}{tta} "
-          f"({fit.train_seconds:.0f} s on {device})", flush=True)
-    return {"config": cfg, "metrics": metrics, "history": history, "predictions": pred, "classes": classes,
-            "weights": weights, "device": device}
+    write_stage_files(
+        root,
+        ds,
+        name,
+        out,
+        metrics,
+        history.drop(columns=["seconds"]),
+        dict(
+            kind=kind,
+            framework=spec.framework,
+            classes=list(classes),
+            input_size=int(input_size),
+            preprocess=params.preprocess(),
+            weights_file=weights_file,
+            seed=params.base.seed,
+            config=cfg.model_dump(),
+            device=device,
+            epoch_seconds=[row["seconds"] for row in fit.history],
+            backbone=cfg.backbone,
+            weights=weights,
+            details=details or {},
+        ),
+    )
+    tta = (
+        f", with TTA {metrics['tta_balanced_accuracy']:.3f} / {metrics['tta_macro_auc']:.3f}"
+        if proba_tta is not None
+        else ""
+    )
+    print(
+        f"[{kind}@{name}] best epoch {fit.best_epoch}/{len(fit.history)}: test balanced accuracy "
+        f"{metrics['balanced_accuracy']:.3f}, macro AUC {metrics['macro_auc']:.3f}{tta} "
+        f"({fit.train_seconds:.0f} s on {device})",
+        flush=True,
+    )
+    return {
+        "config": cfg,
+        "metrics": metrics,
+        "history": history,
+        "predictions": pred,
+        "classes": classes,
+        "weights": weights,
+        "device": device,
+    }
 
 
 # --- probe@<variant> ------------------------------------------------------------------------
@@ -154,20 +216,26 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
     rows = load_rows(root, params.dataset)
     features, embed_info = load_embeddings(root, params.dataset, cfg.backbone)
     if len(features) != len(rows.y):
-        raise FileNotFoundError(f"embeddings of {cfg.backbone} have {len(features)} rows, the dataset {len(rows.y)}: "
-                                f"re-run `dvc repro embed@{cfg.backbone}`")
+        raise FileNotFoundError(
+            f"embeddings of {cfg.backbone} have {len(features)} rows, the dataset {len(rows.y)}: "
+            f"re-run `dvc repro embed@{cfg.backbone}`"
+        )
     torch_models.seed_everything(params.base.seed)
     device = torch_models.pick_device()
     feats = torch.from_numpy(features.astype(np.float32))
     train, val = rows.train, rows.val
     mean, std = feats[train].mean(dim=(0, 1)), feats[train].std(dim=(0, 1)) + 1e-6
     n_classes = len(rows.data.classes)
-    head = torch.nn.Sequential(torch_models.Standardize(mean, std),
-                               torch_models.make_head(feats.shape[-1], n_classes, cfg.head, cfg.hidden_units,
-                                                      cfg.dropout)).to(device)
+    head = torch.nn.Sequential(
+        torch_models.Standardize(mean, std),
+        torch_models.make_head(feats.shape[-1], n_classes, cfg.head, cfg.hidden_units, cfg.dropout),
+    ).to(device)
     rng = np.random.default_rng(params.base.seed + 1)
-    print(f"[probe@{name}] head on {cfg.backbone} embeddings {tuple(features.shape)}: {len(train)} train / "
-          f"{len(val)} val; config {cfg.model_dump()}", flush=True)
+    print(
+        f"[probe@{name}] head on {cfg.backbone} embeddings {tuple(features.shape)}: {len(train)} train / "
+        f"{len(val)} val; config {cfg.model_dump()}",
+        flush=True,
+    )
     fresh_dir(variant_dir(root, params.dataset, name))
 
     def make_batch(idx, training):
@@ -178,8 +246,19 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
         with torch.no_grad():
             return torch.softmax(model(feats[rows_idx, view].to(device)), dim=1).cpu().numpy().astype(np.float64)
 
-    fit = torch_train.fit(head, make_batch, rows.y[train], lambda m: head_proba(m, val, 0), rows.y[val], cfg,
-                          n_classes, params.base.seed, device, progress, label=f"[probe@{name}] ")
+    fit = torch_train.fit(
+        head,
+        make_batch,
+        rows.y[train],
+        lambda m: head_proba(m, val, 0),
+        rows.y[val],
+        cfg,
+        n_classes,
+        params.base.seed,
+        device,
+        progress,
+        label=f"[probe@{name}] ",
+    )
     started = time.perf_counter()
     everything = np.arange(len(rows.y))
     proba = head_proba(head, everything, 0)
@@ -189,11 +268,27 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
         proba_tta[rows.scored] = np.mean([head_proba(head, rows.scored, v) for v in range(N_VIEWS)], axis=0)
     predict_seconds = time.perf_counter() - started
     out = variant_dir(root, params.dataset, name)
-    torch.save({"state_dict": head.state_dict(), "n_features": int(feats.shape[-1]), "n_classes": n_classes},
-               out / "head.pt")
-    return _write_outputs(root, params, name, "probe", cfg, rows, proba, proba_tta, fit, embed_info["weights"],
-                          device, torch_models.count_parameters(head), predict_seconds, embed_info["image_size"],
-                          "head.pt", {"embedding": embed_info})
+    torch.save(
+        {"state_dict": head.state_dict(), "n_features": int(feats.shape[-1]), "n_classes": n_classes}, out / "head.pt"
+    )
+    return _write_outputs(
+        root,
+        params,
+        name,
+        "probe",
+        cfg,
+        rows,
+        proba,
+        proba_tta,
+        fit,
+        embed_info["weights"],
+        device,
+        torch_models.count_parameters(head),
+        predict_seconds,
+        embed_info["image_size"],
+        "head.pt",
+        {"embedding": embed_info},
+    )
 
 
 def build_probe_head(n_features: int, n_classes: int, cfg: BackboneParams):
@@ -203,8 +298,10 @@ def build_probe_head(n_features: int, n_classes: int, cfg: BackboneParams):
     from lesionlab.models import torch_models
 
     zeros = torch.zeros(n_features)
-    return torch.nn.Sequential(torch_models.Standardize(zeros, zeros + 1),
-                               torch_models.make_head(n_features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout))
+    return torch.nn.Sequential(
+        torch_models.Standardize(zeros, zeros + 1),
+        torch_models.make_head(n_features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout),
+    )
 
 
 # --- finetune@<variant> ---------------------------------------------------------------------
@@ -216,24 +313,51 @@ def train_finetune(root: Path, params: Params, name: str, progress: bool = True)
     rows = load_rows(root, params.dataset)
     images = load_backbone_cache(root, params.dataset, rows.data.table)
     record = resolve_weights(spec, cfg.weights, cfg.image_size, root)
-    print(f"[finetune@{name}] {spec.name} ({spec.framework}), strategy {cfg.strategy}, {cfg.image_size} px, "
-          f"weights: {record.describe()}; {len(rows.train)} train / {len(rows.val)} val images", flush=True)
+    print(
+        f"[finetune@{name}] {spec.name} ({spec.framework}), strategy {cfg.strategy}, {cfg.image_size} px, "
+        f"weights: {record.describe()}; {len(rows.train)} train / {len(rows.val)} val images",
+        flush=True,
+    )
     out = fresh_dir(variant_dir(root, params.dataset, name))
     if spec.framework == "keras":
         from lesionlab.models import keras_backbone
 
-        result = keras_backbone.finetune(spec, record, cfg, params.augment, images, rows, params.base.seed, out,
-                                         progress, label=f"[finetune@{name}] ")
+        result = keras_backbone.finetune(
+            spec,
+            record,
+            cfg,
+            params.augment,
+            images,
+            rows,
+            params.base.seed,
+            out,
+            progress,
+            label=f"[finetune@{name}] ",
+        )
     else:
         result = _torch_finetune(spec, record, cfg, params, images, rows, out, progress, name)
-    return _write_outputs(root, params, name, "finetune", cfg, rows, result["proba"], result["proba_tta"],
-                          result["fit"], record.to_dict(), result["device"], result["n_params"],
-                          result["predict_seconds"], cfg.image_size,
-                          "model.keras" if spec.framework == "keras" else "model.pt")
+    return _write_outputs(
+        root,
+        params,
+        name,
+        "finetune",
+        cfg,
+        rows,
+        result["proba"],
+        result["proba_tta"],
+        result["fit"],
+        record.to_dict(),
+        result["device"],
+        result["n_params"],
+        result["predict_seconds"],
+        cfg.image_size,
+        "model.keras" if spec.framework == "keras" else "model.pt",
+    )
 
 
-def _torch_finetune(spec, record, cfg: BackboneParams, params: Params, images, rows: Rows, out: Path, progress: bool,
-                    name: str) -> dict:
+def _torch_finetune(
+    spec, record, cfg: BackboneParams, params: Params, images, rows: Rows, out: Path, progress: bool, name: str
+) -> dict:
     import torch
 
     from lesionlab.models import torch_models, torch_train
@@ -261,15 +385,39 @@ def _torch_finetune(spec, record, cfg: BackboneParams, params: Params, images, r
         return torch_train.predict_images(m, x, device)
 
     val_images = np.asarray(images[val])
-    fit = torch_train.fit(model, make_batch, rows.y[train], lambda m: predict(m, val_images), rows.y[val], cfg,
-                          n_classes, seed, device, progress, label=f"[finetune@{name}] ")
+    fit = torch_train.fit(
+        model,
+        make_batch,
+        rows.y[train],
+        lambda m: predict(m, val_images),
+        rows.y[val],
+        cfg,
+        n_classes,
+        seed,
+        device,
+        progress,
+        label=f"[finetune@{name}] ",
+    )
     started = time.perf_counter()
     proba, proba_tta = predict_with_tta(lambda x: predict(model, x), images, rows.scored, cfg.tta)
     predict_seconds = time.perf_counter() - started
-    torch.save({"state_dict": model.state_dict(), "backbone": spec.name, "config": cfg.model_dump(),
-                "classes": list(rows.data.classes)}, out / "model.pt")
-    return {"proba": proba, "proba_tta": proba_tta, "fit": fit, "device": device, "n_params": n_params,
-            "predict_seconds": predict_seconds}
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "backbone": spec.name,
+            "config": cfg.model_dump(),
+            "classes": list(rows.data.classes),
+        },
+        out / "model.pt",
+    )
+    return {
+        "proba": proba,
+        "proba_tta": proba_tta,
+        "fit": fit,
+        "device": device,
+        "n_params": n_params,
+        "predict_seconds": predict_seconds,
+    }
 
 
 # --- a trained probe or fine-tune, loaded again (lesionlab predict, Grad-CAM) ------------------------------------
@@ -282,8 +430,9 @@ def load_predictor(root, dataset: str, name: str, record):
     classes, size = tuple(record.classes), record.input_size
     spec = backbone_spec(record.backbone)
     if spec.framework == "keras" and record.kind == "probe":
-        return keras_probe(root, variant_dir(root, dataset, name), record, BackboneParams(**record.config), spec,
-                           classes, size, name)
+        return keras_probe(
+            root, variant_dir(root, dataset, name), record, BackboneParams(**record.config), spec, classes, size, name
+        )
     if spec.framework == "keras":
         from lesionlab.models import keras_backbone
         from lesionlab.models.predictor import load_keras_model
@@ -308,8 +457,9 @@ def load_torch_model(root: Path, dataset: str, variant: str, record):
     device = torch_models.pick_device()
     if record.kind == "probe":
         head = probe_head(folder, cfg)
-        model = torch_models.BackboneNet(spec, torch_models.build_features(spec, embedding_weights(root, record, spec,
-                                                                                                     size).path), head, size)
+        model = torch_models.BackboneNet(
+            spec, torch_models.build_features(spec, embedding_weights(root, record, spec, size).path), head, size
+        )
     else:
         saved = safe_torch_load(folder / "model.pt")
         head = torch_models.make_head(spec.features, len(record.classes), cfg.head, cfg.hidden_units, cfg.dropout)
@@ -325,8 +475,10 @@ def embedding_weights(root: Path, record, spec, size: int):
     weights = record.weights
     record = resolve_weights(spec, weights["weights"], size, root)
     if record.sha256 != weights["sha256"]:
-        raise FileNotFoundError(f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
-                                f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})")
+        raise FileNotFoundError(
+            f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
+            f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})"
+        )
     return record
 
 

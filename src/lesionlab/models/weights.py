@@ -35,11 +35,11 @@ class WeightsError(FileNotFoundError):
 @dataclass(frozen=True)
 class WeightsRecord:
     backbone: str
-    weights: str            # "imagenet" | "random"
-    file: str               # file name ("" for random)
-    path: str               # where it was read from ("" for random)
-    source: str             # which place of the search order held it, or RANDOM
-    sha256: str             # of the file ("" for random)
+    weights: str  # "imagenet" | "random"
+    file: str  # file name ("" for random)
+    path: str  # where it was read from ("" for random)
+    source: str  # which place of the search order held it, or RANDOM
+    sha256: str  # of the file ("" for random)
     bytes: int = 0
 
     def describe(self) -> str:
@@ -99,14 +99,17 @@ def offline() -> bool:
 
 def _download(url: str, target: Path, timeout: float = 20.0) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=timeout) as response, \
-            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+    with (
+        urllib.request.urlopen(url, timeout=timeout) as response,
+        tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp,
+    ):
         shutil.copyfileobj(response, tmp)
     os.replace(tmp.name, target)
 
 
-def resolve_weights(spec: BackboneSpec, weights: str, image_size: int, root: Path | None = None,
-                    allow_download: bool | None = None) -> WeightsRecord:
+def resolve_weights(
+    spec: BackboneSpec, weights: str, image_size: int, root: Path | None = None, allow_download: bool | None = None
+) -> WeightsRecord:
     """Find (or fetch) the starting weights of ``spec``; raise :class:`WeightsError` when impossible."""
     if weights == "random":
         return WeightsRecord(spec.name, "random", "", "", RANDOM, "")
@@ -115,8 +118,9 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: int, root: Pat
     places = search_path(spec, image_size, root)
     for path, place in places:
         if path.is_file() and path.stat().st_size > 0:
-            return WeightsRecord(spec.name, "imagenet", path.name, str(path), place, sha256_of(path),
-                                 path.stat().st_size)
+            return WeightsRecord(
+                spec.name, "imagenet", path.name, str(path), place, sha256_of(path), path.stat().st_size
+            )
     name, url = spec.weights_file(image_size), spec.url(image_size)
     allow_download = (not offline()) if allow_download is None else allow_download
     cache_path = framework_cache(spec) / name
@@ -125,8 +129,15 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: int, root: Pat
         try:
             print(f"[weights] {spec.name}: downloading {url} -> {cache_path}", flush=True)
             _download(url, cache_path)
-            return WeightsRecord(spec.name, "imagenet", name, str(cache_path), f"downloaded from {url}",
-                                 sha256_of(cache_path), cache_path.stat().st_size)
+            return WeightsRecord(
+                spec.name,
+                "imagenet",
+                name,
+                str(cache_path),
+                f"downloaded from {url}",
+                sha256_of(cache_path),
+                cache_path.stat().st_size,
+            )
         except OSError as err:  # URLError, timeouts and refused connections are all OSErrors
             error = f"download failed ({err})"
     searched = "\n".join(f"  - {path}  ({place})" for path, place in places)
@@ -134,4 +145,5 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: int, root: Pat
         f"ImageNet weights for backbone {spec.name!r} not found: {name}\n"
         f"searched:\n{searched}\n{error}.\n"
         f"Fetch {url} on a machine with internet access and put the file in any of the folders above "
-        f"(e.g. weights/{name}), or use `weights: random` for this variant.")
+        f"(e.g. weights/{name}), or use `weights: random` for this variant."
+    )

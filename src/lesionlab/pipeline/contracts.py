@@ -58,9 +58,22 @@ def validate_dataset_table(df: pd.DataFrame, classes: tuple[str, ...], source: s
 
 
 def read_dataset_table(path: Path, classes: tuple[str, ...]) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "label": str, "sex": str, "site": str,
-                                  "dx_type": str, "path": str, "mask_path": str, "source_split": str},
-                     keep_default_na=False, na_values={"age": [""]})
+    df = pd.read_csv(
+        path,
+        dtype={
+            "image_id": str,
+            "lesion_id": str,
+            "label": str,
+            "sex": str,
+            "site": str,
+            "dx_type": str,
+            "path": str,
+            "mask_path": str,
+            "source_split": str,
+        },
+        keep_default_na=False,
+        na_values={"age": [""]},
+    )
     return validate_dataset_table(df, classes, source=str(path))
 
 
@@ -82,15 +95,18 @@ def assert_lesion_disjoint(df: pd.DataFrame, source: str = "splits") -> None:
     per_lesion = df.groupby("lesion_id")["split"].nunique()
     leaked = per_lesion[per_lesion > 1]
     if len(leaked):
-        raise ContractError(f"{source}: {len(leaked)} lesion(s) appear in more than one split, e.g. {list(leaked.index[:5])}")
+        raise ContractError(
+            f"{source}: {len(leaked)} lesion(s) appear in more than one split, e.g. {list(leaked.index[:5])}"
+        )
 
 
 def read_splits(path: Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
     return validate_splits(pd.read_csv(path, dtype=str, keep_default_na=False), table, source=str(path))
 
 
-def validate_predictions(df: pd.DataFrame, classes: tuple[str, ...] | list[str], source: str = "predictions",
-                         atol: float = 1e-4) -> pd.DataFrame:
+def validate_predictions(
+    df: pd.DataFrame, classes: tuple[str, ...] | list[str], source: str = "predictions", atol: float = 1e-4
+) -> pd.DataFrame:
     """``image_id, split, label, p_<class>...`` with finite probabilities in [0, 1] that sum to 1 per row."""
     pcols = probability_columns(classes)
     _require_columns(df, ["image_id", "split", "label", *pcols], source)

@@ -23,7 +23,7 @@ class StageBusy(RuntimeError):
     """The same stage is already running in this workspace (an orphan of a stopped ``dvc``, or a second run)."""
 
 
-def _terminate(signum, frame) -> None:   # SIGTERM -> SystemExit: finally blocks (papermill's kernel shutdown) run
+def _terminate(signum, frame) -> None:  # SIGTERM -> SystemExit: finally blocks (papermill's kernel shutdown) run
     raise SystemExit(128 + signum)
 
 
@@ -37,16 +37,16 @@ def die_with_parent(poll_seconds: float = 1.0) -> None:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent:   # the parent died before the request took effect
+    if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
     def watch() -> None:
         event = threading.Event()
         while not event.wait(poll_seconds):
-            if os.getppid() != parent:   # re-parented: the parent is gone
+            if os.getppid() != parent:  # re-parented: the parent is gone
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 
@@ -71,20 +71,22 @@ def stage_lock(root: Path, stage: str):
         return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (stage.replace("/", "_") + ".lock")
-    handle = open(path, "a+")
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the stage's lifetime: closing it releases the lock
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise StageBusy(f"stage {stage} is already running in this workspace (process {holder}; an earlier run "
-                            f"whose dvc was stopped?): wait for it to end, or stop it (`kill {holder}`), then run "
-                            "again. Its outputs were left alone") from None
+            raise StageBusy(
+                f"stage {stage} is already running in this workspace (process {holder}; an earlier run "
+                f"whose dvc was stopped?): wait for it to end, or stop it (`kill {holder}`), then run "
+                "again. Its outputs were left alone"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield
     finally:
-        handle.close()   # closing releases the lock (so does the process's death)
+        handle.close()  # closing releases the lock (so does the process's death)

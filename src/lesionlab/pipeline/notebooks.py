@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionlab.pipeline import timing
 from lesionlab.paths import results_dir
+from lesionlab.pipeline import timing
 from lesionlab.reporting.report import git_commit
 
 KERNEL = "python3"  # the interpreter running this code (the project's .venv)
@@ -30,8 +30,10 @@ def _stages() -> dict[str, NotebookStage]:
     explanation and the comparison."""
     from lesionlab.models.families import discover
 
-    stages = {"eda": NotebookStage("01_eda.ipynb", "Exploratory data analysis"),
-              "split": NotebookStage("02_split.ipynb", "Lesion-grouped stratified split")}
+    stages = {
+        "eda": NotebookStage("01_eda.ipynb", "Exploratory data analysis"),
+        "split": NotebookStage("02_split.ipynb", "Lesion-grouped stratified split"),
+    }
     for family in discover().values():
         stages.setdefault(family.stage, NotebookStage(family.notebook, family.title))
     stages["explain"] = NotebookStage("07_explain.ipynb", "Explanations")
@@ -78,11 +80,14 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
     spec = STAGES[stage]
     executed = executed_path(root, dataset, stage, variant)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    parameters = {} if variant is None else {"variant": variant}   # the dataset is params.yaml's (stage_context)
+    parameters = {} if variant is None else {"variant": variant}  # the dataset is params.yaml's (stage_context)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     started = time.perf_counter()
-    print(f"[{stage}{'@' + variant if variant else ''}] papermill {spec.notebook} -> {executed.relative_to(root)}", flush=True)
+    print(
+        f"[{stage}{'@' + variant if variant else ''}] papermill {spec.notebook} -> {executed.relative_to(root)}",
+        flush=True,
+    )
     pm.execute_notebook(
         str(root / "notebooks" / spec.notebook),
         str(executed),
@@ -93,13 +98,25 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
         progress_bar=False,
     )
     nb = nbformat.read(executed, as_version=4)
-    timing.note(papermill_seconds=nb.metadata.get("papermill", {}).get("duration"),
-                cells_seconds=round(sum(c.metadata.get("papermill", {}).get("duration") or 0 for c in nb.cells), 3),
-                first_cell_seconds=next((c.metadata.get("papermill", {}).get("duration") for c in nb.cells
-                                         if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
-                                         and "injected-parameters" not in c.metadata.get("tags", [])), None))
+    timing.note(
+        papermill_seconds=nb.metadata.get("papermill", {}).get("duration"),
+        cells_seconds=round(sum(c.metadata.get("papermill", {}).get("duration") or 0 for c in nb.cells), 3),
+        first_cell_seconds=next(
+            (
+                c.metadata.get("papermill", {}).get("duration")
+                for c in nb.cells
+                if c.cell_type == "code"
+                and "parameters" not in c.metadata.get("tags", [])
+                and "injected-parameters" not in c.metadata.get("tags", [])
+            ),
+            None,
+        ),
+    )
     nb.metadata["lesionlab"] = {"stage": stage, "variant": variant, "dataset": dataset, "git_commit": git_commit(root)}
     nbformat.write(nb, executed)
-    print(f"[{stage}{'@' + variant if variant else ''}] executed in {time.perf_counter() - started:.1f} s; "
-          "`python -m lesionlab site` renders its page", flush=True)
+    print(
+        f"[{stage}{'@' + variant if variant else ''}] executed in {time.perf_counter() - started:.1f} s; "
+        "`python -m lesionlab site` renders its page",
+        flush=True,
+    )
     return executed

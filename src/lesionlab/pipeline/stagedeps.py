@@ -45,7 +45,7 @@ def _imported(tree: ast.AST, modules) -> set[str]:
             elif node.module.startswith("lesionlab."):
                 base = node.module.removeprefix("lesionlab.")
                 found |= _with_prefixes(base, modules)
-                found |= {f"{base}.{a.name}" for a in node.names} & set(modules)   # from package import submodule
+                found |= {f"{base}.{a.name}" for a in node.names} & set(modules)  # from package import submodule
     return found
 
 
@@ -79,9 +79,16 @@ def _role_targets(trees: dict[str, ast.AST], modules) -> dict[str, set[str]]:
 
 def _called_roles(tree: ast.AST) -> set[str]:
     """The family roles a module runs: ``family.call("load", ...)``."""
-    return {node.args[0].value for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"
-            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "call"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
 
 
 def import_graph(root: Path) -> dict[str, set[str]]:
@@ -116,13 +123,14 @@ def _cli_functions(root: Path) -> tuple[dict[str, ast.FunctionDef], dict[str, st
     tree = ast.parse((Path(root) / PACKAGE / "cli.py").read_text(encoding="utf-8"))
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     handlers, current = {}, None
-    for node in ast.walk(functions["build_parser"]):   # sub.add_parser("name") ... p.set_defaults(func=_handler)
+    for node in ast.walk(functions["build_parser"]):  # sub.add_parser("name") ... p.set_defaults(func=_handler)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr == "add_parser" and node.args and isinstance(node.args[0], ast.Constant):
                 current = node.args[0].value
             elif node.func.attr == "set_defaults" and current:
-                handlers.update({current: k.value.id for k in node.keywords
-                                 if k.arg == "func" and isinstance(k.value, ast.Name)})
+                for k in node.keywords:
+                    if k.arg == "func" and isinstance(k.value, ast.Name):
+                        handlers[current] = k.value.id
     return functions, handlers, tree
 
 
@@ -159,8 +167,9 @@ def command_modules(root: Path, cmd: str, graph: dict[str, set[str]] | None = No
     command = words[3]
     if command not in handlers:
         raise ValueError(f"{cmd!r}: unknown lesionlab command {command!r}")
-    top = _imported(ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)], type_ignores=[]),
-                    set(graph))
+    top = _imported(
+        ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)], type_ignores=[]), set(graph)
+    )
     used = _called_cli_functions(functions, [*_CLI_COMMON, handlers[command]])
     start = {"__main__", "__init__", "cli"} | top
     for name in used:
@@ -198,10 +207,10 @@ def rewrite(root: Path) -> dict[str, tuple[list[str], list[str]]]:
     from ruamel.yaml import YAML
 
     path = Path(root) / "dvc.yaml"
-    yaml = YAML()   # round trip: comments and order kept
+    yaml = YAML()  # round trip: comments and order kept
     yaml.preserve_quotes = True
     yaml.width = 120
-    yaml.indent(mapping=2, sequence=4, offset=2)   # dvc.yaml's own style
+    yaml.indent(mapping=2, sequence=4, offset=2)  # dvc.yaml's own style
     dvc = yaml.load(path.read_text(encoding="utf-8"))
     changes = check(root)
     graph = import_graph(root)

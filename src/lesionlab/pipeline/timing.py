@@ -47,11 +47,16 @@ def record(command: str, stage: str | None, status: int) -> dict | None:
     path = os.environ.get(ENV)
     if not path:
         return None
-    row = {"command": command, "stage": stage or command, "status": status,
-           "wall_seconds": round(process_seconds(), 3),
-           "peak_rss_mib": peak_rss_mib(resource.RUSAGE_SELF),
-           "children_peak_rss_mib": peak_rss_mib(resource.RUSAGE_CHILDREN),
-           "finished": time.time(), **_notes}
+    row = {
+        "command": command,
+        "stage": stage or command,
+        "status": status,
+        "wall_seconds": round(process_seconds(), 3),
+        "peak_rss_mib": peak_rss_mib(resource.RUSAGE_SELF),
+        "children_peak_rss_mib": peak_rss_mib(resource.RUSAGE_CHILDREN),
+        "finished": time.time(),
+        **_notes,
+    }
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
     return row

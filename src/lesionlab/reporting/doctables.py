@@ -20,8 +20,13 @@ import pandas as pd
 _BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
 #: metric column -> header (the leaderboard CSVs' names)
-METRIC_LABELS = {"balanced_accuracy": "balanced accuracy (95 % CI)", "macro_auc": "macro AUC",
-                 "malignant_auc": "malignant AUC", "melanoma_sensitivity": "melanoma sensitivity", "ece": "ECE"}
+METRIC_LABELS = {
+    "balanced_accuracy": "balanced accuracy (95 % CI)",
+    "macro_auc": "macro AUC",
+    "malignant_auc": "malignant AUC",
+    "melanoma_sensitivity": "melanoma sensitivity",
+    "ece": "ECE",
+}
 
 
 def leaderboard_table(csv: Path, top: int | None = None, include: tuple[str, ...] = ()) -> str:
@@ -35,8 +40,12 @@ def leaderboard_table(csv: Path, top: int | None = None, include: tuple[str, ...
     metrics = [m for m in METRIC_LABELS if m in board.columns]
     lines = ["| row | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
     for _, row in board.iterrows():
-        cells = [f"{row[m]:.3f} [{row[m + '_lo']:.3f}, {row[m + '_hi']:.3f}]"
-                 if f"{m}_lo" in board.columns and m == "balanced_accuracy" else f"{row[m]:.3f}" for m in metrics]
+        cells = [
+            f"{row[m]:.3f} [{row[m + '_lo']:.3f}, {row[m + '_hi']:.3f}]"
+            if f"{m}_lo" in board.columns and m == "balanced_accuracy"
+            else f"{row[m]:.3f}"
+            for m in metrics
+        ]
         lines.append(f"| `{row['variant']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -46,8 +55,11 @@ def render(spec: str, root: Path) -> str:
     opts = dict(o.split("=", 1) for o in options)
     if kind != "leaderboard":
         raise ValueError(f"unknown generated table {kind!r} (known: leaderboard)")
-    return leaderboard_table(root / path, int(opts["top"]) if "top" in opts else None,
-                             tuple(opts.get("include", "").split(",")) if opts.get("include") else ())
+    return leaderboard_table(
+        root / path,
+        int(opts["top"]) if "top" in opts else None,
+        tuple(opts.get("include", "").split(",")) if opts.get("include") else (),
+    )
 
 
 def documents(root: Path) -> list[Path]:

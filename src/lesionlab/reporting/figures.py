@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import matplotlib.ticker
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lesionlab.evaluation.metrics import binary_auc, confusion_matrix, malignant_score
 from lesionlab.data.taxonomy import malignant_classes
+from lesionlab.evaluation.metrics import binary_auc, confusion_matrix, malignant_score
 
 sns.set_theme(style="whitegrid", context="notebook")
 #: user strings (sites, ids, file names, labels) are drawn as text: a '$' is a dollar sign, never TeX to parse
 plt.rcParams["text.parse_math"] = False
-PALETTE = dict(zip(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "scc", "benign", "malignant"),
-                   sns.color_palette("tab10", 10)))
+PALETTE = dict(
+    zip(
+        ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "scc", "benign", "malignant"), sns.color_palette("tab10", 10)
+    )
+)
 
 
 def _palette(classes) -> dict:
@@ -50,8 +53,11 @@ def missing_metadata(table: pd.DataFrame) -> dict[str, str]:
     """Panels of :func:`metadata_by_class` this dataset cannot fill: panel -> the one-line reason."""
     from lesionlab.data.datasets import unrecorded_features
 
-    reasons = {"age": "no ages in this dataset", "sex": "sex is unknown for every image",
-               "site": "no body sites in this dataset"}
+    reasons = {
+        "age": "no ages in this dataset",
+        "sex": "sex is unknown for every image",
+        "site": "no body sites in this dataset",
+    }
     return {f: reasons[f] for f in unrecorded_features(table)}
 
 
@@ -63,8 +69,13 @@ def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure | None:
     if not panels:
         return None
     widths = {"age": 1, "sex": 1, "site": 1.6}
-    fig, axs = plt.subplots(1, len(panels), figsize=(5 * sum(widths[p] for p in panels) / 1.2, 4.5), squeeze=False,
-                            gridspec_kw={"width_ratios": [widths[p] for p in panels]})
+    fig, axs = plt.subplots(
+        1,
+        len(panels),
+        figsize=(5 * sum(widths[p] for p in panels) / 1.2, 4.5),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [widths[p] for p in panels]},
+    )
     axes = dict(zip(panels, axs[0]))
     if "age" in axes:
         _age_panel(table, classes, axes["age"])
@@ -77,9 +88,19 @@ def metadata_by_class(table: pd.DataFrame, classes) -> plt.Figure | None:
 
 
 def _age_panel(table: pd.DataFrame, classes, ax) -> None:
-    present = [c for c in classes if pd.to_numeric(table.loc[table["label"] == c, "age"], errors="coerce").notna().any()]
-    sns.boxplot(data=table[table["label"].isin(present)], x="label", y="age", order=present, hue="label",
-                palette=_palette(classes), legend=False, ax=ax)
+    present = [
+        c for c in classes if pd.to_numeric(table.loc[table["label"] == c, "age"], errors="coerce").notna().any()
+    ]
+    sns.boxplot(
+        data=table[table["label"].isin(present)],
+        x="label",
+        y="age",
+        order=present,
+        hue="label",
+        palette=_palette(classes),
+        legend=False,
+        ax=ax,
+    )
     ax.set_title("age by class")
 
 
@@ -136,14 +157,33 @@ def colour_statistics(images: np.ndarray, table: pd.DataFrame, classes) -> tuple
     stats["label"] = table["label"].to_numpy()
     long = stats.melt(id_vars="label", value_vars=["R", "G", "B"], var_name="channel", value_name="mean")
     fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2, 1]})
-    sns.boxplot(data=long, x="label", y="mean", hue="channel", order=classes, palette=["#d62728", "#2ca02c", "#1f77b4"],
-                fliersize=1, ax=axes[0])
+    sns.boxplot(
+        data=long,
+        x="label",
+        y="mean",
+        hue="channel",
+        order=classes,
+        palette=["#d62728", "#2ca02c", "#1f77b4"],
+        fliersize=1,
+        ax=axes[0],
+    )
     axes[0].set_title("mean channel intensity per image")
-    sns.boxplot(data=stats, x="label", y="std (brightness)", order=classes, hue="label", palette=_palette(classes), legend=False,
-                fliersize=1, ax=axes[1])
+    sns.boxplot(
+        data=stats,
+        x="label",
+        y="std (brightness)",
+        order=classes,
+        hue="label",
+        palette=_palette(classes),
+        legend=False,
+        fliersize=1,
+        ax=axes[1],
+    )
     axes[1].set_title("within-image brightness spread")
     fig.tight_layout()
-    table_out = stats.groupby("label")[["R", "G", "B", "std (brightness)"]].agg(["mean", "std"]).reindex(classes).round(1)
+    table_out = (
+        stats.groupby("label")[["R", "G", "B", "std (brightness)"]].agg(["mean", "std"]).reindex(classes).round(1)
+    )
     return fig, table_out
 
 
@@ -161,8 +201,17 @@ def lesion_area(masks: np.ndarray, table: pd.DataFrame, classes, has_mask: np.nd
     area = masks.reshape(len(masks), -1).mean(axis=1)[keep]
     df = pd.DataFrame({"label": table["label"].to_numpy()[keep], "lesion area (share of image)": area})
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    sns.boxplot(data=df, x="label", y="lesion area (share of image)", order=classes, hue="label", palette=_palette(classes),
-                legend=False, fliersize=1, ax=ax)
+    sns.boxplot(
+        data=df,
+        x="label",
+        y="lesion area (share of image)",
+        order=classes,
+        hue="label",
+        palette=_palette(classes),
+        legend=False,
+        fliersize=1,
+        ax=ax,
+    )
     ax.set_title("lesion area from the masks")
     fig.tight_layout()
     return fig
@@ -173,7 +222,9 @@ def lesion_area(masks: np.ndarray, table: pd.DataFrame, classes, has_mask: np.nd
 
 def split_composition(table: pd.DataFrame, splits: pd.DataFrame, classes) -> plt.Figure:
     df = table[["image_id", "label"]].merge(splits, on="image_id")
-    share = pd.crosstab(df["split"], df["label"], normalize="index").reindex(index=["train", "val", "test"], columns=list(classes), fill_value=0)
+    share = pd.crosstab(df["split"], df["label"], normalize="index").reindex(
+        index=["train", "val", "test"], columns=list(classes), fill_value=0
+    )
     fig, ax = plt.subplots(figsize=(8, 2.8))
     share.plot.barh(stacked=True, ax=ax, color=[_palette(classes)[c] for c in classes], width=0.7)
     ax.set_xlabel("share of the split's images")
@@ -216,8 +267,19 @@ def confusion_figure(y_true: np.ndarray, proba: np.ndarray, classes, title: str 
     if own:
         fig, ax = plt.subplots(figsize=(5.2, 4.5))
     annot = np.array([[f"{s:.0%}\n{n}" if n else "" for s, n in zip(rs, rn)] for rs, rn in zip(share, cm)])
-    sns.heatmap(share, annot=annot, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, xticklabels=classes,
-                yticklabels=classes, ax=ax, annot_kws={"fontsize": 7})
+    sns.heatmap(
+        share,
+        annot=annot,
+        fmt="",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        cbar=False,
+        xticklabels=classes,
+        yticklabels=classes,
+        ax=ax,
+        annot_kws={"fontsize": 7},
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix (row-normalised)", fontsize=10)
@@ -269,8 +331,15 @@ def _confusion_panel(ax, y_true: np.ndarray, proba: np.ndarray, classes, title: 
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for (i, j), n in np.ndenumerate(cm):
         if n:
-            ax.text(j, i, f"{share[i, j]:.0%}\n{n}", ha="center", va="center", fontsize=7,
-                    color="white" if share[i, j] > 0.55 else "#262626")
+            ax.text(
+                j,
+                i,
+                f"{share[i, j]:.0%}\n{n}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.55 else "#262626",
+            )
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes, rotation="vertical", va="center")
     ax.tick_params(length=0)
@@ -339,7 +408,6 @@ def forest_plot(board: pd.DataFrame, metrics: list[str], labels: dict[str, str])
     return fig
 
 
-
 def reliability_grid(curves: dict[str, tuple[dict, dict, float]], ncols: int = 5) -> plt.Figure:
     """Reliability diagrams: per row, test accuracy against confidence before (grey) and after (blue) temperature
     scaling; the diagonal is perfect calibration. ``curves``: name -> (bins before, bins after, temperature)."""
@@ -382,8 +450,15 @@ def coverage_overlay(curves: dict[str, dict]) -> plt.Figure:
 # --- explanations and subgroups ----------------------------------------------------------
 
 
-def explanation_panels(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, table: pd.DataFrame,
-                       picks: pd.DataFrame, classes, per_class: int) -> plt.Figure:
+def explanation_panels(
+    images: np.ndarray,
+    maps: np.ndarray,
+    masks: np.ndarray,
+    table: pd.DataFrame,
+    picks: pd.DataFrame,
+    classes,
+    per_class: int,
+) -> plt.Figure:
     """Grad-CAM over the image (jet, translucent) with the lesion mask's outline (white): per true class (rows),
     the most confident correct cases, then the most confident errors (columns). Titles: predicted class and p."""
     position = {image_id: i for i, image_id in enumerate(table["image_id"])}
@@ -393,8 +468,9 @@ def explanation_panels(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, 
     for ax in axes.flat:
         ax.axis("off")
     for r, c in enumerate(classes):
-        axes[r, 0].text(-0.12, 0.5, c, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=10,
-                        fontweight="bold")
+        axes[r, 0].text(
+            -0.12, 0.5, c, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=10, fontweight="bold"
+        )
         for kind, offset in (("correct", 0), ("incorrect", per_class)):
             rows = picks[(picks["label"] == c) & (picks["panel"] == kind)]
             for j, (_, row) in enumerate(rows.iterrows()):
@@ -403,8 +479,12 @@ def explanation_panels(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, 
                 ax.imshow(maps[i], cmap="jet", alpha=0.4, vmin=0, vmax=1)
                 if masks[i].any():
                     ax.contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
-                ax.set_title(f"{row['predicted']} {row['confidence']:.2f}", fontsize=7, pad=2,
-                             color="#1a7f37" if kind == "correct" else "#b42318")
+                ax.set_title(
+                    f"{row['predicted']} {row['confidence']:.2f}",
+                    fontsize=7,
+                    pad=2,
+                    color="#1a7f37" if kind == "correct" else "#b42318",
+                )
     top = 1 - 0.15 / fig.get_figheight()
     for kind, offset in (("correct (most confident)", 0), ("incorrect (most confident)", per_class)):
         box = axes[0, offset].get_position()
@@ -417,10 +497,20 @@ def mask_energy_plot(summary: pd.DataFrame) -> plt.Figure:
     CIs; the grey mark is chance (the mean mask area)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(summary) + 1.5), sharey=True)
     y = np.arange(len(summary))[::-1]
-    for ax, m, title in zip(axes, ("mask_energy", "pointing_hit_rate"),
-                            ("Grad-CAM energy inside the lesion mask", "pointing game: maximum inside the mask")):
-        ax.errorbar(summary[m], y, xerr=[summary[m] - summary[f"{m}_lo"], summary[f"{m}_hi"] - summary[m]],
-                    fmt="o", color="black", ecolor="gray", capsize=3)
+    for ax, m, title in zip(
+        axes,
+        ("mask_energy", "pointing_hit_rate"),
+        ("Grad-CAM energy inside the lesion mask", "pointing game: maximum inside the mask"),
+    ):
+        ax.errorbar(
+            summary[m],
+            y,
+            xerr=[summary[m] - summary[f"{m}_lo"], summary[f"{m}_hi"] - summary[m]],
+            fmt="o",
+            color="black",
+            ecolor="gray",
+            capsize=3,
+        )
         ax.scatter(summary["chance"], y, marker="|", s=200, color="#b42318", label="chance (mask area)")
         ax.set_xlim(0, 1)
         ax.set_title(title, fontsize=10)
@@ -432,8 +522,9 @@ def mask_energy_plot(summary: pd.DataFrame) -> plt.Figure:
 
 def slice_heatmap(table: pd.DataFrame, metric: str = "balanced_accuracy") -> plt.Figure:
     """Rows x subgroup slices of one metric (point estimates); hatched cells are slices marked too small."""
-    pivot = table.pivot(index="variant", columns="slice", values=metric).reindex(index=table["variant"].unique(),
-                                                                                   columns=table["slice"].unique())
+    pivot = table.pivot(index="variant", columns="slice", values=metric).reindex(
+        index=table["variant"].unique(), columns=table["slice"].unique()
+    )
     small = table.pivot(index="variant", columns="slice", values="too_small").reindex_like(pivot).fillna(False)
     fig, ax = plt.subplots(figsize=(0.55 * pivot.shape[1] + 3, 0.38 * pivot.shape[0] + 2))
     sns.heatmap(pivot, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0, vmax=1, ax=ax, cbar=False, annot_kws={"size": 7})

@@ -44,9 +44,16 @@ def note_html(text: str) -> str:
 
 def git_commit(root: Path) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "notebooks",
-                                "dvc.yaml"], cwd=root, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "notebooks", "dvc.yaml"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -55,8 +62,18 @@ def git_commit(root: Path) -> str:
 def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: int) -> str:
     """Where a page came from: stage, dataset, seed, the params it read, package versions."""
     versions = []
-    for pkg in ("lesionlab", "numpy", "pandas", "scikit-learn", "tensorflow-cpu", "keras", "torch", "torchvision",
-                "papermill", "dvc"):
+    for pkg in (
+        "lesionlab",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "tensorflow-cpu",
+        "keras",
+        "torch",
+        "torchvision",
+        "papermill",
+        "dvc",
+    ):
         try:
             versions.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
@@ -71,7 +88,9 @@ def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: in
         "params": "<code>" + html.escape(repr(params)) + "</code>",
     }
     rows = {k: v if k == "params" else esc(v) for k, v in rows.items()}
-    body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{k}</th><td>{v}</td></tr>" for k, v in rows.items())
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:12px'>{k}</th><td>{v}</td></tr>" for k, v in rows.items()
+    )
     return f"<details><summary>Provenance</summary><table>{body}</table></details>"
 
 
@@ -105,9 +124,13 @@ def weights_html(weights: dict, device: str) -> str:
     if weights.get("weights") == "random":
         text = "<b>random initialisation</b> (no pretrained weights)"
     else:
-        text = (f"ImageNet weights <code>{html.escape(weights['file'])}</code>, sha256 "
-                f"<code>{esc(weights['sha256'])}</code>, found in {html.escape(weights['source'])}")
-    return note_html(f"Backbone <b>{html.escape(weights['backbone'])}</b> started from {text}. Device: <b>{esc(device)}</b>.")
+        text = (
+            f"ImageNet weights <code>{html.escape(weights['file'])}</code>, sha256 "
+            f"<code>{esc(weights['sha256'])}</code>, found in {html.escape(weights['source'])}"
+        )
+    return note_html(
+        f"Backbone <b>{html.escape(weights['backbone'])}</b> started from {text}. Device: <b>{esc(device)}</b>."
+    )
 
 
 _TABS_CSS = """<style>
@@ -122,9 +145,15 @@ _TABS_CSS = """<style>
 def tabs_html(panels: dict[str, str], group: str) -> str:
     """Tabs without JavaScript (radio buttons + CSS): the first panel shows, a click on a label shows another."""
     ids = [f"{group}-{i}" for i in range(len(panels))]
-    rules = "\n".join(f"#{i}:checked ~ #{i}-panel {{ display:block; }}\n#{i}:checked + label {{ background:#fff; "
-                      "border-color:#2c7fb8; }" for i in ids)
-    heads = "".join(f'<input type="radio" name="{group}" id="{i}"{" checked" if n == 0 else ""}>'
-                    f'<label for="{i}">{html.escape(title)}</label>' for n, (i, title) in enumerate(zip(ids, panels)))
+    rules = "\n".join(
+        f"#{i}:checked ~ #{i}-panel {{ display:block; }}\n#{i}:checked + label {{ background:#fff; "
+        "border-color:#2c7fb8; }"
+        for i in ids
+    )
+    heads = "".join(
+        f'<input type="radio" name="{group}" id="{i}"{" checked" if n == 0 else ""}>'
+        f'<label for="{i}">{html.escape(title)}</label>'
+        for n, (i, title) in enumerate(zip(ids, panels))
+    )
     bodies = "".join(f'<div class="ll-panel" id="{i}-panel">{body}</div>' for i, body in zip(ids, panels.values()))
     return _TABS_CSS.format(rules=rules) + f'<div class="ll-tabs">{heads}{bodies}</div>'

@@ -26,42 +26,66 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lesionlab.pipeline import timing
 from lesionlab.models.families import FAMILIES
 from lesionlab.paths import reports_dir, results_dir
+from lesionlab.pipeline import timing
 from lesionlab.reporting.report import Html, esc, git_commit, link
 
-DISCLAIMER = ("<b>Research and education only.</b> These models are not medical devices and must not be used to "
-              "diagnose, treat or triage any person.")
-PACKAGES = ("numpy", "pandas", "scikit-learn", "tensorflow-cpu", "keras", "torch", "torchvision", "lightgbm",
-            "papermill", "nbconvert", "dvc")
+DISCLAIMER = (
+    "<b>Research and education only.</b> These models are not medical devices and must not be used to "
+    "diagnose, treat or triage any person."
+)
+PACKAGES = (
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "tensorflow-cpu",
+    "keras",
+    "torch",
+    "torchvision",
+    "lightgbm",
+    "papermill",
+    "nbconvert",
+    "dvc",
+)
 
 
 @dataclass(frozen=True)
 class Page:
-    stage: str          # the DVC stage that executed the notebook (eda, train@cnn_aug, compare, ...)
-    notebook: str       # executed notebook, under results/<ds>/notebooks/
-    html: str           # the page, relative to reports/<ds>/
+    stage: str  # the DVC stage that executed the notebook (eda, train@cnn_aug, compare, ...)
+    notebook: str  # executed notebook, under results/<ds>/notebooks/
+    html: str  # the page, relative to reports/<ds>/
     title: str
-    section: str        # overview | CNN ladder | backbone | metadata | ensemble | explanation
+    section: str  # overview | CNN ladder | backbone | metadata | ensemble | explanation
 
 
 def site_pages(params) -> list[Page]:
     """Every page of the current params.yaml, in reading order."""
-    pages = [Page("eda", "eda.ipynb", "eda.html", "Exploratory data analysis", "overview"),
-             Page("split", "split.ipynb", "split.html", "Lesion-grouped split", "overview"),
-             Page("compare", "compare.ipynb", "compare.html", "Comparison of every variant", "overview")]
-    for family in FAMILIES.values():   # every model family's rows (lesionlab.models.families), in registry order
+    pages = [
+        Page("eda", "eda.ipynb", "eda.html", "Exploratory data analysis", "overview"),
+        Page("split", "split.ipynb", "split.html", "Lesion-grouped split", "overview"),
+        Page("compare", "compare.ipynb", "compare.html", "Comparison of every variant", "overview"),
+    ]
+    for family in FAMILIES.values():  # every model family's rows (lesionlab.models.families), in registry order
         for v in getattr(params, family.section):
-            pages.append(Page(f"{family.stage_name}@{v}", f"{family.stage}@{v}.ipynb", f"{family.outputs}/{v}.html", v,
-                              family.group or family.label))
+            pages.append(
+                Page(
+                    f"{family.stage_name}@{v}",
+                    f"{family.stage}@{v}.ipynb",
+                    f"{family.outputs}/{v}.html",
+                    v,
+                    family.group or family.label,
+                )
+            )
     for v in params.explain.variants:
-        pages.append(Page(f"explain@{v}", f"explain@{v}.ipynb", f"explanations/{v}.html", f"Grad-CAM: {v}",
-                          "explanation"))
+        pages.append(
+            Page(f"explain@{v}", f"explain@{v}.ipynb", f"explanations/{v}.html", f"Grad-CAM: {v}", "explanation")
+        )
     return pages
 
 
 # --- provenance ------------------------------------------------------------------------------------------------
+
 
 def read_lock(root: Path) -> dict:
     """dvc.lock's stages ({} before the first `dvc repro`)."""
@@ -116,8 +140,17 @@ def run_record(notebook: dict) -> dict:
     return {"started": pm.get("start_time"), "seconds": pm.get("duration"), "commit": ll.get("git_commit")}
 
 
-def provenance_html(root: Path, dataset: str, page: Page, entry: dict | None, record: dict, lock: dict,
-                    versions: str, commit: str, source_path: str) -> str:
+def provenance_html(
+    root: Path,
+    dataset: str,
+    page: Page,
+    entry: dict | None,
+    record: dict,
+    lock: dict,
+    versions: str,
+    commit: str,
+    source_path: str,
+) -> str:
     """The header's facts: stage, dataset + DVC hash (of ``source_path``), seed, wall time, git ``commit`` (of the
     checkout, computed once per site) and code check, params, packages."""
     params = (entry or {}).get("params", {}).get("params.yaml", {})
@@ -129,18 +162,29 @@ def provenance_html(root: Path, dataset: str, page: Page, entry: dict | None, re
         code = "stage not in dvc.lock (executed outside `dvc repro`)"
     else:
         same, differ = code_check(root, entry)
-        code = (f"the {len(same)} code files this stage ran match this checkout (dvc.lock md5)" if not differ else
-                f"<b>differs from this checkout</b>: {', '.join(differ)}")
+        code = (
+            f"the {len(same)} code files this stage ran match this checkout (dvc.lock md5)"
+            if not differ
+            else f"<b>differs from this checkout</b>: {', '.join(differ)}"
+        )
     executed = f" · executed at <code>{html.escape(record['commit'])}</code>" if record.get("commit") else ""
-    facts = [f"stage <code>{html.escape(page.stage)}</code>", f"dataset <b>{html.escape(dataset)}</b> ({data_hash(lock, dataset, source_path)})",
-             f"seed {seed}", f"wall time {wall}" + (f" (started {started} UTC)" if started else ""),
-             f"git <code>{html.escape(commit)}</code>{executed} · {code}"]
-    shown = "".join(f"<tr><th>{html.escape(str(k))}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
-                    for k, v in sorted(params.items()))
-    return (f"<div class='ll-facts'>{' · '.join(facts)}</div>"
-            f"<details><summary>params of this stage (dvc.lock) and package versions</summary>"
-            f"<table class='ll-params'>{shown or '<tr><td>none recorded</td></tr>'}</table>"
-            f"<p>{html.escape(versions)}</p></details>")
+    facts = [
+        f"stage <code>{html.escape(page.stage)}</code>",
+        f"dataset <b>{html.escape(dataset)}</b> ({data_hash(lock, dataset, source_path)})",
+        f"seed {seed}",
+        f"wall time {wall}" + (f" (started {started} UTC)" if started else ""),
+        f"git <code>{html.escape(commit)}</code>{executed} · {code}",
+    ]
+    shown = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
+        for k, v in sorted(params.items())
+    )
+    return (
+        f"<div class='ll-facts'>{' · '.join(facts)}</div>"
+        f"<details><summary>params of this stage (dvc.lock) and package versions</summary>"
+        f"<table class='ll-params'>{shown or '<tr><td>none recorded</td></tr>'}</table>"
+        f"<p>{html.escape(versions)}</p></details>"
+    )
 
 
 # --- page chrome -------------------------------------------------------------------------------------------------
@@ -195,20 +239,25 @@ def nav_html(page_html: str, dataset: str) -> str:
     """The navigation bar; links are relative to the page (pages in sub-folders go one level up)."""
     up = "../" * page_html.count("/")
     items = [("Index", "index.html"), ("EDA", "eda.html"), ("Split", "split.html"), ("Comparison", "compare.html")]
-    links = "".join(f"<span class='ll-here'>{t}</span>" if href == page_html else f"<a href='{up}{href}'>{t}</a>"
-                    for t, href in items)
+    links = "".join(
+        f"<span class='ll-here'>{t}</span>" if href == page_html else f"<a href='{up}{href}'>{t}</a>"
+        for t, href in items
+    )
     return f"<div class='ll-nav'><b>lesionlab · {html.escape(dataset)}</b> &nbsp; {links}</div>"
 
 
 def chrome(page_html: str, dataset: str, provenance: str) -> str:
-    return (f"{SITE_CSS}<div class='ll-top'>{nav_html(page_html, dataset)}{provenance}"
-            f"<div class='ll-warn'>{DISCLAIMER}</div></div>")
+    return (
+        f"{SITE_CSS}<div class='ll-top'>{nav_html(page_html, dataset)}{provenance}"
+        f"<div class='ll-warn'>{DISCLAIMER}</div></div>"
+    )
 
 
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>\s*', re.IGNORECASE)
 #: inline scripts that would import code from a CDN (the lab template's mermaid loader): dropped, pages stay offline
-_CDN_IMPORT_SCRIPT = re.compile(r"<script[^>]*>(?:(?!</script>).)*?https?://cdn[^\"']*(?:(?!</script>).)*</script>\s*",
-                                re.IGNORECASE | re.DOTALL)
+_CDN_IMPORT_SCRIPT = re.compile(
+    r"<script[^>]*>(?:(?!</script>).)*?https?://cdn[^\"']*(?:(?!</script>).)*</script>\s*", re.IGNORECASE | re.DOTALL
+)
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
@@ -219,7 +268,7 @@ def inject(document: str, top: str) -> str:
     match = _BODY.search(document)
     if match is None:
         raise ValueError("not an HTML document: no <body>")
-    document = document[:match.end()] + top + document[match.end():]
+    document = document[: match.end()] + top + document[match.end() :]
     at = document.lower().rfind("</body>")
     return document[:at] + SORT_SCRIPT + document[at:]
 
@@ -242,6 +291,7 @@ class Renderer:
 
 # --- the index ---------------------------------------------------------------------------------------------------
 
+
 def _figure_html(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -260,8 +310,12 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
 
     vs_base = compare.difference_marks(paired, "vs baseline")
     vs_best = compare.difference_marks(paired, "vs best")
-    p_base = {r["a"]: r["mcnemar_p"] for _, r in paired[(paired["comparison"] == "vs baseline")
-                                                        & (paired["metric"] == "balanced_accuracy")].iterrows()}
+    p_base = {
+        r["a"]: r["mcnemar_p"]
+        for _, r in paired[
+            (paired["comparison"] == "vs baseline") & (paired["metric"] == "balanced_accuracy")
+        ].iterrows()
+    }
     kinds = {v: family.label for family in FAMILIES.values() for v in getattr(params, family.section)}
     rows = []
     for _, r in board.iterrows():
@@ -270,18 +324,25 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
         energy = ci(r, "mask_energy") if "mask_energy" in r else "–"
         if energy != "–":
             energy = Html(f"<a href='explanations/{esc(base)}.html'>{energy}</a>")
-        rows.append({
-            "variant": link(compare.row_report(v, params), v),
-            "kind": kinds.get(base, "") + (" + TTA" if v != base else ""),
-            "balanced accuracy": ci(r, "balanced_accuracy"), "macro AUC": ci(r, "macro_auc"),
-            "malignant AUC": ci(r, "malignant_auc"),
-            "melanoma sensitivity": f"{r['melanoma_sensitivity']:.3f}" if pd.notna(r["melanoma_sensitivity"]) else "–",
-            "Δ bal. acc. vs baseline": vs_base.get(v, "–"), "McNemar p vs baseline": (
-                f"{p_base[v]:.2g}" if v in p_base and p_base[v] >= 1e-4 else ("<1e-4" if v in p_base else "–")),
-            "Δ bal. acc. vs best": vs_best.get(v, "–"),
-            "Grad-CAM energy in mask": energy,
-            "ECE": f"{r['ece']:.3f}",
-        })
+        rows.append(
+            {
+                "variant": link(compare.row_report(v, params), v),
+                "kind": kinds.get(base, "") + (" + TTA" if v != base else ""),
+                "balanced accuracy": ci(r, "balanced_accuracy"),
+                "macro AUC": ci(r, "macro_auc"),
+                "malignant AUC": ci(r, "malignant_auc"),
+                "melanoma sensitivity": f"{r['melanoma_sensitivity']:.3f}"
+                if pd.notna(r["melanoma_sensitivity"])
+                else "–",
+                "Δ bal. acc. vs baseline": vs_base.get(v, "–"),
+                "McNemar p vs baseline": (
+                    f"{p_base[v]:.2g}" if v in p_base and p_base[v] >= 1e-4 else ("<1e-4" if v in p_base else "–")
+                ),
+                "Δ bal. acc. vs best": vs_best.get(v, "–"),
+                "Grad-CAM energy in mask": energy,
+                "ECE": f"{r['ece']:.3f}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -295,20 +356,24 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
     paired = pd.read_csv(out / "paired.csv")
     slices = pd.read_csv(out / "slices.csv") if (out / "slices.csv").is_file() else None
     best = str(board.loc[board["balanced_accuracy"].idxmax(), "variant"])
-    parts = [f"<h1>Skin-lesion classification on <code>{html.escape(dataset)}</code></h1>",
-             f"<p>{compare.headline(board, params.compare.baseline)}</p>",
-             f"<p>Test split: {int(board['n_test_images'].iloc[0])} images of {int(board['n_test_lesions'].iloc[0])} "
-             f"lesions, the same for every row; 95 % CIs resample lesions ({params.compare.bootstrap} resamples, seed "
-             f"{params.base.seed}). ▲ / ▼: the paired CI of the difference excludes 0. Click a column header to sort."
-             "</p>"]
+    parts = [
+        f"<h1>Skin-lesion classification on <code>{html.escape(dataset)}</code></h1>",
+        f"<p>{compare.headline(board, params.compare.baseline)}</p>",
+        f"<p>Test split: {int(board['n_test_images'].iloc[0])} images of {int(board['n_test_lesions'].iloc[0])} "
+        f"lesions, the same for every row; 95 % CIs resample lesions ({params.compare.bootstrap} resamples, seed "
+        f"{params.base.seed}). ▲ / ▼: the paired CI of the difference excludes 0. Click a column header to sort."
+        "</p>",
+    ]
     if slices is not None and len(slices):
         parts.append(f"<p>{compare.worst_slice(slices, best)}</p>")
     parts.append("<h2>Leaderboard (test split)</h2>")
     parts.append(table_html(index_leaderboard(board, paired, params), table_id="leaderboard"))
-    parts.append("<p>Full tables: <a href='compare.html'>the comparison page</a> (task views, calibration, "
-                 "abstention, subgroups, explanations) · CSV: <a href='leaderboard.csv'>leaderboard</a>, "
-                 "<a href='paired.csv'>paired</a>, <a href='slices.csv'>slices</a>, "
-                 "<a href='calibration.csv'>calibration</a>.</p>")
+    parts.append(
+        "<p>Full tables: <a href='compare.html'>the comparison page</a> (task views, calibration, "
+        "abstention, subgroups, explanations) · CSV: <a href='leaderboard.csv'>leaderboard</a>, "
+        "<a href='paired.csv'>paired</a>, <a href='slices.csv'>slices</a>, "
+        "<a href='calibration.csv'>calibration</a>.</p>"
+    )
     parts.append("<h2>Confidence intervals</h2>")
     shown = [m for m in ("balanced_accuracy", "macro_auc", "malignant_auc") if board[m].notna().any()]
     parts.append(_figure_html(figures.forest_plot(board, shown, compare.METRIC_LABELS)))
@@ -322,30 +387,45 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
         from lesionlab.evaluation.external import external_display
 
         parts.append("<h2>External validation (never trained or tuned on)</h2>")
-        parts.append("<p>The same models on other datasets, with lesion-bootstrap CIs; the operating point is chosen on "
-                     "the internal validation split; <i>internal → drop</i> is the internal test AUC and internal − "
-                     "external. Details: <a href='compare.html#External-validation'>the comparison page</a>.</p>")
+        parts.append(
+            "<p>The same models on other datasets, with lesion-bootstrap CIs; the operating point is chosen on "
+            "the internal validation split; <i>internal → drop</i> is the internal test AUC and internal − "
+            "external. Details: <a href='compare.html#External-validation'>the comparison page</a>.</p>"
+        )
         for name, part in external.groupby("dataset", sort=False):
             parts.append(f"<h3>{html.escape(str(name))}</h3>")
             shown = external_display(part)
             shown.insert(0, "report", [link(compare.row_report(v, params), v) for v in shown.pop("variant")])
             parts.append(table_html(shown))
-    listing = pd.DataFrame([{
-        "page": link(p.html, p.title), "section": p.section, "stage": Html(f"<code>{esc(p.stage)}</code>"),
-        "wall time (s)": (f"{records[p.stage]['seconds']:.1f}" if isinstance(records.get(p.stage, {}).get("seconds"),
-                                                                            (int, float)) else "–"),
-    } for p in pages])
+    listing = pd.DataFrame(
+        [
+            {
+                "page": link(p.html, p.title),
+                "section": p.section,
+                "stage": Html(f"<code>{esc(p.stage)}</code>"),
+                "wall time (s)": (
+                    f"{records[p.stage]['seconds']:.1f}"
+                    if isinstance(records.get(p.stage, {}).get("seconds"), (int, float))
+                    else "–"
+                ),
+            }
+            for p in pages
+        ]
+    )
     parts.append("<h2>Every page</h2>")
     parts.append(table_html(listing))
     body = "\n".join(parts)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>lesionlab · {html.escape(dataset)}"
-            f"</title><style>body {{ font-family: system-ui, sans-serif; margin: 0; }} main {{ padding: 0 16px 32px; }}"
-            f" table.dataframe {{ border-collapse: collapse; font-size: 13px; }} table.dataframe td, "
-            f"table.dataframe th {{ padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; }}"
-            f" img {{ max-width: 100%; }}</style></head><body>{top}<main>{body}</main>{SORT_SCRIPT}</body></html>")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>lesionlab · {html.escape(dataset)}"
+        f"</title><style>body {{ font-family: system-ui, sans-serif; margin: 0; }} main {{ padding: 0 16px 32px; }}"
+        f" table.dataframe {{ border-collapse: collapse; font-size: 13px; }} table.dataframe td, "
+        f"table.dataframe th {{ padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; }}"
+        f" img {{ max-width: 100%; }}</style></head><body>{top}<main>{body}</main>{SORT_SCRIPT}</body></html>"
+    )
 
 
 # --- the stage ---------------------------------------------------------------------------------------------------
+
 
 def build_site(root: Path, params, progress: bool = True) -> list[Path]:
     """Render every page of the current params and the index; returns the files written."""
@@ -373,8 +453,11 @@ def build_site(root: Path, params, progress: bool = True) -> list[Path]:
         target.write_text(inject(render(nb, f"{page.title} ({dataset})"), top), encoding="utf-8")
         written.append(target)
     site_page = Page("compare", "compare.ipynb", "index.html", "Index", "overview")  # the index shows compare's tables
-    top = chrome("index.html", dataset, provenance_html(root, dataset, site_page, lock.get("compare"), records["compare"],
-                                                         **facts))
+    top = chrome(
+        "index.html",
+        dataset,
+        provenance_html(root, dataset, site_page, lock.get("compare"), records["compare"], **facts),
+    )
     index = out / "index.html"
     index.write_text(build_index(root, params, dataset, pages, records, top), encoding="utf-8")
     written.append(index)

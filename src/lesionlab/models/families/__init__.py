@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 #: kind -> family, in registration order (the order rows appear in: CNN ladder, probes, fine-tunes, ...)
-FAMILIES: dict[str, "Family"] = {}
+FAMILIES: dict[str, Family] = {}
 
 #: the page of a family that brings no notebook: its row's params, fit (``family.call("fit", ...)``), metrics
 GENERIC_NOTEBOOK = "09_model.ipynb"
@@ -32,30 +32,30 @@ BUILT_IN = ("cnn", "probe", "finetune", "tabular", "ensemble")
 
 @dataclass(frozen=True)
 class Family:
-    kind: str                       # the training record's `kind`, e.g. "cnn"
-    label: str                      # short name on the report ("CNN", "probe", ...)
-    section: str                    # params.yaml section naming its rows, e.g. "variants"
-    defaults: str                   # params.yaml section of the defaults every row overrides, e.g. "train"
-    defaults_model: type            # pydantic model of the defaults section
-    row_model: type                 # pydantic model of one row (derived: lesionlab.params_base.overrides_of)
-    stage: str                      # `lesionlab run <stage> --variant NAME`; the dvc.yaml stage(s) run it
-    fit: str                        # "module:function" (root, params, name, progress=True) -> result; writes outputs
-    load: str                       # "module:function" (root, dataset, name, record) -> lesionlab.models.predict.Predictor
-    notebook: str = GENERIC_NOTEBOOK   # notebooks/<notebook>: the family's page (default: the generic one)
-    title: str = "Model"            # the page's title
-    outputs: str = "variants"       # results/<ds>/<outputs>/<name>/ (and reports/<ds>/<outputs>/<name>.html)
-    dvc_stage: str = ""             # the dvc.yaml foreach stage of its rows (`<dvc_stage>@<name>`); default: stage
-    group: str = ""                 # the report site's section of its pages; default: label
-    image_model: bool = True        # reads pixels: Grad-CAM can explain it, ensembles share its preprocessing
-    defaults_factory: Optional[Callable] = None   # the defaults when params.yaml omits the section
-    required: bool = False          # params.yaml must name at least one row
-    gradcam: Optional[str] = None   # "module:function" (root, dataset, name, record) -> (framework, fn, size)
-    validate: Optional[Callable] = None           # (params) -> None, raises ValueError naming the key
-    tta: Optional[Callable] = None                # (config) -> bool: the row also scores `<name>+tta`
-    describe: Optional[Callable] = None           # (params, name) -> the bench's family label
-    finish: Optional[Callable] = None             # (params, config) -> config: fill what depends on other sections
-    config_model: Optional[type] = None           # the effective config's model when it has more keys than the
-                                                  # defaults (an ensemble's members)
+    kind: str  # the training record's `kind`, e.g. "cnn"
+    label: str  # short name on the report ("CNN", "probe", ...)
+    section: str  # params.yaml section naming its rows, e.g. "variants"
+    defaults: str  # params.yaml section of the defaults every row overrides, e.g. "train"
+    defaults_model: type  # pydantic model of the defaults section
+    row_model: type  # pydantic model of one row (derived: lesionlab.params_base.overrides_of)
+    stage: str  # `lesionlab run <stage> --variant NAME`; the dvc.yaml stage(s) run it
+    fit: str  # "module:function" (root, params, name, progress=True) -> result; writes outputs
+    load: str  # "module:function" (root, dataset, name, record) -> lesionlab.models.predict.Predictor
+    notebook: str = GENERIC_NOTEBOOK  # notebooks/<notebook>: the family's page (default: the generic one)
+    title: str = "Model"  # the page's title
+    outputs: str = "variants"  # results/<ds>/<outputs>/<name>/ (and reports/<ds>/<outputs>/<name>.html)
+    dvc_stage: str = ""  # the dvc.yaml foreach stage of its rows (`<dvc_stage>@<name>`); default: stage
+    group: str = ""  # the report site's section of its pages; default: label
+    image_model: bool = True  # reads pixels: Grad-CAM can explain it, ensembles share its preprocessing
+    defaults_factory: Callable | None = None  # the defaults when params.yaml omits the section
+    required: bool = False  # params.yaml must name at least one row
+    gradcam: str | None = None  # "module:function" (root, dataset, name, record) -> (framework, fn, size)
+    validate: Callable | None = None  # (params) -> None, raises ValueError naming the key
+    tta: Callable | None = None  # (config) -> bool: the row also scores `<name>+tta`
+    describe: Callable | None = None  # (params, name) -> the bench's family label
+    finish: Callable | None = None  # (params, config) -> config: fill what depends on other sections
+    config_model: type | None = None  # the effective config's model when it has more keys than the
+    # defaults (an ensemble's members)
 
     def call(self, role: str, *args, **kwargs):
         """Run the family's ``role`` function (fit, load, gradcam), importing its module now. (`lesionlab deps`
@@ -73,8 +73,11 @@ class Family:
     def config(self, params, name: str):
         """The effective config of row ``name``: the defaults section + the row's overrides."""
         defaults = getattr(params, self.defaults)
-        overrides = {k: v for k, v in getattr(params, self.section)[name].model_dump().items()
-                     if v is not None and k != "description"}
+        overrides = {
+            k: v
+            for k, v in getattr(params, self.section)[name].model_dump().items()
+            if v is not None and k != "description"
+        }
         if self.config_model is not None:
             cfg = self.config_model(**{**defaults.model_dump(), **overrides})
         else:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -19,7 +19,7 @@ class BackboneParams(Section):
     weights: Literal["imagenet", "random"] = "imagenet"
     strategy: Literal["linear_probe", "partial", "full"] = "partial"
     trainable_blocks: int = Field(4, ge=0, description="partial: how many of the last backbone stages train")
-    image_size: Optional[int] = Field(None, ge=32, le=512, description="input side; None = prepare.backbone_image_size")
+    image_size: int | None = Field(None, ge=32, le=512, description="input side; None = prepare.backbone_image_size")
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(5e-4, gt=0)
@@ -42,12 +42,15 @@ class BackboneParams(Section):
 
     @field_validator("backbone")
     @classmethod
-    def _registered(cls, v: Optional[str]) -> Optional[str]:
+    def _registered(cls, v: str | None) -> str | None:
         return v if v is None else registered_backbone(v)
 
 
-BackboneVariantParams = overrides_of(BackboneParams, "BackboneVariantParams", "A probe or fine-tune variant: a "
-                                    "description plus any subset of the section's defaults it overrides.")
+BackboneVariantParams = overrides_of(
+    BackboneParams,
+    "BackboneVariantParams",
+    "A probe or fine-tune variant: a description plus any subset of the section's defaults it overrides.",
+)
 
 
 def with_image_size(params, cfg: BackboneParams) -> BackboneParams:

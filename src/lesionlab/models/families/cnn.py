@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field
 
@@ -25,16 +25,31 @@ class TrainParams(Section):
     activation: Literal["relu", "elu"] = "relu"
     #: preprocessing ablations: the variant trains (and predicts) on images decoded with these instead of
     #: prepare's (None = as prepare; docs/datasets.md)
-    color_constancy: Optional[Literal["none", "shades_of_gray"]] = None
-    resize: Optional[Literal["squash", "crop", "pad"]] = None
+    color_constancy: Literal["none", "shades_of_gray"] | None = None
+    resize: Literal["squash", "crop", "pad"] | None = None
 
 
-VariantParams = overrides_of(TrainParams, "VariantParams",
-                             "A variant: a description plus any subset of ``train`` keys that it overrides.")
+VariantParams = overrides_of(
+    TrainParams, "VariantParams", "A variant: a description plus any subset of ``train`` keys that it overrides."
+)
 
 
-FAMILY = register(Family(
-    kind="cnn", label="CNN", group="CNN ladder", section="variants", defaults="train", defaults_model=TrainParams,
-    row_model=VariantParams, required=True, stage="train", notebook="03_train.ipynb", title="Variant",
-    fit="lesionlab.models.train:train_variant", load="lesionlab.models.keras_cnn:load_predictor",
-    gradcam="lesionlab.evaluation.explain:keras_gradcam", describe=lambda params, name: "CNN (Keras)"))
+FAMILY = register(
+    Family(
+        kind="cnn",
+        label="CNN",
+        group="CNN ladder",
+        section="variants",
+        defaults="train",
+        defaults_model=TrainParams,
+        row_model=VariantParams,
+        required=True,
+        stage="train",
+        notebook="03_train.ipynb",
+        title="Variant",
+        fit="lesionlab.models.train:train_variant",
+        load="lesionlab.models.keras_cnn:load_predictor",
+        gradcam="lesionlab.evaluation.explain:keras_gradcam",
+        describe=lambda params, name: "CNN (Keras)",
+    )
+)
