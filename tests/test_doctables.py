@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 
+import pytest
 from conftest import REPO
 
 from lesionlab.reporting import doctables
@@ -38,3 +39,17 @@ def test_the_readme_is_short_and_links_only_inside_the_repository():
         for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
             if not target.startswith("http"):
                 assert (doc.parent / target).resolve().is_relative_to(REPO), f"{doc.name}: {target}"
+
+
+def test_a_columns_table_shows_every_row_in_file_order_with_cis_and_the_best_in_bold(tmp_path):
+    csv = tmp_path / "board.csv"
+    csv.write_text("variant,auc,auc_lo,auc_hi,f1\nb,0.8,0.7,0.9,0.5\na,0.9,0.85,0.95,0.25\n")
+    table = doctables.render("columns board.csv auc:ci f1 bold=auc", tmp_path)
+    assert table.splitlines() == [
+        "| variant | auc | f1 |",
+        "|---|---|---|",
+        "| `b` | 0.800 [0.700, 0.900] | 0.500 |",
+        "| `a` | **0.900** [0.850, 0.950] | 0.250 |",
+    ]
+    with pytest.raises(ValueError, match="no column"):
+        doctables.render("columns board.csv missing", tmp_path)

@@ -6,6 +6,12 @@ A generated table sits between two markers::
     ...
     <!-- end table -->
 
+Two kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``) and ``columns``
+(every row in the file's order, the named columns; ``name:ci`` adds the column's 95 % CI, ``bold=a,b`` marks the
+best value of those columns)::
+
+    <!-- table: columns reports/ham10000/leaderboard_binary.csv malignant_auc:ci sensitivity_at_90_specificity -->
+
 ``python -m lesionlab docs`` rewrites every such block in README.md and docs/*.md; ``docs --check`` (run by the
 tests) fails when one differs from what its file gives, so a table cannot drift from the CSV it shows.
 """
@@ -26,6 +32,22 @@ METRIC_LABELS = {
     "malignant_auc": "malignant AUC",
     "melanoma_sensitivity": "melanoma sensitivity",
     "ece": "ECE",
+}
+
+#: headers of the ``columns`` tables (a column not listed is shown under its CSV name)
+COLUMN_LABELS = {
+    **METRIC_LABELS,
+    "variant": "variant",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_auc": "macro AUC (OvR)",
+    "macro_f1": "macro F1",
+    "sensitivity_at_90_specificity": "sensitivity at 90 % specificity",
+    "sensitivity_at_95_specificity": "sensitivity at 95 % specificity",
+    "triage_balanced_accuracy": "triage balanced accuracy",
+    "triage_macro_auc": "triage macro AUC",
+    "high_risk_sensitivity": "high-risk sensitivity",
+    "under_triage_rate": "under-triage (high → low)",
 }
 
 
@@ -50,11 +72,41 @@ def leaderboard_table(csv: Path, top: int | None = None, include: tuple[str, ...
     return "\n".join(lines) + "\n"
 
 
+def columns_table(csv: Path, columns: list[str], bold: tuple[str, ...] = ()) -> str:
+    """Every row of a results CSV, in the file's order: the variant, then ``columns`` (``name:ci`` with its CI);
+    the best (largest) value of each ``bold`` column in bold."""
+    board = pd.read_csv(csv)
+    names = [c.split(":")[0] for c in columns]
+    missing = [n for n in ["variant", *names] if n not in board.columns]
+    if missing:
+        raise ValueError(f"{csv}: no column(s) {missing} (has {list(board.columns)})")
+    best = {n: board[n].max() for n in bold}
+    lines = [
+        "| variant | " + " | ".join(COLUMN_LABELS.get(n, n) for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for _, row in board.iterrows():
+        cells = []
+        for spec, n in zip(columns, names):
+            value = f"{row[n]:.3f}"
+            if n in best and row[n] == best[n]:
+                value = f"**{value}**"
+            if spec.endswith(":ci"):
+                value += f" [{row[n + '_lo']:.3f}, {row[n + '_hi']:.3f}]"
+            cells.append(value)
+        lines.append(f"| `{row['variant']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render(spec: str, root: Path) -> str:
     kind, path, *options = spec.split()
-    opts = dict(o.split("=", 1) for o in options)
+    opts = dict(o.split("=", 1) for o in options if "=" in o)
+    if kind == "columns":
+        return columns_table(
+            root / path, [o for o in options if "=" not in o], tuple(filter(None, opts.get("bold", "").split(",")))
+        )
     if kind != "leaderboard":
-        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard)")
+        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard, columns)")
     return leaderboard_table(
         root / path,
         int(opts["top"]) if "top" in opts else None,
