@@ -8,6 +8,7 @@ import pytest
 
 from lesionlab.data.taxonomy import HAM10000_CLASSES
 from lesionlab.evaluation import compare
+from lesionlab.evaluation.metrics import METRIC_LABELS
 from lesionlab.paths import variant_dir
 from lesionlab.pipeline.contracts import ContractError, write_predictions
 
@@ -253,6 +254,6 @@ def test_forest_plot_draws_a_percentile_interval_that_misses_its_point():
             "balanced_accuracy_hi": [0.70, 0.66],
         }
     )
-    fig = figures.forest_plot(board, ["balanced_accuracy"], compare.METRIC_LABELS)
+    fig = figures.forest_plot(board, ["balanced_accuracy"], METRIC_LABELS)
     segments = fig.axes[0].collections[0].get_segments()
     assert [tuple(s[:, 0]) for s in segments] == [(0.52, 0.70), (0.55, 0.66)]

@@ -246,7 +246,8 @@ def _leaderboard(args) -> int:
     """Print a leaderboard.csv as the Markdown table the README shows."""
     import pandas as pd
 
-    from lesionlab.evaluation.compare import METRIC_LABELS, format_ci
+    from lesionlab.evaluation.compare import format_ci
+    from lesionlab.evaluation.metrics import METRIC_LABELS
     from lesionlab.pipeline.contracts import ContractError
 
     board = pd.read_csv(args.csv)

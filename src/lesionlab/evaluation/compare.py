@@ -24,7 +24,14 @@ from lesionlab.evaluation.bootstrap import (
     weighted_sensitivity_at_specificity,
 )
 from lesionlab.evaluation.calibration import apply_temperature, calibrate
-from lesionlab.evaluation.metrics import HEADLINE, class_indices, compute_metrics, headline_metrics, malignant_score
+from lesionlab.evaluation.metrics import (
+    HEADLINE,
+    METRIC_LABELS,
+    class_indices,
+    compute_metrics,
+    headline_metrics,
+    malignant_score,
+)
 from lesionlab.evaluation.tasks import SPECIFICITIES, TASK_HEADLINE, TASK_METRICS, triage_view
 from lesionlab.evaluation.uncertainty import selective_summary, uncertain_flags
 from lesionlab.models import families
@@ -33,24 +40,6 @@ from lesionlab.paths import ensemble_dir, metrics_file, row_dir, variant_dir
 from lesionlab.pipeline.contracts import ContractError, read_predictions
 from lesionlab.reporting.report import Html, esc
 
-METRIC_LABELS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_auc": "macro AUC (OvR)",
-    "malignant_auc": "malignant AUC",
-    "melanoma_auc": "melanoma AUC",
-    "melanoma_sensitivity": "melanoma sensitivity",
-    "macro_f1": "macro F1",
-    "sensitivity_at_90_specificity": "sensitivity at 90 % specificity",
-    "sensitivity_at_95_specificity": "sensitivity at 95 % specificity",
-    "triage_balanced_accuracy": "triage balanced accuracy",
-    "triage_macro_auc": "triage macro AUC",
-    "high_risk_sensitivity": "high-risk sensitivity",
-    "under_triage_rate": "under-triage (high → low)",
-    "malignant_sensitivity": "malignant sensitivity",
-    "mask_energy": "Grad-CAM energy in mask",
-    "pointing_hit_rate": "pointing-game hits",
-}
 #: metrics where lower is better (bold marks the minimum)
 LOWER_IS_BETTER = {"under_triage_rate", "over_triage_rate", "ece", "brier"}
 

@@ -21,6 +21,27 @@ if TYPE_CHECKING:
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity", "macro_f1")
 
 
+#: metric column -> the name reports and docs show
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_auc": "macro AUC (OvR)",
+    "malignant_auc": "malignant AUC",
+    "melanoma_auc": "melanoma AUC",
+    "melanoma_sensitivity": "melanoma sensitivity",
+    "macro_f1": "macro F1",
+    "sensitivity_at_90_specificity": "sensitivity at 90 % specificity",
+    "sensitivity_at_95_specificity": "sensitivity at 95 % specificity",
+    "triage_balanced_accuracy": "triage balanced accuracy",
+    "triage_macro_auc": "triage macro AUC",
+    "high_risk_sensitivity": "high-risk sensitivity",
+    "under_triage_rate": "under-triage (high → low)",
+    "malignant_sensitivity": "malignant sensitivity",
+    "mask_energy": "Grad-CAM energy in mask",
+    "pointing_hit_rate": "pointing-game hits",
+}
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
     return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)

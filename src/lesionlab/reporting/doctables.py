@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lesionlab.evaluation.metrics import METRIC_LABELS
+
 _BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
-#: metric column -> header (the leaderboard CSVs' names)
-METRIC_LABELS = {
+#: metric column -> header of the ``leaderboard`` tables
+HEADLINE_LABELS = {
     "balanced_accuracy": "balanced accuracy (95 % CI)",
     "macro_auc": "macro AUC",
     "malignant_auc": "malignant AUC",
@@ -35,20 +37,7 @@ METRIC_LABELS = {
 }
 
 #: headers of the ``columns`` tables (a column not listed is shown under its CSV name)
-COLUMN_LABELS = {
-    **METRIC_LABELS,
-    "variant": "variant",
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_auc": "macro AUC (OvR)",
-    "macro_f1": "macro F1",
-    "sensitivity_at_90_specificity": "sensitivity at 90 % specificity",
-    "sensitivity_at_95_specificity": "sensitivity at 95 % specificity",
-    "triage_balanced_accuracy": "triage balanced accuracy",
-    "triage_macro_auc": "triage macro AUC",
-    "high_risk_sensitivity": "high-risk sensitivity",
-    "under_triage_rate": "under-triage (high → low)",
-}
+COLUMN_LABELS = {"variant": "variant", **METRIC_LABELS}
 
 
 def leaderboard_table(csv: Path, top: int | None = None, include: tuple[str, ...] = ()) -> str:
@@ -59,8 +48,8 @@ def leaderboard_table(csv: Path, top: int | None = None, include: tuple[str, ...
         board = board.sort_values("balanced_accuracy", ascending=False, kind="stable")
     if top is not None:
         board = board[board["variant"].isin([*board["variant"].head(top), *include])]
-    metrics = [m for m in METRIC_LABELS if m in board.columns]
-    lines = ["| row | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    metrics = [m for m in HEADLINE_LABELS if m in board.columns]
+    lines = ["| row | " + " | ".join(HEADLINE_LABELS[m] for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
     for _, row in board.iterrows():
         cells = [
             f"{row[m]:.3f} [{row[m + '_lo']:.3f}, {row[m + '_hi']:.3f}]"

@@ -59,32 +59,43 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: int) -> str:
-    """Where a page came from: stage, dataset, seed, the params it read, package versions."""
-    versions = []
-    for pkg in (
-        "lesionlab",
-        "numpy",
-        "pandas",
-        "scikit-learn",
-        "tensorflow-cpu",
-        "keras",
-        "torch",
-        "torchvision",
-        "papermill",
-        "dvc",
-    ):
+#: the packages whose versions a page's provenance lists
+PACKAGES = (
+    "lesionlab",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "tensorflow-cpu",
+    "keras",
+    "torch",
+    "torchvision",
+    "lightgbm",
+    "papermill",
+    "nbconvert",
+    "dvc",
+)
+
+
+def package_versions() -> str:
+    """``name version`` of each of :data:`PACKAGES` that is installed, comma-separated."""
+    out = []
+    for pkg in PACKAGES:
         try:
-            versions.append(f"{pkg} {metadata.version(pkg)}")
+            out.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
             pass
+    return ", ".join(out)
+
+
+def provenance_html(root: Path, dataset: str, stage: str, params: dict, seed: int) -> str:
+    """Where a page came from: stage, dataset, seed, the params it read, package versions."""
     rows = {
         "stage": stage,
         "dataset": dataset,
         "seed": seed,
         "git commit of the code": git_commit(root),
         "python": platform.python_version(),
-        "packages": ", ".join(versions),
+        "packages": package_versions(),
         "params": "<code>" + html.escape(repr(params)) + "</code>",
     }
     rows = {k: v if k == "params" else esc(v) for k, v in rows.items()}

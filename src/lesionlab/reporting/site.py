@@ -20,7 +20,6 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -29,24 +28,11 @@ import yaml
 from lesionlab.models.families import FAMILIES
 from lesionlab.paths import reports_dir, results_dir
 from lesionlab.pipeline import timing
-from lesionlab.reporting.report import Html, esc, git_commit, link
+from lesionlab.reporting.report import Html, esc, git_commit, link, package_versions
 
 DISCLAIMER = (
     "<b>Research and education only.</b> These models are not medical devices and must not be used to "
     "diagnose, treat or triage any person."
-)
-PACKAGES = (
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "tensorflow-cpu",
-    "keras",
-    "torch",
-    "torchvision",
-    "lightgbm",
-    "papermill",
-    "nbconvert",
-    "dvc",
 )
 
 
@@ -121,16 +107,6 @@ def data_hash(lock: dict, dataset: str, source_path: str) -> str:
     if prepared:
         text += f", prepared md5 <code>{str(prepared['md5'])[:12]}</code>"
     return text
-
-
-def package_versions() -> str:
-    out = []
-    for pkg in PACKAGES:
-        try:
-            out.append(f"{pkg} {metadata.version(pkg)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return ", ".join(out)
 
 
 def run_record(notebook: dict) -> dict:
@@ -348,6 +324,7 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
 
 def build_index(root: Path, params, dataset: str, pages: list[Page], records: dict[str, dict], top: str) -> str:
     from lesionlab.evaluation import compare
+    from lesionlab.evaluation.metrics import METRIC_LABELS
     from lesionlab.reporting import figures
     from lesionlab.reporting.report import table_html
 
@@ -376,7 +353,7 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
     )
     parts.append("<h2>Confidence intervals</h2>")
     shown = [m for m in ("balanced_accuracy", "macro_auc", "malignant_auc") if board[m].notna().any()]
-    parts.append(_figure_html(figures.forest_plot(board, shown, compare.METRIC_LABELS)))
+    parts.append(_figure_html(figures.forest_plot(board, shown, METRIC_LABELS)))
     explained = pd.read_csv(out / "explanations.csv") if (out / "explanations.csv").is_file() else None
     if explained is not None and compare.has_mask_scores(explained):
         parts.append("<h2>Where the models look (Grad-CAM inside the lesion mask)</h2>")
