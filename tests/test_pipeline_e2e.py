@@ -240,12 +240,26 @@ def test_second_repro_is_a_noop(tiny_repo):
     assert "Data and pipelines are up to date" in out
 
 
-def test_dvc_metrics_show_every_variant(tiny_repo):
+def test_dvc_metrics_show_the_headline_of_every_row_readably(tiny_repo):
     repo, ctx = tiny_repo
-    out = _run(["dvc", "metrics", "show", "--json"], repo, ctx["env"])
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], repo, ctx["env"]))
+    files = next(iter(shown.values()))["data"]
     p = ctx["params"]
     for v in [*p["variants"], *p["probes"], *p["finetunes"], *p["tabulars"], *p["ensembles"]]:
-        assert f"results/synthetic/metrics/{v}.json" in out
+        data = files[f"results/synthetic/live/{v}/metrics.json"]["data"]
+        assert {"balanced_accuracy", "macro_auc", "malignant_auc", "ece"} <= set(data) <= {
+            "balanced_accuracy",
+            "macro_auc",
+            "malignant_auc",
+            "ece",
+            "step",
+        }
+    table = _run(["dvc", "metrics", "show"], repo, ctx["env"])
+    assert max(len(line) for line in table.splitlines()) <= 200, table
+    for v in p["variants"]:  # dvclive logged every epoch of the Keras loop
+        curve = (repo / f"results/synthetic/live/{v}/plots/metrics/val/balanced_accuracy.tsv").read_text()
+        history = (repo / f"results/synthetic/history/{v}.csv").read_text()
+        assert len(curve.splitlines()) == len(history.splitlines())
 
 
 @pytest.mark.parametrize(
@@ -276,6 +290,9 @@ def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     ensembles = [f"ensemble@{e}" for e in ctx["params"]["ensembles"]]
     expected = ["check_params", "compare", "train@cnn_aug", "explain@cnn_aug", "site", *ensembles]
     assert ran == sorted(expected), out[-3000:]
+    shown = _run(["dvc", "exp", "show", "--only-changed", "--no-pager"], repo, {**ctx["env"], "COLUMNS": "400"})
+    assert "learning_rate" in shown and "balanced_accuracy" in shown, shown
+    assert max(len(line) for line in shown.splitlines()) <= 200, shown
 
 
 def test_predict_reproduces_the_image_and_metadata_ensemble(tiny_repo, tmp_path):

@@ -19,6 +19,7 @@ def _copy(tmp_path):
     for name in ("src", "notebooks"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copy2(REPO / "params.yaml", root / "params.yaml")  # the plot overlays are written from its rows
     return root
 
 

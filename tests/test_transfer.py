@@ -213,6 +213,15 @@ def test_probes_and_finetune_write_the_contracts(tiny_project):
         assert 0 <= metrics["balanced_accuracy"] <= 1 and metrics["train_images_per_second"] > 0
         training = json.loads((folder / "training.json").read_text())
         assert training["weights"]["file"] == "efficientnet-lite0-57934424.pth"
+        live = root / "results/synthetic/live" / name  # dvclive, logged epoch by epoch from the training loop
+        summary = json.loads((live / "metrics.json").read_text())
+        assert summary["balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"], abs=1e-9)
+        assert set(summary) == {"balanced_accuracy", "macro_auc", "malignant_auc", "ece", "step"}
+        curve = pd.read_csv(live / "plots/metrics/val/balanced_accuracy.tsv", sep="\t")
+        history = pd.read_csv(root / f"results/synthetic/history/{name}.csv")
+        assert curve["step"].tolist() == history["epoch"].tolist()
+        assert np.allclose(curve["balanced_accuracy"], history["val_balanced_accuracy"], atol=1e-6)
+        assert (live / "plots/sklearn/confusion_matrix.json").is_file()
         assert training["device"] == result["device"]
         if params.backbone_variant(name).tta:
             tta = read_predictions(folder / "predictions_tta.csv", classes)

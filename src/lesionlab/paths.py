@@ -60,12 +60,19 @@ def row_dir(root: Path, dataset: str, outputs: str, name: str) -> Path:
 
 
 def metrics_file(root: Path, dataset: str, name: str) -> Path:
-    """Flat test metrics (+ ``val_`` ones and training figures) of a leaderboard row: DVC metrics."""
+    """Flat test metrics (+ ``val_`` ones and training figures) of a leaderboard row (the comparison reads it;
+    DVC's metrics are the headline subset in :func:`live_dir`)."""
     return results_dir(root, dataset) / "metrics" / f"{checked(name, 'variant')}.json"
 
 
+def live_dir(root: Path, dataset: str, name: str) -> Path:
+    """The dvclive log of a trained row (:mod:`lesionlab.models.runlog`): headline metrics, curves, plots."""
+    return results_dir(root, dataset) / "live" / checked(name, "variant")
+
+
 def history_file(root: Path, dataset: str, name: str) -> Path:
-    """Per-epoch (per boosting round) history of a trained row: DVC plots."""
+    """Per-epoch (per boosting round) history of a trained row (the report's curves; DVC's plots read the same
+    rows from :func:`live_dir`)."""
     return results_dir(root, dataset) / "history" / f"{checked(name, 'variant')}.csv"
 
 

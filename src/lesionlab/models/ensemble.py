@@ -28,6 +28,7 @@ import pandas as pd
 
 from lesionlab.config import EnsembleConfig, Params
 from lesionlab.data.taxonomy import probability_columns
+from lesionlab.models import runlog
 from lesionlab.models.outputs import write_skipped, write_stage_files
 from lesionlab.paths import ensemble_dir, fresh_dir
 from lesionlab.pipeline.contracts import ContractError, read_predictions, write_predictions
@@ -260,6 +261,7 @@ def training_record(root: Path, dataset: str, params: Params, cfg: EnsembleConfi
     }
 
 
+@runlog.logged
 def build_ensemble(root: Path, params: Params, name: str) -> dict:
     """Read the members' predictions, combine them, write the predictions contract and metrics."""
     from lesionlab.data.prepare import load_prepared
@@ -315,6 +317,7 @@ def build_ensemble(root: Path, params: Params, name: str) -> dict:
         metrics,
         None,
         {**training_record(root, ds, params, cfg, classes), "weights_file": "ensemble.json"},
+        predictions=pred,
     )
     print(
         f"[ensemble@{name}] test balanced accuracy {metrics['balanced_accuracy']:.3f}, macro AUC "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lesionlab.evaluation.metrics import balanced_accuracy, confusion_matrix
+from lesionlab.models import runlog
 
 
 def balanced_class_weights(y: np.ndarray, k: int) -> np.ndarray:
@@ -89,6 +90,9 @@ class BestEpoch:
             row["learning_rate"] = float(learning_rate)
         row["seconds"] = round(seconds, 3)
         self.result.history.append(row)
+        log = runlog.current()
+        if log is not None:  # a stage opened the row's dvclive log: the epoch is in DVC's views as it ends
+            log.step(row, epoch)
         self.result.train_seconds += seconds
         self.result.images_seen += seen
         improved = bacc > self.best + 1e-9

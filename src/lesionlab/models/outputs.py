@@ -7,12 +7,14 @@ One writer for every family (CNN ladder, probes, fine-tunes, metadata models, en
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lesionlab.models import runlog
 from lesionlab.models.record import TrainingRecord, write_record
 from lesionlab.paths import history_file, metrics_file
 
@@ -26,11 +28,20 @@ def rounded(d: dict, digits: int = 6) -> dict:
 
 
 def write_stage_files(
-    root: Path, dataset: str, name: str, out: Path, metrics: dict, history: pd.DataFrame | None, record: dict
+    root: Path,
+    dataset: str,
+    name: str,
+    out: Path,
+    metrics: dict,
+    history: pd.DataFrame | None,
+    record: dict,
+    predictions: pd.DataFrame | None = None,
 ) -> TrainingRecord:
     """metrics/<name>.json (rounded, sorted), history/<name>.csv (if any), <out>/training.json (``record``: the
     fields of :class:`lesionlab.models.record.TrainingRecord` besides variant and dataset; ``weights_file`` is
-    hashed)."""
+    hashed), and the row's dvclive log (:mod:`lesionlab.models.runlog`: the one the stage opened, else a new
+    one): its steps from ``history`` when training logged none, the headline summary, the test-split plots of
+    ``predictions`` (the contract's predictions table)."""
     mfile = metrics_file(root, dataset, name)
     mfile.parent.mkdir(parents=True, exist_ok=True)
     mfile.write_text(json.dumps(rounded(metrics), indent=2, sort_keys=True) + "\n")
@@ -38,6 +49,12 @@ def write_stage_files(
         hfile = history_file(root, dataset, name)
         hfile.parent.mkdir(parents=True, exist_ok=True)
         history.to_csv(hfile, index=False, float_format="%.6f")
+    with contextlib.ExitStack() as stack:
+        log = runlog.current() or stack.enter_context(runlog.run_log(root, dataset, name))
+        if log.steps == 0 and history is not None:
+            for i, row in enumerate(history.to_dict("records"), start=1):
+                log.step(row, row.get("epoch", i))
+        log.finish(metrics, predictions, record.get("classes"))
     return write_record(out, variant=name, dataset=dataset, **record)
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from lesionlab.config import Params, TabularParams
 from lesionlab.data.datasets import FEATURE_COLUMNS, LEAKY_COLUMNS, unrecorded_features
 from lesionlab.evaluation.metrics import balanced_accuracy, confusion_matrix
+from lesionlab.models import runlog
 from lesionlab.models.fitting import balanced_class_weights
 from lesionlab.models.outputs import write_skipped, write_stage_files
 from lesionlab.models.record import read_record
@@ -250,6 +251,7 @@ def missing_metadata_reason(train: pd.DataFrame, features) -> str | None:
     )
 
 
+@runlog.logged
 def train_tabular(root: Path, params: Params, name: str) -> dict:
     """Fit ``tabulars.<name>`` on the train split (early stopping on val), predict every row, write the outputs."""
     from lesionlab.data.prepare import load_rows
@@ -306,6 +308,7 @@ def train_tabular(root: Path, params: Params, name: str) -> dict:
             "weights_file": fit.model_file,
             "details": {"encoder": encoder.to_json(), "columns": list(x.columns), "unseen_categories": unseen},
         },
+        predictions=pred,
     )
     print(
         f"[tabular@{name}] best iteration {fit.best_iteration}/{len(fit.history)}: test balanced accuracy "

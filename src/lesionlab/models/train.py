@@ -21,11 +21,13 @@ import pandas as pd
 from lesionlab.config import Params
 from lesionlab.data.prepare import load_prepared
 from lesionlab.evaluation.metrics import metrics_from_predictions
+from lesionlab.models import runlog
 from lesionlab.models.outputs import write_stage_files
 from lesionlab.paths import fresh_dir, splits_file, variant_dir
 from lesionlab.pipeline.contracts import read_splits, write_predictions
 
 
+@runlog.logged
 def train_variant(root: Path, params: Params, variant: str, progress: bool = True) -> dict:
     """Fit ``variant`` on the train split (early stopping on val), predict every image, write the outputs."""
     from lesionlab.models import keras_cnn
@@ -94,6 +96,7 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
             device="cpu",
             epoch_seconds=[row["seconds"] for row in fit.history],
         ),
+        predictions=pred,
     )
     print(
         f"[train@{variant}] best epoch {fit.best_epoch}/{len(fit.history)}: test balanced accuracy "

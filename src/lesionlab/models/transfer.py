@@ -25,6 +25,7 @@ import pandas as pd
 from lesionlab.config import BackboneParams, Params
 from lesionlab.data.prepare import Rows, load_backbone_cache, load_prepared, load_rows
 from lesionlab.evaluation.metrics import metrics_from_predictions
+from lesionlab.models import runlog
 from lesionlab.models.backbones import backbone_spec
 from lesionlab.models.outputs import write_stage_files
 from lesionlab.models.tta import N_VIEWS, dihedral, predict_with_tta
@@ -180,6 +181,7 @@ def _write_outputs(
             weights=weights,
             details=details or {},
         ),
+        predictions=pred,
     )
     tta = (
         f", with TTA {metrics['tta_balanced_accuracy']:.3f} / {metrics['tta_macro_auc']:.3f}"
@@ -206,6 +208,7 @@ def _write_outputs(
 # --- probe@<variant> ------------------------------------------------------------------------
 
 
+@runlog.logged
 def train_probe(root: Path, params: Params, name: str, progress: bool = True) -> dict:
     """A head on the cached embeddings of ``cfg.backbone``: random view per epoch when ``augment``."""
     import torch
@@ -307,6 +310,7 @@ def build_probe_head(n_features: int, n_classes: int, cfg: BackboneParams):
 # --- finetune@<variant> ---------------------------------------------------------------------
 
 
+@runlog.logged
 def train_finetune(root: Path, params: Params, name: str, progress: bool = True) -> dict:
     cfg = params.backbone_variant(name)
     spec = backbone_spec(cfg.backbone)

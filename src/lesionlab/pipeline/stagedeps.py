@@ -8,7 +8,8 @@ notebook. A lazy import counts: a module a stage may load is a module whose chan
 
 ``lesionlab deps`` rewrites the ``src/lesionlab/**.py`` entries of every stage's ``deps:`` in dvc.yaml (other
 entries and their order are kept); ``lesionlab deps --check`` lists what a stage misses or lists in excess and
-fails, which is what the test suite runs.
+fails, which is what the test suite runs. Both also keep dvc.yaml's top-level ``plots:`` (the overlays of
+params.yaml's rows, :mod:`lesionlab.pipeline.dvcviews`) in line.
 """
 
 from __future__ import annotations
@@ -198,7 +199,33 @@ def check(root: Path) -> dict[str, tuple[list[str], list[str]]]:
         have = {d for d in body.get("deps", []) if isinstance(d, str) and d.startswith(PACKAGE + "/")}
         if want != have:
             out[name] = (sorted(want - have), sorted(have - want))
+    plots = _plots_want(root)
+    have = _plain(dvc.get("plots") or [])
+    if have != plots:
+        titles = [next(iter(p)) for p in plots]
+        old = [next(iter(p)) for p in have if isinstance(p, dict)]
+        out[PLOTS] = ([t for t in titles if t not in old] or ["(changed files)"], [t for t in old if t not in titles])
     return out
+
+
+#: the key :func:`check` reports a stale top-level ``plots:`` section under
+PLOTS = "plots"
+
+
+def _plots_want(root: Path) -> list:
+    from lesionlab.config import load_params
+    from lesionlab.pipeline.dvcviews import plots
+
+    return plots(load_params(Path(root) / "params.yaml"))
+
+
+def _plain(value):
+    """ruamel's round-trip containers as plain lists and dicts (for comparison)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def rewrite(root: Path) -> dict[str, tuple[list[str], list[str]]]:
@@ -214,6 +241,8 @@ def rewrite(root: Path) -> dict[str, tuple[list[str], list[str]]]:
     dvc = yaml.load(path.read_text(encoding="utf-8"))
     changes = check(root)
     graph = import_graph(root)
+    if PLOTS in changes:
+        dvc["plots"] = _plots_want(root)
     for name, body in _stage_bodies(dvc):
         if name not in changes:
             continue
