@@ -247,13 +247,17 @@ def test_dvc_metrics_show_the_headline_of_every_row_readably(tiny_repo):
     p = ctx["params"]
     for v in [*p["variants"], *p["probes"], *p["finetunes"], *p["tabulars"], *p["ensembles"]]:
         data = files[f"results/synthetic/live/{v}/metrics.json"]["data"]
-        assert {"balanced_accuracy", "macro_auc", "malignant_auc", "ece"} <= set(data) <= {
-            "balanced_accuracy",
-            "macro_auc",
-            "malignant_auc",
-            "ece",
-            "step",
-        }
+        assert (
+            {"balanced_accuracy", "macro_auc", "malignant_auc", "ece"}
+            <= set(data)
+            <= {
+                "balanced_accuracy",
+                "macro_auc",
+                "malignant_auc",
+                "ece",
+                "step",
+            }
+        )
     table = _run(["dvc", "metrics", "show"], repo, ctx["env"])
     assert max(len(line) for line in table.splitlines()) <= 200, table
     for v in p["variants"]:  # dvclive logged every epoch of the Keras loop
