@@ -47,8 +47,10 @@ format: setup  ## apply ruff's formatting and its safe fixes
 bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
-lab: setup  ## JupyterLab on notebooks/ with the project's kernel (the .venv); every notebook runs as committed
-	jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+# JupyterLab at the repository root (notebooks/, results/, reports/ all browsable) with the project's kernel;
+# a notebook run by hand writes to scratch/, never over DVC's outputs (src/lesionlab/pipeline/sandbox.py)
+lab: setup
+	jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
 metrics: setup
 	dvc metrics show

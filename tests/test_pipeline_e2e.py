@@ -233,6 +233,27 @@ def test_switching_to_a_dataset_without_its_download_fails_clearly(tiny_repo):
         (repo / "params.yaml").write_text(params)
 
 
+def test_a_notebook_run_by_hand_writes_to_scratch_not_over_dvc_outputs(tiny_repo, tmp_path):
+    """JupyterLab's way: the notebook executed without DVC (here by papermill, as a kernel would run it), with
+    the quick knob set. It trains into scratch/ and leaves `git status` and `dvc status` clean."""
+    from lesionlab.pipeline.sandbox import PIPELINE_ENV
+
+    repo, ctx = tiny_repo
+    env = {k: v for k, v in ctx["env"].items() if k != PIPELINE_ENV}
+    tracked = (repo / "results/synthetic/variants/cnn_aug/predictions.csv").read_bytes()
+    code = (
+        "import papermill as pm; pm.execute_notebook('notebooks/03_train.ipynb', {out!r}, kernel_name='python3', "
+        "parameters={{'variant': 'cnn_aug', 'epochs': 1}}, cwd='notebooks', progress_bar=False)"
+    ).format(out=str(tmp_path / "by-hand.ipynb"))
+    _run([sys.executable, "-c", code], repo, env)
+    scratch = repo / "scratch/train@cnn_aug/results/synthetic"
+    assert len(pd.read_csv(scratch / "history/cnn_aug.csv")) == 1  # the knob: one epoch
+    assert (scratch / "variants/cnn_aug/predictions.csv").is_file() and (scratch / "splits.csv").is_symlink()
+    assert (repo / "results/synthetic/variants/cnn_aug/predictions.csv").read_bytes() == tracked
+    assert _run(["git", "status", "--porcelain"], repo, env).strip() == ""
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], repo, env)
+
+
 def test_second_repro_is_a_noop(tiny_repo):
     repo, ctx = tiny_repo
     out = _run(["dvc", "repro"], repo, ctx["env"])

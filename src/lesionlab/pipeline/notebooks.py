@@ -7,6 +7,7 @@ adds the navigation, the provenance header and the index.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from lesionlab.paths import results_dir
 from lesionlab.pipeline import timing
 from lesionlab.reporting.report import git_commit
 
-KERNEL = "python3"  # the interpreter running this code (the project's .venv)
+KERNEL = "python3"  # papermill's kernel: the interpreter running this code (the project's .venv)
+#: the stage name the generic model page (09_model.ipynb) passes to :func:`stage_context`
+GENERIC_STAGE = "model"
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,47 @@ def skip_slow_schema_formats() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
-def stage_context():
-    """(project root, validated params.yaml, the dataset it selects): what every stage notebook starts from, run by
-    papermill or by hand in JupyterLab. The dataset is params.yaml's alone, never a notebook parameter, so a page
-    cannot name one dataset while its model trains on another (`dvc exp run -S dataset=...` switches both)."""
-    from lesionlab.config import find_project_root, load_params
+def stage_context(stage: str, variant: str | None = None, epochs: int | None = None):
+    """(project root, validated params.yaml, the dataset it selects): what every stage notebook starts from.
+
+    Run by DVC (papermill, :func:`run_notebook`), the root is the project's and ``epochs`` must be None. Run by
+    hand (JupyterLab), the root is a scratch copy of the project (:func:`lesionlab.pipeline.sandbox.sandbox`): the
+    notebook reads the tracked results and writes its own outputs there, never over DVC's; ``epochs`` (the quick
+    knob of the parameters cell) then overrides the row's training length. The dataset is params.yaml's alone,
+    never a notebook parameter, so a page cannot name one dataset while its model trains on another."""
+    from lesionlab.config import find_project_root, load_params, parse_params, read_yaml
+    from lesionlab.pipeline import sandbox
 
     root = find_project_root()
     params = load_params(root / "params.yaml")
-    return root, params, params.dataset
+    if sandbox.in_pipeline():
+        if epochs is not None:
+            raise ValueError("`epochs` is a knob for runs by hand; DVC's run takes params.yaml's")
+        return root, params, params.dataset
+    from lesionlab.models.families import generic_rows, of_row
+
+    if stage == "explain":
+        variant = variant or params.explain.variants[0]
+    if stage == GENERIC_STAGE:
+        variant = variant or next(iter(generic_rows(params)), None)
+        if variant is None:  # no family uses the generic page: it trains and writes nothing
+            return root, params, params.dataset
+    row_stage = stage
+    if variant is not None and stage != "explain":
+        family = of_row(params, variant)
+        row_stage = family.dvc_stage or family.stage
+        if epochs is not None:
+            raw = read_yaml((root / "params.yaml").read_text(), "params.yaml")
+            row = raw.setdefault(family.section, {}).get(variant) or {}
+            raw[family.section][variant] = {**row, "epochs": int(epochs)}
+            params = parse_params(raw, "params.yaml (+ epochs from the notebook)", root)
+    scratch = sandbox.sandbox(root, params.dataset, row_stage, variant)
+    print(
+        f"Run by hand: reading the tracked results, writing this stage's outputs to {scratch.relative_to(root)}/ "
+        "(DVC's outputs are written only by `dvc repro` / `dvc exp run`)"
+        + (f"; epochs = {epochs}" if epochs is not None else "")
+    )
+    return scratch, params, params.dataset
 
 
 def executed_path(root: Path, dataset: str, stage: str, variant: str | None = None) -> Path:
@@ -81,6 +116,8 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
     executed = executed_path(root, dataset, stage, variant)
     executed.parent.mkdir(parents=True, exist_ok=True)
     parameters = {} if variant is None else {"variant": variant}  # the dataset is params.yaml's (stage_context)
+    from lesionlab.pipeline.sandbox import PIPELINE_ENV
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     started = time.perf_counter()
@@ -88,15 +125,23 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
         f"[{stage}{'@' + variant if variant else ''}] papermill {spec.notebook} -> {executed.relative_to(root)}",
         flush=True,
     )
-    pm.execute_notebook(
-        str(root / "notebooks" / spec.notebook),
-        str(executed),
-        parameters=parameters,
-        kernel_name=KERNEL,
-        cwd=str(root / "notebooks"),
-        log_output=True,
-        progress_bar=False,
-    )
+    previous = os.environ.get(PIPELINE_ENV)
+    os.environ[PIPELINE_ENV] = "1"  # the kernel papermill starts inherits it: this is DVC's run (stage_context)
+    try:
+        pm.execute_notebook(
+            str(root / "notebooks" / spec.notebook),
+            str(executed),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            cwd=str(root / "notebooks"),
+            log_output=True,
+            progress_bar=False,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(PIPELINE_ENV, None)
+        else:
+            os.environ[PIPELINE_ENV] = previous
     nb = nbformat.read(executed, as_version=4)
     timing.note(
         papermill_seconds=nb.metadata.get("papermill", {}).get("duration"),

@@ -109,6 +109,11 @@ def of_row(params, name: str) -> Family:
     raise KeyError(name)
 
 
+def generic_rows(params) -> list[str]:
+    """The rows of the families that use the generic page (:data:`GENERIC_NOTEBOOK`), in registry order."""
+    return [name for f in FAMILIES.values() if f.notebook == GENERIC_NOTEBOOK for name in getattr(params, f.section)]
+
+
 def for_stage(stage: str) -> list[Family]:
     """The families `lesionlab run <stage>` serves (probes and fine-tunes share the backbone stage)."""
     return [f for f in FAMILIES.values() if f.stage == stage]
