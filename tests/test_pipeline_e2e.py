@@ -254,6 +254,30 @@ def test_a_notebook_run_by_hand_writes_to_scratch_not_over_dvc_outputs(tiny_repo
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], repo, env)
 
 
+def test_a_teammate_pulls_every_output_from_a_remote_without_retraining(tiny_repo, tmp_path):
+    """The remote workflow of docs/pipeline.md: push to a (here local) DVC remote, clone afresh, pull: the clone is
+    up to date, nothing re-runs, and the trained rows are there as DVC artifacts."""
+    repo, ctx = tiny_repo
+    env = ctx["env"]
+    _run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], repo, env)
+    _run(["git", "commit", "-q", "-am", "a shared DVC remote"], repo, env)
+    _run(["dvc", "push"], repo, env)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "results/synthetic/variants/cnn_aug").exists()  # models are in DVC's cache, not in git
+    _run(["dvc", "pull"], clone, env)
+    pred = "results/synthetic/variants/cnn_aug/predictions.csv"
+    assert (clone / pred).read_bytes() == (repo / pred).read_bytes()
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], clone, env)
+    out = _run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in out and "Data and pipelines are up to date" in out
+    from dvc.repo import Repo
+
+    with Repo(str(clone)) as dvc:
+        artifacts = dvc.artifacts.read()["dvc.yaml"]
+    assert artifacts["cnn_aug"].path == "results/synthetic/variants/cnn_aug" and artifacts["cnn_aug"].type == "model"
+
+
 def test_second_repro_is_a_noop(tiny_repo):
     repo, ctx = tiny_repo
     out = _run(["dvc", "repro"], repo, ctx["env"])

@@ -205,8 +205,8 @@ def _deps(args) -> int:
     root = find_project_root()
     changes = stagedeps.check(root) if args.check else stagedeps.rewrite(root)
     for stage, (missing, extra) in changes.items():
-        if stage == stagedeps.PLOTS:
-            print(f"plots: {len(missing) + len(extra)} plot definition(s) differ from params.yaml's rows")
+        if stage in stagedeps.SECTIONS:
+            print(f"{stage}: {len(missing) + len(extra)} definition(s) differ from params.yaml's rows")
             continue
         print(
             f"{stage}: "

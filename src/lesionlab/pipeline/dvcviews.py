@@ -1,4 +1,5 @@
-"""DVC's own views of the pipeline, generated from params.yaml's rows: dvc.yaml's top-level ``plots:``.
+"""DVC's own views of the pipeline, generated from params.yaml's rows: dvc.yaml's top-level ``plots:`` and
+``artifacts:``.
 
 Each trained row logs to ``results/<ds>/live/<row>/`` with dvclive (:mod:`lesionlab.models.runlog`); its stage
 declares ``metrics.json`` (the four headline test metrics) as its DVC metrics. The plots are overlays per model
@@ -8,8 +9,11 @@ family, so that ``dvc plots show`` gives one chart per question instead of one p
 - ROC of malignant vs benign and the top-label reliability curve on the test split;
 - the test confusion matrix of each row (DVC's ``confusion`` template).
 
-A definition must list its files, so ``lesionlab deps`` writes this section from the rows of params.yaml (and
-``deps --check``, which the tests run, fails when it is stale); run it after adding or removing a row.
+Every trained row is also a DVC artifact (``artifacts:``, type ``model``: its folder of model files and
+training record), so ``dvc artifacts get`` and DVC Studio's model registry find it by name.
+
+A definition must list its files, so ``lesionlab deps`` writes these sections from the rows of params.yaml (and
+``deps --check``, which the tests run, fails when one is stale); run it after adding or removing a row.
 """
 
 from __future__ import annotations
@@ -103,3 +107,25 @@ def plots(params) -> list[dict]:
                 }
             )
     return out
+
+
+def artifacts(params) -> dict:
+    """The ``artifacts:`` section: every trained row's output folder as a ``model`` artifact."""
+    from lesionlab.models.families import FAMILIES
+
+    out = {}
+    for family in FAMILIES.values():
+        for row in getattr(params, family.section):
+            description = params.description(row) or f"{family.label} row {row}"
+            out[row] = {
+                "path": f"results/${{dataset}}/{family.outputs}/{row}",
+                "type": "model",
+                "desc": f"{family.title}: {description}",
+                "labels": [family.kind],
+            }
+    return out
+
+
+def sections(params) -> dict:
+    """dvc.yaml's generated top-level sections, by name."""
+    return {"artifacts": artifacts(params), "plots": plots(params)}

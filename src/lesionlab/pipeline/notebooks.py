@@ -118,15 +118,18 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
     parameters = {} if variant is None else {"variant": variant}  # the dataset is params.yaml's (stage_context)
     from lesionlab.pipeline.sandbox import PIPELINE_ENV
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("papermill").setLevel(logging.INFO)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # no "Executing Cell N" / "Ending Cell N" markers
     started = time.perf_counter()
     print(
         f"[{stage}{'@' + variant if variant else ''}] papermill {spec.notebook} -> {executed.relative_to(root)}",
         flush=True,
     )
-    previous = os.environ.get(PIPELINE_ENV)
-    os.environ[PIPELINE_ENV] = "1"  # the kernel papermill starts inherits it: this is DVC's run (stage_context)
+    # the kernel papermill starts inherits these: it is DVC's run (stage_context); TensorFlow's C++ INFO and
+    # WARNING notices (oneDNN, absl) stay out of the log unless the user set their own level
+    kernel_env = {PIPELINE_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    previous = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     try:
         pm.execute_notebook(
             str(root / "notebooks" / spec.notebook),
@@ -134,14 +137,17 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
             parameters=parameters,
             kernel_name=KERNEL,
             cwd=str(root / "notebooks"),
-            log_output=True,
+            log_output=False,  # the cells' own output, as printed (no display objects' reprs)
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
             progress_bar=False,
         )
     finally:
-        if previous is None:
-            os.environ.pop(PIPELINE_ENV, None)
-        else:
-            os.environ[PIPELINE_ENV] = previous
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     nb = nbformat.read(executed, as_version=4)
     timing.note(
         papermill_seconds=nb.metadata.get("papermill", {}).get("duration"),

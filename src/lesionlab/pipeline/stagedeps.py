@@ -199,24 +199,26 @@ def check(root: Path) -> dict[str, tuple[list[str], list[str]]]:
         have = {d for d in body.get("deps", []) if isinstance(d, str) and d.startswith(PACKAGE + "/")}
         if want != have:
             out[name] = (sorted(want - have), sorted(have - want))
-    plots = _plots_want(root)
-    have = _plain(dvc.get("plots") or [])
-    if have != plots:
-        titles = [next(iter(p)) for p in plots]
-        old = [next(iter(p)) for p in have if isinstance(p, dict)]
-        out[PLOTS] = ([t for t in titles if t not in old] or ["(changed files)"], [t for t in old if t not in titles])
+    for key, want in _sections_want(root).items():
+        have = _plain(dvc.get(key) or type(want)())
+        if have != want:
+            names = [next(iter(p)) for p in want] if isinstance(want, list) else list(want)
+            old = [next(iter(p)) for p in have if isinstance(p, dict)] if isinstance(have, list) else list(have)
+            out[key] = ([n for n in names if n not in old] or ["(changed entries)"], [n for n in old if n not in names])
     return out
 
 
-#: the key :func:`check` reports a stale top-level ``plots:`` section under
-PLOTS = "plots"
+#: the generated top-level sections of dvc.yaml (:mod:`lesionlab.pipeline.dvcviews`); :func:`check` reports a
+#: stale one under its name
+PLOTS, ARTIFACTS = "plots", "artifacts"
+SECTIONS = (ARTIFACTS, PLOTS)
 
 
-def _plots_want(root: Path) -> list:
+def _sections_want(root: Path) -> dict:
     from lesionlab.config import load_params
-    from lesionlab.pipeline.dvcviews import plots
+    from lesionlab.pipeline.dvcviews import sections
 
-    return plots(load_params(Path(root) / "params.yaml"))
+    return sections(load_params(Path(root) / "params.yaml"))
 
 
 def _plain(value):
@@ -241,8 +243,9 @@ def rewrite(root: Path) -> dict[str, tuple[list[str], list[str]]]:
     dvc = yaml.load(path.read_text(encoding="utf-8"))
     changes = check(root)
     graph = import_graph(root)
-    if PLOTS in changes:
-        dvc["plots"] = _plots_want(root)
+    for key, want in _sections_want(root).items():
+        if key in changes:
+            dvc[key] = want
     for name, body in _stage_bodies(dvc):
         if name not in changes:
             continue
