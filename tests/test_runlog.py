@@ -79,3 +79,15 @@ def test_a_skipped_row_logs_no_metric_and_no_log_means_no_files(tmp_path):
     tracker = BestEpoch(np.array([0, 1]), 2, epochs=1, patience=1, progress=False)
     tracker.end_epoch(1, np.eye(2), 0.5, 0.5, 1.0, 2)  # no stage opened a log: nothing written
     assert runlog.current() is None and not (tmp_path / "results/synthetic/live/row").exists()
+
+
+def test_a_git_repository_without_commits_still_gets_its_log(tmp_path, monkeypatch):
+    """The first `dvc repro` after `git init`: dvclive cannot read HEAD there, the log is written anyway."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    with runlog.run_log(tmp_path, "synthetic", "row") as log:
+        log.step({"val_balanced_accuracy": 0.5}, 1)
+        log.finish({"balanced_accuracy": 0.5}, None, None)
+    assert json.loads((tmp_path / "results/synthetic/live/row/metrics.json").read_text())["balanced_accuracy"] == 0.5

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,10 @@ def class_weight_dict(y: np.ndarray, k: int) -> dict[int, float]:
     """:func:`balanced_class_weights` as Keras' ``class_weight`` wants them: the classes present in ``y`` only."""
     w = balanced_class_weights(y, k)
     return {c: float(w[c]) for c in range(k) if w[c] > 0}
+
+
+#: seconds an epoch runs before its progress bar shows
+PROGRESS_AFTER = 5.0
 
 
 @dataclass
@@ -64,6 +69,23 @@ class BestEpoch:
     @property
     def stop(self) -> bool:
         return self.wait >= self.patience
+
+    def batches(self, epoch: int, steps: int):
+        """A progress bar over one epoch's ``steps`` batches (``.update(1)`` per batch, ``.close()`` at the end).
+        It appears only once the epoch has run for :data:`PROGRESS_AFTER` seconds, so short epochs print just
+        their summary line; with ``progress=False`` it is silent."""
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=steps,
+            desc=f"{self.label}epoch {epoch}/{self.epochs}",
+            unit="batch",
+            delay=PROGRESS_AFTER,
+            mininterval=PROGRESS_AFTER,
+            leave=False,
+            disable=not self.progress,
+            file=sys.stderr,
+        )
 
     def end_epoch(
         self,

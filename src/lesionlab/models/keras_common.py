@@ -47,8 +47,13 @@ def early_stopping(
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            self.bar = tracker.batches(epoch + 1, self.params.get("steps") or 0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
 
         def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
             seconds = time.perf_counter() - self.t0
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) if with_learning_rate else None
             if tracker.end_epoch(

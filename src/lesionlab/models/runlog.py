@@ -49,11 +49,11 @@ class RunLog:
     """A dvclive ``Live`` for one row, started empty (a rerun never appends to an old log)."""
 
     def __init__(self, folder: Path):
-        from dvclive import Live
-
         shutil.rmtree(folder, ignore_errors=True)
         self.folder = Path(folder)
-        self.live = Live(str(folder), resume=False, save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
+        self.live = _live_class()(
+            str(folder), resume=False, save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False
+        )
         self.steps = 0
 
     def step(self, row: dict, step: int) -> None:
@@ -96,6 +96,23 @@ class RunLog:
             self.live.log_sklearn_plot(
                 "roc", malignant.astype(int), malignant_score(proba, classes), name="roc.json", drop_intermediate=True
             )
+
+
+def _live_class():
+    """dvclive's ``Live``, tolerant of a git repository without commits (dvclive 3.49 reads HEAD to name the
+    experiment and fails there, e.g. on the first `dvc repro` after `git init`: the files are what this project
+    uses, and they do not need a commit)."""
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    class _Live(Live):
+        def _init_dvc(self):
+            try:
+                super()._init_dvc()
+            except SCMError:
+                self._dvc_file = self._init_dvc_file()
+
+    return _Live
 
 
 def _finite(value) -> float | None:

@@ -121,6 +121,7 @@ def fit(
         started = time.perf_counter()
         model.train()
         order, running, correct, seen = epoch_order(y_train, cfg.sampler, rng), 0.0, 0, 0
+        bar = tracker.batches(epoch, steps)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             x = make_batch(idx, True).to(device)
@@ -137,6 +138,8 @@ def fit(
             running += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(dim=1) == targets.argmax(dim=1)).sum())
             seen += len(idx)
+            bar.update(1)
+        bar.close()
         seconds = time.perf_counter() - started
         scored.eval()
         if tracker.end_epoch(

@@ -166,8 +166,30 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
     nb.metadata["lesionlab"] = {"stage": stage, "variant": variant, "dataset": dataset, "git_commit": git_commit(root)}
     nbformat.write(nb, executed)
     print(
-        f"[{stage}{'@' + variant if variant else ''}] executed in {time.perf_counter() - started:.1f} s; "
-        "`python -m lesionlab site` renders its page",
+        f"[{stage}{'@' + variant if variant else ''}] done in {time.perf_counter() - started:.1f} s"
+        + _summary(root, dataset, variant),
         flush=True,
     )
     return executed
+
+
+def _summary(root: Path, dataset: str, variant: str | None) -> str:
+    """``: test balanced accuracy 0.612, macro AUC 0.903`` from the row's dvclive summary, when it has one."""
+    import json
+
+    from lesionlab.paths import live_dir
+
+    if variant is None:
+        return ""
+    path = live_dir(root, dataset, variant) / "metrics.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    if "skipped" in summary:
+        return ": skipped (see its page)"
+    shown = [
+        (label, summary.get(key))
+        for key, label in (("balanced_accuracy", "test balanced accuracy"), ("macro_auc", "macro AUC"))
+    ]
+    return ": " + ", ".join(f"{label} {value:.3f}" for label, value in shown if isinstance(value, (int, float)))
