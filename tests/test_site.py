@@ -152,3 +152,52 @@ def test_committed_report_opens_in_a_browser(dataset):
         links = b.evaluate("Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))")
     missing = [link for link in links if link.endswith((".html", ".csv")) and not (reports / link).is_file()]
     assert not missing, missing
+
+
+def test_template_css_is_one_shared_file_linked_relative_to_each_page(tmp_path):
+    page = (
+        "<html><head><title>t</title><style>a{b:c}</style><style>d{e:f}</style></head><body>"
+        "<style scoped>.x{}</style></body></html>"
+    )
+    top = site.share_styles(page, "index.html", tmp_path)
+    nested = site.share_styles(page, "variants/cnn_aug.html", tmp_path)
+    assert (tmp_path / site.STYLESHEET).read_text() == "a{b:c}\nd{e:f}\n"
+    assert '<link rel="stylesheet" href="assets/notebook.css">' in top and "a{b:c}" not in top
+    assert 'href="../assets/notebook.css"' in nested
+    assert "<style scoped>.x{}</style>" in top  # a table's own style stays in the body
+    with pytest.raises(ValueError, match="differs"):
+        site.share_styles(page.replace("a{b:c}", "a{b:z}"), "eda.html", tmp_path)
+
+
+def test_pages_keep_printed_lines_and_drop_progress_bars():
+    text = "start\nembed:  10%|█         | 1/10 [00:01<00:09]\rembed: 100%|██████████| 10/10 [00:02<00:00]\nepoch 1/3\n"
+    assert site.without_progress(text) == "start\nepoch 1/3\n"
+
+
+def test_a_row_page_opens_with_its_test_metrics_and_says_the_disclaimer_once():
+    import nbformat
+    import pandas as pd
+
+    board = pd.DataFrame(
+        {
+            "variant": ["m", "m+tta"],
+            **{
+                f"{k}{s}": [0.5, 0.6]
+                for k in ("balanced_accuracy", "macro_auc", "malignant_auc")
+                for s in ("", "_lo", "_hi")
+            },
+            "ece": [0.1, 0.2],
+        }
+    )
+    strip = site.metrics_strip(board, "backbone@m")
+    assert "<b>m</b> on the test split: balanced accuracy 0.500 [0.500, 0.500]" in strip and "<b>m+tta</b>" in strip
+    assert site.metrics_strip(board, "explain@m") == "" and site.metrics_strip(board, "eda") == ""
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell(
+                "# Title\n\n> **Research and education only.** These models are not medical devices."
+            )
+        ]
+    )
+    page = site.chrome("variants/m.html", "synthetic", "", strip) + site.Renderer()(nb, "t")
+    assert page.count("Research and education only") == 1 and "Title" in page

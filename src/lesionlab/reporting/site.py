@@ -18,6 +18,7 @@ import html
 import io
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,7 @@ SITE_CSS = """<style>
 .ll-nav .ll-here { margin-right: 14px; font-weight: 700; color: #333; }
 .ll-facts { margin-top: 4px; color: #333; line-height: 1.5; }
 .ll-warn { margin-top: 4px; padding: 4px 8px; background: #fff4e5; border-left: 4px solid #e69500; }
+.ll-metrics { margin-top: 6px; padding: 6px 8px; background: #eef6ee; border-left: 4px solid #2e7d32; font-size: 14px; }
 .ll-params th { text-align: left; padding-right: 12px; font-weight: 600; }
 table.dataframe thead th { cursor: pointer; }
 th.ll-asc::after { content: " ▲"; color: #0b5cad; } th.ll-desc::after { content: " ▼"; color: #0b5cad; }
@@ -222,11 +224,46 @@ def nav_html(page_html: str, dataset: str) -> str:
     return f"<div class='ll-nav'><b>lesionlab · {html.escape(dataset)}</b> &nbsp; {links}</div>"
 
 
-def chrome(page_html: str, dataset: str, provenance: str) -> str:
+#: how a notebook's own disclaimer line starts (dropped from its page: the banner carries it once)
+NOTEBOOK_DISCLAIMER = "> **Research and education only.**"
+
+
+def chrome(page_html: str, dataset: str, provenance: str, summary: str = "") -> str:
+    """The top of every page: navigation, provenance, the one disclaimer, and (row pages) the test metrics."""
     return (
         f"{SITE_CSS}<div class='ll-top'>{nav_html(page_html, dataset)}{provenance}"
-        f"<div class='ll-warn'>{DISCLAIMER}</div></div>"
+        f"<div class='ll-warn'>{DISCLAIMER}</div>{summary}</div>"
     )
+
+
+def metrics_strip(board: pd.DataFrame | None, stage: str) -> str:
+    """A row page's test metrics, first thing on the page: balanced accuracy, macro and malignant AUC (95 % CIs)
+    and ECE, for the row and its ``+tta`` twin."""
+    from lesionlab.evaluation import compare
+
+    if board is None or "@" not in stage or stage.startswith("explain@"):
+        return ""
+    row = stage.split("@", 1)[1]
+    lines = []
+    for name in (row, row + compare.TTA_SUFFIX):
+        found = board[board["variant"] == name]
+        if found.empty:
+            continue
+        r = found.iloc[0]
+        cells = [
+            f"{label} {compare.format_ci(r[m], r[m + '_lo'], r[m + '_hi'])}"
+            for m, label in (
+                ("balanced_accuracy", "balanced accuracy"),
+                ("macro_auc", "macro AUC"),
+                ("malignant_auc", "malignant AUC"),
+            )
+            if m in r and pd.notna(r[m])
+        ]
+        if pd.notna(r.get("ece")):
+            cells.append(f"ECE {r['ece']:.3f}")
+        if cells:
+            lines.append(f"<b>{esc(name)}</b> on the test split: " + " · ".join(cells))
+    return f"<div class='ll-metrics'>{'<br>'.join(lines)}</div>" if lines else ""
 
 
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>\s*', re.IGNORECASE)
@@ -249,6 +286,31 @@ def inject(document: str, top: str) -> str:
     return document[:at] + SORT_SCRIPT + document[at:]
 
 
+_HEAD_STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.IGNORECASE | re.DOTALL)
+#: the stylesheet every page links (nbconvert's template CSS, written once instead of inlined in every page)
+STYLESHEET = "assets/notebook.css"
+
+
+def share_styles(document: str, page_html: str, out: Path) -> str:
+    """Move the ``<style>`` blocks of the page's ``<head>`` (nbconvert's template CSS, the same for every page) to
+    ``out/``:data:`STYLESHEET` and link it (relative to the page, so the site works from disk). Styles inside
+    the body (a table's own scoped style) stay where they are."""
+    at = document.lower().find("</head>")
+    if at < 0:
+        return document
+    head, rest = document[:at], document[at:]
+    css = "\n".join(m.group(1).strip() for m in _HEAD_STYLE.finditer(head))
+    if not css:
+        return document
+    sheet = out / STYLESHEET
+    if sheet.is_file() and sheet.read_text(encoding="utf-8") != css + "\n":
+        raise ValueError(f"{page_html}: its template CSS differs from the other pages' ({sheet} is shared)")
+    sheet.parent.mkdir(parents=True, exist_ok=True)
+    sheet.write_text(css + "\n", encoding="utf-8")
+    link = f'<link rel="stylesheet" href="{"../" * page_html.count("/")}{STYLESHEET}">\n'
+    return _HEAD_STYLE.sub("", head) + link + rest
+
+
 class Renderer:
     """nbconvert's lab template, inputs and prompts hidden (one exporter for every page)."""
 
@@ -261,8 +323,31 @@ class Renderer:
         self.exporter.exclude_output_prompt = True
 
     def __call__(self, notebook, title: str) -> str:
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":  # the page's banner says it once (chrome); the notebook's copy goes
+                cell.source = "\n".join(
+                    line for line in cell.source.split("\n") if not line.startswith(NOTEBOOK_DISCLAIMER)
+                )
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "stream":
+                    output["text"] = without_progress("".join(output.get("text", "")))
         body, _ = self.exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
         return body
+
+
+#: a progress bar's line (tqdm: "name:  40%|████      | 4/10 [...]")
+_PROGRESS = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
+
+
+def without_progress(text: str) -> str:
+    """A stream's text as a reader wants it: each line as a terminal would leave it (after its last carriage
+    return), progress bars dropped."""
+    lines = []
+    for line in text.split("\n"):
+        shown = line.rsplit("\r", 1)[-1]
+        if not _PROGRESS.search(shown) and not (shown.strip() == "" and "\r" in line):
+            lines.append(shown)
+    return "\n".join(lines)
 
 
 # --- the index ---------------------------------------------------------------------------------------------------
@@ -278,11 +363,23 @@ def _figure_html(fig) -> str:
 
 
 def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.DataFrame:
-    """The index's table: each row with its page, headline metrics and CIs, paired marks, Grad-CAM in-mask share."""
+    """The index's table, best balanced accuracy first: each row with its page, headline metrics and CIs (the best
+    value of each metric in bold), paired marks, Grad-CAM in-mask share."""
     from lesionlab.evaluation import compare
 
+    board = board.sort_values("balanced_accuracy", ascending=False, na_position="last", kind="stable")
+    best = {m: board[m].max() for m in ("balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity")}
+    best["ece"] = board["ece"].min()
+
     def ci(r, m):
-        return compare.format_ci(r[m], r[f"{m}_lo"], r[f"{m}_hi"]) if pd.notna(r.get(m)) else "–"
+        if pd.isna(r.get(m)):
+            return "–"
+        return compare.format_ci(r[m], r[f"{m}_lo"], r[f"{m}_hi"], bold=m in best and r[m] == best[m])
+
+    def plain(r, m):
+        if pd.isna(r.get(m)):
+            return "–"
+        return Html(f"<b>{r[m]:.3f}</b>") if r[m] == best[m] else f"{r[m]:.3f}"
 
     vs_base = compare.difference_marks(paired, "vs baseline")
     vs_best = compare.difference_marks(paired, "vs best")
@@ -307,19 +404,35 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
                 "balanced accuracy": ci(r, "balanced_accuracy"),
                 "macro AUC": ci(r, "macro_auc"),
                 "malignant AUC": ci(r, "malignant_auc"),
-                "melanoma sensitivity": f"{r['melanoma_sensitivity']:.3f}"
-                if pd.notna(r["melanoma_sensitivity"])
-                else "–",
+                "melanoma sensitivity": plain(r, "melanoma_sensitivity"),
                 "Δ bal. acc. vs baseline": vs_base.get(v, "–"),
                 "McNemar p vs baseline": (
                     f"{p_base[v]:.2g}" if v in p_base and p_base[v] >= 1e-4 else ("<1e-4" if v in p_base else "–")
                 ),
                 "Δ bal. acc. vs best": vs_best.get(v, "–"),
                 "Grad-CAM energy in mask": energy,
-                "ECE": f"{r['ece']:.3f}",
+                "ECE": plain(r, "ece"),
             }
         )
     return pd.DataFrame(rows)
+
+
+def best_by_kind(board: pd.DataFrame, params) -> Html:
+    """'Best single model: X (…); best ensemble: Y (…).' on balanced accuracy, each with its CI."""
+    from lesionlab.evaluation import compare
+
+    ensembles = set(getattr(params, FAMILIES["ensemble"].section)) if "ensemble" in FAMILIES else set()
+    parts = []
+    for label, rows in (
+        ("Best single model", board[~board["variant"].isin(ensembles)]),
+        ("best ensemble", board[board["variant"].isin(ensembles)]),
+    ):
+        rows = rows[rows["balanced_accuracy"].notna()]
+        if len(rows):
+            r = rows.loc[rows["balanced_accuracy"].idxmax()]
+            value = compare.format_ci(r["balanced_accuracy"], r["balanced_accuracy_lo"], r["balanced_accuracy_hi"])
+            parts.append(f"{label}: <b>{esc(r['variant'])}</b>, {value}")
+    return Html("; ".join(parts) + "." if parts else "")
 
 
 def build_index(root: Path, params, dataset: str, pages: list[Page], records: dict[str, dict], top: str) -> str:
@@ -335,7 +448,7 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
     best = str(board.loc[board["balanced_accuracy"].idxmax(), "variant"])
     parts = [
         f"<h1>Skin-lesion classification on <code>{html.escape(dataset)}</code></h1>",
-        f"<p>{compare.headline(board, params.compare.baseline)}</p>",
+        f"<p>{compare.headline(board, params.compare.baseline)} {best_by_kind(board, params)}</p>",
         f"<p>Test split: {int(board['n_test_images'].iloc[0])} images of {int(board['n_test_lesions'].iloc[0])} "
         f"lesions, the same for every row; 95 % CIs resample lesions ({params.compare.bootstrap} resamples, seed "
         f"{params.base.seed}). ▲ / ▼: the paired CI of the difference excludes 0. Click a column header to sort."
@@ -418,16 +531,20 @@ def build_site(root: Path, params, progress: bool = True) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"{executed_dir}: no executed notebook for {missing}; run `dvc repro` first")
     lock, versions, render = read_lock(root), package_versions(), Renderer()
+    shutil.rmtree(out / Path(STYLESHEET).parent, ignore_errors=True)  # written afresh by the first page
+    board = pd.read_csv(out / "leaderboard.csv") if (out / "leaderboard.csv").is_file() else None
     facts = dict(lock=lock, versions=versions, commit=git_commit(root), source_path=params.dataset_source)
     written, records = [], {}
     started = time.perf_counter()
     for page in pages:
         nb = nbformat.read(executed_dir / page.notebook, as_version=4)
         records[page.stage] = record = run_record(nb)
-        top = chrome(page.html, dataset, provenance_html(root, dataset, page, lock.get(page.stage), record, **facts))
+        provenance = provenance_html(root, dataset, page, lock.get(page.stage), record, **facts)
+        top = chrome(page.html, dataset, provenance, metrics_strip(board, page.stage))
         target = out / page.html
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(inject(render(nb, f"{page.title} ({dataset})"), top), encoding="utf-8")
+        document = inject(render(nb, f"{page.title} ({dataset})"), top)
+        target.write_text(share_styles(document, page.html, out), encoding="utf-8")
         written.append(target)
     site_page = Page("compare", "compare.ipynb", "index.html", "Index", "overview")  # the index shows compare's tables
     top = chrome(
