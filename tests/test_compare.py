@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
+from lesionlab.config import load_params
 from lesionlab.data.taxonomy import HAM10000_CLASSES
 from lesionlab.evaluation import compare
 from lesionlab.evaluation.metrics import METRIC_LABELS
@@ -257,3 +259,75 @@ def test_forest_plot_draws_a_percentile_interval_that_misses_its_point():
     fig = figures.forest_plot(board, ["balanced_accuracy"], METRIC_LABELS)
     segments = fig.axes[0].collections[0].get_segments()
     assert [tuple(s[:, 0]) for s in segments] == [(0.52, 0.70), (0.55, 0.66)]
+
+
+def test_each_rung_of_the_ladder_steps_from_the_rung_it_changes_one_thing_of():
+    params = load_params(REPO / "params.yaml")
+    steps = {rung: (parent, change) for rung, parent, change in compare.ladder_steps(params)}
+    assert steps["cnn_aug"] == ("cnn_baseline", "augment=True")
+    assert steps["cnn_batchnorm"] == ("cnn_aug_class_weights", "batchnorm=True")
+    assert steps["cnn_batch64_crop"] == ("cnn_batch64", "resize=crop")
+    assert "cnn_baseline" not in steps
+    paired = pd.DataFrame(
+        [
+            {
+                "a": "cnn_aug",
+                "b": "cnn_baseline",
+                "comparison": "step",
+                "metric": "balanced_accuracy",
+                "difference": -0.1,
+                "lo": -0.2,
+                "hi": 0.01,
+                "ci_excludes_zero": False,
+            },
+            {
+                "a": "cnn_aug",
+                "b": "cnn_baseline",
+                "comparison": "vs baseline",
+                "metric": "balanced_accuracy",
+                "difference": 9.0,
+                "lo": 9.0,
+                "hi": 9.0,
+                "ci_excludes_zero": True,
+            },
+        ]
+    )
+    effects = compare.step_effects(paired, params)
+    assert effects.to_dict("records") == [
+        {
+            "step": "cnn_aug vs cnn_baseline",
+            "change": "augment=True",
+            "effect": -0.1,
+            "lo": -0.2,
+            "hi": 0.01,
+            "ci_excludes_zero": False,
+        }
+    ]
+    from lesionlab.reporting import figures
+
+    fig = figures.step_effect_plot(effects)
+    assert len(fig.axes[0].get_yticklabels()) == 1
+
+
+def test_the_cost_table_reads_as_numbers_and_leaves_out_the_ensembles():
+    params = load_params(REPO / "params.yaml")
+    board = pd.DataFrame(
+        {
+            "variant": ["cnn_aug", "image_mean"],
+            "epochs": [25.0, np.nan],
+            "best_epoch": [12.0, np.nan],
+            "n_params": [548903.0, np.nan],
+            "train_seconds": [35.25, np.nan],
+            "train_images_per_second": [612.4, np.nan],
+        }
+    )
+    table = compare.cost_table(board, params)
+    assert table.to_dict("records") == [
+        {
+            "variant": "cnn_aug",
+            "epochs (best)": "25 (12)",
+            "parameters": "548,903",
+            "training time (s)": "35.2",
+            "training images/s": "612",
+        }
+    ]

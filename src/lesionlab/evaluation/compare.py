@@ -545,6 +545,65 @@ def has_mask_scores(explained: pd.DataFrame) -> bool:
     return bool(len(explained)) and bool(explained["mask_energy"].notna().any())
 
 
+def ladder_steps(params) -> list[tuple[str, str, str]]:
+    """(rung, parent, what changed) for each CNN-ladder variant after the first: its parent is the earlier variant
+    whose effective config differs from it in the fewest keys (the latest such one on a tie), so that each step
+    isolates one change, as the ladder intends."""
+    configs = {v: params.variant(v).model_dump() for v in params.variants}
+    names = list(configs)
+    steps = []
+    for i, rung in enumerate(names[1:], start=1):
+        diffs = {p: {k for k in configs[rung] if configs[rung][k] != configs[p].get(k)} for p in names[:i]}
+        parent = min(reversed(names[:i]), key=lambda p: len(diffs[p]))
+        change = ", ".join(f"{k}={configs[rung][k]}" for k in sorted(diffs[parent]) if k != "description")
+        steps.append((rung, parent, change or "same config"))
+    return steps
+
+
+def step_effects(paired: pd.DataFrame, params, metric: str = "balanced_accuracy") -> pd.DataFrame:
+    """The ablation's step effects: each rung minus its parent (:func:`ladder_steps`) on ``metric``, with the
+    paired lesion-bootstrap CI (rows of ``paired`` whose comparison is ``"step"``)."""
+    part = paired[(paired["comparison"] == "step") & (paired["metric"] == metric)].set_index(["a", "b"])
+    rows = []
+    for rung, parent, change in ladder_steps(params):
+        if (rung, parent) in part.index:
+            r = part.loc[(rung, parent)]
+            rows.append(
+                {
+                    "step": f"{rung} vs {parent}",
+                    "change": change,
+                    "effect": r["difference"],
+                    "lo": r["lo"],
+                    "hi": r["hi"],
+                    "ci_excludes_zero": bool(r["ci_excludes_zero"]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["step", "change", "effect", "lo", "hi", "ci_excludes_zero"])
+
+
+def cost_table(board: pd.DataFrame, params) -> pd.DataFrame:
+    """Training cost of every trained row (ensembles fit no network: left out), formatted for reading."""
+    trained = set(params.all_variants())
+    rows = []
+    for _, r in board.iterrows():
+        if r["variant"] not in trained:
+            continue
+
+        def num(col, fmt):
+            return fmt.format(r[col]) if col in r and pd.notna(r[col]) else "–"
+
+        rows.append(
+            {
+                "variant": r["variant"],
+                "epochs (best)": f"{num('epochs', '{:.0f}')} ({num('best_epoch', '{:.0f}')})",
+                "parameters": num("n_params", "{:,.0f}"),
+                "training time (s)": num("train_seconds", "{:,.1f}"),
+                "training images/s": num("train_images_per_second", "{:,.0f}"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def metadata_pairs(params) -> list[list[str]]:
     """[meta-ensemble, image-only twin]: ensembles whose members differ exactly by metadata (tabular) models,
     with the same method."""

@@ -408,6 +408,22 @@ def forest_plot(board: pd.DataFrame, metrics: list[str], labels: dict[str, str])
     return fig
 
 
+def step_effect_plot(steps: pd.DataFrame, label: str = "balanced accuracy") -> plt.Figure:
+    """The ablation ladder as steps: each rung minus its parent with the paired CI; filled when it excludes 0."""
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(steps) + 1.4))
+    y = np.arange(len(steps))[::-1]
+    ax.axvline(0, color="lightgray", lw=1)
+    ax.hlines(y, steps["lo"], steps["hi"], color="gray")
+    filled = steps["ci_excludes_zero"].to_numpy(bool)
+    ax.plot(steps["effect"][filled], y[filled], "o", color="black", label="CI excludes 0")
+    ax.plot(steps["effect"][~filled], y[~filled], "o", mfc="white", color="black", label="CI includes 0")
+    ax.set_yticks(y, [f"{s}\n({c})" for s, c in zip(steps["step"], steps["change"])], fontsize=8)
+    ax.set_xlabel(f"Δ {label} (rung − parent), paired lesion-bootstrap 95 % CI")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def reliability_grid(curves: dict[str, tuple[dict, dict, float]], ncols: int = 5) -> plt.Figure:
     """Reliability diagrams: per row, test accuracy against confidence before (grey) and after (blue) temperature
     scaling; the diagonal is perfect calibration. ``curves``: name -> (bins before, bins after, temperature)."""

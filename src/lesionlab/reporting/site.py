@@ -464,6 +464,14 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
         "<a href='paired.csv'>paired</a>, <a href='slices.csv'>slices</a>, "
         "<a href='calibration.csv'>calibration</a>.</p>"
     )
+    steps = compare.step_effects(paired, params)
+    if len(steps):
+        parts.append("<h2>The ablation ladder, step by step</h2>")
+        parts.append(
+            "<p>Each rung against its parent (the earlier rung that differs from it in the fewest settings): the "
+            "change in balanced accuracy with its paired lesion-bootstrap CI; filled when the CI excludes 0.</p>"
+        )
+        parts.append(_figure_html(figures.step_effect_plot(steps)))
     parts.append("<h2>Confidence intervals</h2>")
     shown = [m for m in ("balanced_accuracy", "macro_auc", "malignant_auc") if board[m].notna().any()]
     parts.append(_figure_html(figures.forest_plot(board, shown, METRIC_LABELS)))
