@@ -331,3 +331,16 @@ def test_the_cost_table_reads_as_numbers_and_leaves_out_the_ensembles():
             "training images/s": "612",
         }
     ]
+
+
+def test_roc_and_curves_are_faceted_by_family_and_metadata_rounds_keep_their_own_axis():
+    from lesionlab.reporting import figures
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(len(HAM10000_CLASSES), size=80)
+    tests = {n: (y, rng.dirichlet(np.ones(len(HAM10000_CLASSES)), 80)) for n in ("a", "b", "c", "c+tta")}
+    fig = figures.roc_overlay(tests, HAM10000_CLASSES, {"a": "CNN", "b": "CNN", "c": "probe"})
+    assert len(fig.axes) == 4 and len(fig.axes[2].get_legend().get_texts()) == 2  # probe row: c and c+tta
+    h = pd.DataFrame({"epoch": [1, 2], "val_balanced_accuracy": [0.1, 0.2], "val_loss": [1.0, 0.9]})
+    fig = figures.curves_overlay({"a": h, "g": h}, {"a": "CNN", "g": "metadata"})
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch", "epoch", "boosting round", "boosting round"]

@@ -300,25 +300,33 @@ def _roc_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np
     return fpr, tpr
 
 
-def roc_overlay(tests: dict[str, tuple[np.ndarray, np.ndarray]], classes) -> plt.Figure:
-    """Malignant-vs-benign and melanoma-vs-rest ROC curves of every variant on the test split."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    colours = sns.color_palette("husl", len(tests))
+def roc_overlay(
+    tests: dict[str, tuple[np.ndarray, np.ndarray]], classes, groups: dict[str, str] | None = None
+) -> plt.Figure:
+    """Malignant-vs-benign and melanoma-vs-rest ROC curves on the test split, one row of panels per group of rows
+    (``groups``: row -> its family; default one group), so that no panel carries more curves than it can label."""
+    groups = groups or {}
+    order = list(dict.fromkeys(groups.get(n.removesuffix("+tta"), "all rows") for n in tests))
     mel = list(classes).index("mel") if "mel" in classes else None
-    for (name, (y, p)), colour in zip(tests.items(), colours):
-        malignant = np.isin(y, [list(classes).index(c) for c in malignant_classes(classes)])
-        score = malignant_score(p, classes)
-        fpr, tpr = _roc_points(malignant, score)
-        axes[0].plot(fpr, tpr, color=colour, label=f"{name} (AUC {binary_auc(malignant, score):.3f})")
-        if mel is not None:
-            fpr, tpr = _roc_points(y == mel, p[:, mel])
-            axes[1].plot(fpr, tpr, color=colour, label=f"{name} (AUC {binary_auc(y == mel, p[:, mel]):.3f})")
-    for ax, title in zip(axes, ("malignant (mel+bcc+akiec) vs benign", "melanoma vs rest")):
-        ax.plot([0, 1], [0, 1], color="lightgray", ls="--")
-        ax.set_xlabel("1 - specificity")
-        ax.set_ylabel("sensitivity")
-        ax.set_title(title)
-        ax.legend(fontsize=8, loc="lower right")
+    fig, axes = plt.subplots(len(order), 2, figsize=(12, 4.2 * len(order)), squeeze=False)
+    for group, row in zip(order, axes):
+        members = {n: v for n, v in tests.items() if groups.get(n.removesuffix("+tta"), "all rows") == group}
+        colours = sns.color_palette("husl", len(members))
+        for (name, (y, p)), colour in zip(members.items(), colours):
+            malignant = np.isin(y, [list(classes).index(c) for c in malignant_classes(classes)])
+            score = malignant_score(p, classes)
+            fpr, tpr = _roc_points(malignant, score)
+            row[0].plot(fpr, tpr, color=colour, label=f"{name} ({binary_auc(malignant, score):.3f})")
+            if mel is not None:
+                fpr, tpr = _roc_points(y == mel, p[:, mel])
+                row[1].plot(fpr, tpr, color=colour, label=f"{name} ({binary_auc(y == mel, p[:, mel]):.3f})")
+        for ax, title in zip(row, ("malignant vs benign", "melanoma vs rest")):
+            ax.plot([0, 1], [0, 1], color="lightgray", ls="--")
+            ax.set_xlabel("1 - specificity")
+            ax.set_ylabel("sensitivity")
+            ax.set_title(f"{group}: {title} (AUC)", fontsize=10)
+            if ax.lines[:-1]:
+                ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -377,18 +385,24 @@ def recall_heatmap(tests: dict[str, tuple[np.ndarray, np.ndarray]], classes) -> 
     return fig
 
 
-def curves_overlay(histories: dict[str, pd.DataFrame]) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    colours = sns.color_palette("husl", len(histories))
-    for (name, h), colour in zip(histories.items(), colours):
-        axes[0].plot(h["epoch"], h["val_balanced_accuracy"], color=colour, label=name)
-        axes[1].plot(h["epoch"], h["val_loss"], color=colour, label=name)
-    axes[0].set_title("validation balanced accuracy")
-    axes[1].set_title("validation loss")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    axes[0].legend(fontsize=8)
+def curves_overlay(histories: dict[str, pd.DataFrame], groups: dict[str, str] | None = None) -> plt.Figure:
+    """Validation balanced accuracy and loss per step, one row of panels per group (``groups``: row -> family);
+    the metadata models' boosting rounds get their own x axis instead of sharing the epochs'."""
+    groups = groups or {}
+    order = list(dict.fromkeys(groups.get(n, "all rows") for n in histories))
+    fig, axes = plt.subplots(len(order), 2, figsize=(12, 3.6 * len(order)), squeeze=False)
+    for group, row in zip(order, axes):
+        members = {n: h for n, h in histories.items() if groups.get(n, "all rows") == group}
+        colours = sns.color_palette("husl", len(members))
+        for (name, h), colour in zip(members.items(), colours):
+            row[0].plot(h["epoch"], h["val_balanced_accuracy"], color=colour, label=name)
+            row[1].plot(h["epoch"], h["val_loss"], color=colour, label=name)
+        step = "boosting round" if "metadata" in group else "epoch"
+        for ax, title in zip(row, ("validation balanced accuracy", "validation loss")):
+            ax.set_title(f"{group}: {title}", fontsize=10)
+            ax.set_xlabel(step)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        row[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -537,7 +551,8 @@ def mask_energy_plot(summary: pd.DataFrame) -> plt.Figure:
 
 
 def slice_heatmap(table: pd.DataFrame, metric: str = "balanced_accuracy") -> plt.Figure:
-    """Rows x subgroup slices of one metric (point estimates); hatched cells are slices marked too small."""
+    """Rows x subgroup slices of one metric (point estimates); slices marked too small are greyed out and hatched,
+    so that their colour cannot read as a finding."""
     pivot = table.pivot(index="variant", columns="slice", values=metric).reindex(
         index=table["variant"].unique(), columns=table["slice"].unique()
     )
@@ -545,11 +560,14 @@ def slice_heatmap(table: pd.DataFrame, metric: str = "balanced_accuracy") -> plt
     fig, ax = plt.subplots(figsize=(0.55 * pivot.shape[1] + 3, 0.38 * pivot.shape[0] + 2))
     sns.heatmap(pivot, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0, vmax=1, ax=ax, cbar=False, annot_kws={"size": 7})
     for (r, c), too_small in np.ndenumerate(small.to_numpy(dtype=bool)):
-        if too_small:
-            ax.add_patch(plt.Rectangle((c, r), 1, 1, fill=False, hatch="///", edgecolor="gray", lw=0))
+        if too_small:  # desaturate: a light grey veil over the cell, then the hatching
+            ax.add_patch(plt.Rectangle((c, r), 1, 1, facecolor="#f2f2f2", alpha=0.85, edgecolor="none", zorder=2))
+            ax.add_patch(plt.Rectangle((c, r), 1, 1, fill=False, hatch="///", edgecolor="gray", lw=0, zorder=3))
     ax.set_xlabel("")
     ax.set_ylabel("")
-    ax.set_title(f"{metric.replace('_', ' ')} by subgroup (hatched: too few lesions to say anything)", fontsize=10)
+    ax.set_title(
+        f"{metric.replace('_', ' ')} by subgroup (grey, hatched: too few lesions to say anything)", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
