@@ -201,3 +201,13 @@ def test_a_row_page_opens_with_its_test_metrics_and_says_the_disclaimer_once():
     )
     page = site.chrome("variants/m.html", "synthetic", "", strip) + site.Renderer()(nb, "t")
     assert page.count("Research and education only") == 1 and "Title" in page
+
+
+def test_the_comparison_page_gets_a_table_of_contents_of_its_sections():
+    doc = (
+        '<html><body><h2 id="A-b">A b<a class="anchor-link" href="#A-b">¶</a></h2><h2 id="C">C &amp; d</h2>'
+        + '<h2 id="E">E</h2></body></html>'
+    )
+    page = site.with_toc(doc)
+    assert "<nav class='ll-toc'>" in page and "<a href='#A-b'>A b</a>" in page and "<a href='#C'>C &amp; d</a>" in page
+    assert site.with_toc("<html><body><h2 id='x'>x</h2></body></html>").count("ll-toc") == 0  # short pages: none

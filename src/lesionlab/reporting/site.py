@@ -173,6 +173,12 @@ SITE_CSS = """<style>
 .ll-nav .ll-here { margin-right: 14px; font-weight: 700; color: #333; }
 .ll-facts { margin-top: 4px; color: #333; line-height: 1.5; }
 .ll-warn { margin-top: 4px; padding: 4px 8px; background: #fff4e5; border-left: 4px solid #e69500; }
+.ll-toc { position: fixed; right: 12px; top: 12px; width: 230px; max-height: 85vh; overflow-y: auto; z-index: 10;
+  background: #fff; border: 1px solid #ccd; border-radius: 4px; padding: 6px 10px; font: 12px system-ui, sans-serif; }
+.ll-toc ol { margin: 4px 0 0 0; padding-left: 18px; } .ll-toc a { text-decoration: none; color: #0b5cad; }
+@media (max-width: 1400px) { .ll-toc { position: sticky; top: 0; right: auto; width: auto; max-height: 30vh;
+  border-radius: 0; border-width: 0 0 1px 0; } .ll-toc ol { display: inline; padding: 0; }
+  .ll-toc li { display: inline; margin-left: 12px; } }
 .ll-metrics { margin-top: 6px; padding: 6px 8px; background: #eef6ee; border-left: 4px solid #2e7d32; font-size: 14px; }
 .ll-params th { text-align: left; padding-right: 12px; font-weight: 600; }
 table.dataframe thead th { cursor: pointer; }
@@ -309,6 +315,23 @@ def share_styles(document: str, page_html: str, out: Path) -> str:
     sheet.write_text(css + "\n", encoding="utf-8")
     link = f'<link rel="stylesheet" href="{"../" * page_html.count("/")}{STYLESHEET}">\n'
     return _HEAD_STYLE.sub("", head) + link + rest
+
+
+_H2 = re.compile(r"<h2 id=\"([^\"]+)\"[^>]*>(.*?)</h2>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def with_toc(document: str) -> str:
+    """A long page gets a table of contents of its sections that stays in view (sticky, on the right)."""
+    entries = [(anchor, _TAGS.sub("", text).replace("¶", "").strip()) for anchor, text in _H2.findall(document)]
+    if len(entries) < 3:
+        return document
+    links = "".join(
+        f"<li><a href='#{html.escape(a, quote=True)}'>{html.escape(html.unescape(t))}</a></li>" for a, t in entries
+    )
+    toc = f"<nav class='ll-toc'><b>On this page</b><ol>{links}</ol></nav>"
+    match = _BODY.search(document)
+    return document if match is None else document[: match.end()] + toc + document[match.end() :]
 
 
 class Renderer:
@@ -473,7 +496,9 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
         )
         parts.append(_figure_html(figures.step_effect_plot(steps)))
     parts.append("<h2>Confidence intervals</h2>")
-    shown = [m for m in ("balanced_accuracy", "macro_auc", "malignant_auc") if board[m].notna().any()]
+    shown = [
+        m for m in ("balanced_accuracy", "macro_auc", "malignant_auc", "melanoma_sensitivity") if board[m].notna().any()
+    ]
     parts.append(_figure_html(figures.forest_plot(board, shown, METRIC_LABELS)))
     explained = pd.read_csv(out / "explanations.csv") if (out / "explanations.csv").is_file() else None
     if explained is not None and compare.has_mask_scores(explained):
@@ -552,6 +577,8 @@ def build_site(root: Path, params, progress: bool = True) -> list[Path]:
         target = out / page.html
         target.parent.mkdir(parents=True, exist_ok=True)
         document = inject(render(nb, f"{page.title} ({dataset})"), top)
+        if page.html == "compare.html":
+            document = with_toc(document)
         target.write_text(share_styles(document, page.html, out), encoding="utf-8")
         written.append(target)
     site_page = Page("compare", "compare.ipynb", "index.html", "Index", "overview")  # the index shows compare's tables
