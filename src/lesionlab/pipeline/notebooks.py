@@ -141,6 +141,9 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
             progress_bar=False,
+            # the kernel's own log (TCP transport notice, the KeyboardInterrupt of its shutdown): a kernel that
+            # fails still fails the stage, through papermill
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     finally:
         for k, v in previous.items():
