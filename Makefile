@@ -15,8 +15,10 @@ setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11); set PYTHON=..."; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[setup] installing the pinned stack into $(VENV) (requirements.lock, ~7.5 GB: a few minutes the first time)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-input -r requirements.lock
+	@echo "[setup] installing lesionlab itself (editable) and its Jupyter kernel"
 	$(PY) -m pip install --quiet --no-input --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name lesionlab --display-name "lesionlab (.venv)" >/dev/null
 	@touch $@
