@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test lint format bench lab check-params metrics plots clean-venv
+.PHONY: setup browser repro test lint format bench lab check-params metrics plots exps clean-venv
 
 setup: $(STAMP)
 
@@ -56,6 +56,12 @@ lab: setup
 
 metrics: setup
 	dvc metrics show
+
+# Experiments side by side, readable: what changed (params, headline metrics), not the hash of every file dependency
+# that a change touches (`dvc exp show --only-changed` lists those too, and DVC has no switch to hide them).
+EXPS_DROP ?= (results|reports)/[^:]*$$|params\.yaml$$|data$$|.*:(ece|malignant_auc|step)$$
+exps:
+	dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)' $(EXPS_ARGS)
 
 plots: setup
 	dvc plots show

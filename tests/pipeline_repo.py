@@ -11,7 +11,17 @@ from pathlib import Path
 import yaml
 from conftest import REPO
 
-COPY = ["src", "notebooks", "dvc.yaml", "params.yaml", "data.dvc", ".dvcignore", "pyproject.toml", ".gitignore"]
+COPY = [
+    "src",
+    "notebooks",
+    "dvc.yaml",
+    "params.yaml",
+    "data.dvc",
+    ".dvcignore",
+    "pyproject.toml",
+    ".gitignore",
+    "Makefile",
+]
 
 
 def run(cmd: list[str], cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
