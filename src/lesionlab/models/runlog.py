@@ -66,7 +66,8 @@ class RunLog:
         self.steps += 1
 
     def finish(self, metrics: dict, predictions: pd.DataFrame | None, classes: list[str] | None) -> None:
-        """The summary (:data:`SUMMARY` of ``metrics``; a skipped row logs its reason) and the test-split plots."""
+        """The summary (:data:`SUMMARY` of ``metrics``; a skipped row logs ``skipped: 1``, its reason being in its
+        metrics file and on its page) and the test-split plots."""
         if "skipped" in metrics:
             self.live.summary = {"skipped": 1}
         else:
@@ -79,7 +80,7 @@ class RunLog:
 
     def _plots(self, pred: pd.DataFrame, classes: list[str]) -> None:
         from lesionlab.data.taxonomy import malignant_classes
-        from lesionlab.evaluation.metrics import class_indices, malignant_score
+        from lesionlab.evaluation.metrics import malignant_score
 
         test = pred[pred["split"] == "test"]
         if test.empty:
@@ -91,7 +92,7 @@ class RunLog:
         correct = (predicted == truth).astype(int)
         if 0 < correct.sum() < len(correct):
             self.live.log_sklearn_plot("calibration", correct, proba.max(axis=1), name="calibration.json")
-        malignant = np.isin(truth, [classes[i] for i in class_indices(classes, malignant_classes(classes))])
+        malignant = np.isin(truth, malignant_classes(classes))
         if 0 < malignant.sum() < len(malignant):
             self.live.log_sklearn_plot(
                 "roc", malignant.astype(int), malignant_score(proba, classes), name="roc.json", drop_intermediate=True
