@@ -58,5 +58,4 @@ def make_repo(repo: Path, params_update) -> tuple[dict, dict]:
     run(["git", "init", "-q"], repo, env)
     run(["dvc", "init", "-q"], repo, env)
     run(["dvc", "config", "core.analytics", "false"], repo, env)
-    run([sys.executable, "-m", "lesionlab", "deps"], repo, env)  # dvc.yaml's plot overlays: this copy's rows
     return env, params

@@ -49,6 +49,7 @@ def _tiny(params: dict) -> None:
 def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
     repo = tmp_path_factory.mktemp("lesionlab")
     env, params = make_repo(repo, _tiny)
+    _run([sys.executable, "-m", "lesionlab", "deps"], repo, env)  # dvc.yaml's plots and artifacts: these rows
     out = _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-q", "-m", "tiny run"], repo, env)  # `dvc exp run` needs a baseline commit
