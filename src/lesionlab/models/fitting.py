@@ -74,7 +74,7 @@ class BestEpoch:
         """A progress bar over one epoch's ``steps`` batches (``.update(1)`` per batch, ``.close()`` at the end).
         It appears only once the epoch has run for :data:`PROGRESS_AFTER` seconds, so short epochs print just
         their summary line; with ``progress=False`` it is silent."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text: a notebook kernel has no widgets here
 
         return tqdm(
             total=steps,

@@ -125,9 +125,10 @@ def run_notebook(root: Path, dataset: str, stage: str, variant: str | None = Non
         f"[{stage}{'@' + variant if variant else ''}] papermill {spec.notebook} -> {executed.relative_to(root)}",
         flush=True,
     )
-    # the kernel papermill starts inherits these: it is DVC's run (stage_context); TensorFlow's C++ INFO and
-    # WARNING notices (oneDNN, absl) stay out of the log unless the user set their own level
-    kernel_env = {PIPELINE_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    # the kernel papermill starts inherits these: it is DVC's run (stage_context); TensorFlow's C++ log (oneDNN and
+    # absl notices, a graph-version "NodeDef mentions attribute" line printed twice per stage) stays out of the log
+    # unless the user set their own level: a TensorFlow failure still raises in the cell
+    kernel_env = {PIPELINE_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     previous = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
     try:
