@@ -179,7 +179,7 @@ def explain_external(
     """Grad-CAM of each explained variant (``explain.variants``) on the external images, scored against the external
     lesion masks (share of the map inside, pointing game, mask area); None when the external set has no mask."""
     from lesionlab.evaluation.explain import load_explainer, mask_scores, resize_maps
-    from lesionlab.models.predict import recorded_preprocess
+    from lesionlab.models.predictor import recorded_preprocess
 
     data = images.data
     has_mask = np.asarray(data.has_mask)
