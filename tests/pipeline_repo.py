@@ -21,6 +21,7 @@ COPY = [
     "pyproject.toml",
     ".gitignore",
     "Makefile",
+    "tools",  # the benchmark's family labels (test_families)
 ]
 
 

@@ -215,7 +215,7 @@ def test_probes_and_finetune_write_the_contracts(tiny_project):
         assert training["weights"]["file"] == "efficientnet-lite0-57934424.pth"
         live = root / "results/synthetic/live" / name  # dvclive, logged epoch by epoch from the training loop
         summary = json.loads((live / "metrics.json").read_text())
-        assert summary["balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"], abs=1e-9)
+        assert summary["balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"], abs=1e-6)  # file: 6 dp
         assert set(summary) == {"balanced_accuracy", "macro_auc", "malignant_auc", "ece", "step"}
         curve = pd.read_csv(live / "plots/metrics/val/balanced_accuracy.tsv", sep="\t")
         history = pd.read_csv(root / f"results/synthetic/history/{name}.csv")
