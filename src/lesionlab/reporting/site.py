@@ -309,10 +309,11 @@ def share_styles(document: str, page_html: str, out: Path) -> str:
     if not css:
         return document
     sheet = out / STYLESHEET
-    if sheet.is_file() and sheet.read_text(encoding="utf-8") != css + "\n":
+    if not sheet.is_file():  # the first page writes it; build_site clears it before the first page
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        sheet.write_text(css + "\n", encoding="utf-8")
+    elif sheet.read_text(encoding="utf-8") != css + "\n":
         raise ValueError(f"{page_html}: its template CSS differs from the other pages' ({sheet} is shared)")
-    sheet.parent.mkdir(parents=True, exist_ok=True)
-    sheet.write_text(css + "\n", encoding="utf-8")
     link = f'<link rel="stylesheet" href="{"../" * page_html.count("/")}{STYLESHEET}">\n'
     return _HEAD_STYLE.sub("", head) + link + rest
 
