@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test lint format bench lab check-params metrics plots exps clean-venv
+.PHONY: setup browser repro test lint format bench gpu-check lab check-params metrics plots exps clean-venv
 
 setup: $(STAMP)
 
@@ -48,6 +48,9 @@ format: setup  ## apply ruff's formatting and its safe fixes
 
 bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
 	$(PY) -m tools.bench $(BENCH_ARGS)
+
+gpu-check: setup  ## on a GPU machine: one row per neural family, tiny config, Keras on torch; fails unless all ran on cuda
+	$(PY) -m tools.gpu_check $(GPU_CHECK_ARGS)
 
 # JupyterLab at the repository root (notebooks/, results/, reports/ all browsable) with the project's kernel;
 # a notebook run by hand writes to scratch/, never over DVC's outputs (src/lesionlab/pipeline/sandbox.py)

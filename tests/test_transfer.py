@@ -222,7 +222,9 @@ def test_probes_and_finetune_write_the_contracts(tiny_project):
         assert curve["step"].tolist() == history["epoch"].tolist()
         assert np.allclose(curve["balanced_accuracy"], history["val_balanced_accuracy"], atol=1e-6)
         assert (live / "plots/sklearn/confusion_matrix.json").is_file()
-        assert training["device"] == result["device"]
+        compute = training["compute"]  # device, precision (and why), layout: recorded, and shown on the page
+        assert compute["device"] == training["device"] and compute["precision"] in {"float32", "bfloat16"}
+        assert result["device"].startswith(f"{compute['device']}, {compute['precision']}")
         if params.backbone_variant(name).tta:
             tta = read_predictions(folder / "predictions_tta.csv", classes)
             assert "tta_balanced_accuracy" in metrics
@@ -470,3 +472,20 @@ def test_keras_backbone_embeds_for_a_probe_and_predicts(tiny_project, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "kprobe.csv")) == 6
+
+
+@pytest.mark.slow
+def test_the_finetune_command_trains_data_parallel_and_rank_0_writes(tiny_project):
+    """`torchrun --nproc_per_node 2 -m lesionlab finetune`: DDP on gloo, the stage's outputs written once."""
+    root, params = tiny_project
+    from test_distributed import _torchrun
+
+    proc = _torchrun("-m", "lesionlab", "finetune", "--variant", "ft", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = root / "results/synthetic/variants/ft"
+    training = json.loads((folder / "training.json").read_text())
+    assert "DDP over 2 processes (gloo)" in training["compute"]["reason"]
+    assert (folder / "model.pt").is_file() and (folder / "predictions.csv").is_file()
+    metrics = json.loads((root / "results/synthetic/metrics/ft.json").read_text())
+    assert 0 <= metrics["balanced_accuracy"] <= 1
+    assert proc.stdout.count("best epoch") == 1  # one summary line: rank 0's

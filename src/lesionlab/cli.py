@@ -105,6 +105,18 @@ def _embed(args) -> int:
     return 0
 
 
+def _finetune(args) -> int:
+    """One fine-tune row trained without its notebook: the command to start under torchrun (data-parallel)."""
+    from lesionlab.models.transfer import train_finetune
+
+    root = find_project_root()
+    params = load_params(root / "params.yaml")
+    if args.variant not in params.finetunes:
+        raise ParamsError(f"finetune row {args.variant!r} is not in finetunes: {sorted(params.finetunes)}")
+    train_finetune(root, params, args.variant)
+    return 0
+
+
 def _backbones(args) -> int:
     """Print the backbone registry and where each one's ImageNet weights would be found."""
     from lesionlab.models.backbones import BACKBONES
@@ -314,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="cache a frozen backbone's embeddings of every image (8 views), for probes")
     p.add_argument("backbone", help="a backbone listed in embed.backbones")
     p.set_defaults(func=_embed)
+    p = sub.add_parser(
+        "finetune",
+        help="train one finetunes: row outside its notebook (same outputs); under `torchrun --nproc_per_node N` "
+        "it trains data-parallel (DDP: docs/scaling.md)",
+    )
+    p.add_argument("--variant", required=True, help="a row of finetunes:")
+    p.set_defaults(func=_finetune)
     p = sub.add_parser("backbones", help="list the backbone registry and where each one's weights are found")
     p.set_defaults(func=_backbones)
     p = sub.add_parser(

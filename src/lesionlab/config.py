@@ -24,6 +24,19 @@ class BaseParams(_Section):
     seed: int = Field(42, ge=0, description="seed shared by every stage")
 
 
+class ComputeParams(_Section):
+    """How the networks run (lesionlab.models.compute); every run records what this resolved to."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when PyTorch sees a GPU")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 autocast where the device computes it natively, else float32"
+    )
+    channels_last: bool = Field(True, description="NHWC memory layout for the PyTorch convolutions")
+    keras_backend: Literal["tensorflow", "torch"] = Field(
+        "tensorflow", description="Keras 3's backend for the CNN ladder and the Keras backbones"
+    )
+
+
 class SyntheticParams(_Section):
     n_lesions: int = Field(1000, ge=14)
     width: int = Field(160, ge=32, le=1024)
@@ -167,6 +180,7 @@ class CoreParams(_Section):
     dataset: str = "synthetic"
     dataset_source: str = "src/lesionlab/data/synthetic.py"
     base: BaseParams = BaseParams()
+    compute: ComputeParams = ComputeParams()
     synthetic: SyntheticParams = SyntheticParams()
     prepare: PrepareParams = PrepareParams()
     split: SplitParams = SplitParams()

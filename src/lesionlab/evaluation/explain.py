@@ -58,28 +58,42 @@ def _keras_feature_layer(model):
 
 
 def gradcam_keras(model, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(maps (n, h, w) in [0, 1], probabilities (n, k)) of a Keras model on uint8 NHWC images."""
+    """(maps (n, h, w) in [0, 1], probabilities (n, k)) of a Keras model on uint8 NHWC images, on either of
+    Keras' backends (TensorFlow: a GradientTape; PyTorch: autograd)."""
     import keras
-    import tensorflow as tf
+    from keras import ops
 
     feature = _keras_feature_layer(model)
     last = model.layers[-1]
     softmax_dense = isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax
     head_input = last.input if softmax_dense else model.output
     grad_model = keras.Model(model.inputs, [feature.output, head_input])
+
+    def forward(x):
+        fmap, h = grad_model(x, training=False)
+        # the class score before the softmax (Grad-CAM's definition); log p if the model has no softmax head
+        logits = ops.matmul(h, last.kernel) + last.bias if softmax_dense else ops.log(h + 1e-12)
+        predicted = ops.argmax(logits, axis=1)
+        score = ops.sum(ops.take_along_axis(logits, predicted[:, None], axis=1))
+        return fmap, h, logits, score
+
     maps, probas = [], []
     for start in range(0, len(images), batch_size):
-        x = tf.convert_to_tensor(np.asarray(images[start : start + batch_size]), dtype=tf.float32)
-        with tf.GradientTape() as tape:
-            fmap, h = grad_model(x, training=False)
-            # the class score before the softmax (Grad-CAM's definition); log p if the model has no softmax head
-            logits = tf.matmul(h, last.kernel) + last.bias if softmax_dense else tf.math.log(h + 1e-12)
-            predicted = tf.argmax(logits, axis=1)
-            score = tf.reduce_sum(tf.gather(logits, predicted, axis=1, batch_dims=1))
-        grads = tape.gradient(score, fmap)
-        alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        maps.append(tf.nn.relu(tf.reduce_sum(alpha * fmap, axis=-1)).numpy())
-        probas.append(tf.nn.softmax(logits).numpy() if softmax_dense else h.numpy())
+        x = np.asarray(images[start : start + batch_size], dtype=np.float32)
+        if keras.backend.backend() == "torch":
+            import torch
+
+            fmap, h, logits, score = forward(ops.convert_to_tensor(x))
+            (grads,) = torch.autograd.grad(score, fmap)
+        else:
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                fmap, h, logits, score = forward(tf.convert_to_tensor(x))
+            grads = tape.gradient(score, fmap)
+        alpha = ops.mean(grads, axis=(1, 2), keepdims=True)
+        maps.append(ops.convert_to_numpy(ops.relu(ops.sum(alpha * fmap, axis=-1))))
+        probas.append(ops.convert_to_numpy(ops.softmax(logits) if softmax_dense else h))
     return _normalise(np.concatenate(maps)), np.concatenate(probas).astype(np.float64)
 
 

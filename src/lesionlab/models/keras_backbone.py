@@ -20,18 +20,12 @@ from lesionlab.config import AugmentParams, BackboneParams
 from lesionlab.models import keras_common
 from lesionlab.models.backbones import BackboneSpec
 from lesionlab.models.fitting import BestEpoch, class_weight_dict
-from lesionlab.models.keras_common import early_stopping, load_keras
+from lesionlab.models.keras_common import compute_of, early_stopping, load_keras
 from lesionlab.models.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.models.weights import WeightsRecord
 
 _APPS = {"keras_mobilenet_v2": "MobileNetV2", "keras_efficientnet_b0": "EfficientNetB0", "keras_resnet50": "ResNet50"}
 _BLOCK = re.compile(r"^(block_\d+|block\d+[a-z]|conv\d+_block\d+)")
-
-
-def device_name() -> str:
-    import tensorflow as tf
-
-    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
 
 def _preprocess_layer(keras, spec: BackboneSpec):
@@ -142,13 +136,15 @@ def embeddings(
     """Pooled embeddings of the 8 views of every image: (N, 8, D) float32."""
     from tqdm.auto import tqdm
 
+    keras = load_keras(seed)
     model = embedding_model(spec, record, size, seed)
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
     bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
     for i in range(0, len(images), batch_size):
         batch = np.asarray(images[i : i + batch_size])
         for view in range(N_VIEWS):
-            out[i : i + len(batch), view] = np.asarray(model(dihedral(batch, view).astype(np.float32), training=False))
+            batch_view = dihedral(batch, view).astype(np.float32)
+            out[i : i + len(batch), view] = keras.ops.convert_to_numpy(model(batch_view, training=False))
             bar.update(len(batch))
     bar.close()
     return out
@@ -165,7 +161,9 @@ def finetune(
     out,
     progress: bool,
     label: str = "",
+    compute_cfg=None,
 ) -> dict:
+    run = compute_of(compute_cfg, seed)  # Keras' backend first: it is fixed when Keras is imported
     keras = load_keras(seed)
     n_classes = len(rows.data.classes)
     model = build_model(spec, record, cfg, aug, images.shape[1], n_classes, seed)
@@ -213,7 +211,7 @@ def finetune(
         "proba": proba,
         "proba_tta": proba_tta,
         "fit": result,
-        "device": device_name(),
+        "compute": run,
         "n_params": (int(model.count_params()), trainable),
         "predict_seconds": predict_seconds,
     }

@@ -1,36 +1,95 @@
-"""What every Keras model of the project shares: the seeded, deterministic Keras module, early stopping
-(:class:`lesionlab.models.fitting.BestEpoch` as a Keras callback) and batched inference.
+"""What every Keras model of the project shares: the backend (``compute.keras_backend``: TensorFlow or PyTorch),
+the seeded, deterministic Keras module, early stopping (:class:`lesionlab.models.fitting.BestEpoch` as a Keras
+callback) and batched inference.
 
-TensorFlow is imported inside the functions: importing this module costs nothing.
+Keras 3 fixes its backend when it is first imported (``$KERAS_BACKEND``): a stage calls :func:`use_backend`
+before anything imports Keras, and a second backend in the same process is refused with the reason.
+TensorFlow / PyTorch are imported inside the functions: importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
 
 from lesionlab.models.fitting import BestEpoch
 
+BACKENDS = ("tensorflow", "torch")
+
+
+def use_backend(backend: str) -> str:
+    """Make ``backend`` Keras' backend in this process (before Keras is imported; a no-op if it already is)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"compute.keras_backend must be one of {list(BACKENDS)}, not {backend!r}")
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise RuntimeError(
+                f"Keras was already imported with the {current!r} backend in this process; "
+                f"compute.keras_backend {backend!r} needs a fresh process (Keras 3 fixes its backend on import)"
+            )
+    os.environ["KERAS_BACKEND"] = backend
+    return backend
+
 
 def load_keras(seed: int):
-    """Keras with every random generator seeded and TensorFlow's deterministic ops on."""
+    """Keras (on ``$KERAS_BACKEND``, default TensorFlow) with every random generator seeded and the backend's
+    deterministic algorithms on."""
     # TF 2.21's C++ runtime logs a harmless "NodeDef mentions attribute use_unbounded_threadpool"
     # error for every tf.data pipeline Keras builds; level 3 keeps it out of the reports.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" not in sys.modules:
+        use_backend(os.environ.get("KERAS_BACKEND") or "tensorflow")
     import keras
+
+    if keras.backend.backend() == "torch":
+        # set_random_seed seeds TensorFlow too when it is installed, importing it; torchvision must come first
+        # (imported after TensorFlow in one process, it crashes)
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    else:
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return keras
+
+
+def device_name() -> str:
+    """Where Keras runs its models: ``cuda`` / ``gpu`` (TensorFlow's name) or ``cpu``."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    return keras
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
+def compute_of(cfg, seed: int = 0):
+    """What a Keras stage runs with (recorded like the PyTorch stages'): float32, Keras' own memory layout."""
+    from lesionlab.models.compute import Compute
+
+    backend = use_backend(getattr(cfg, "keras_backend", "tensorflow"))
+    load_keras(seed)
+    return Compute(device_name(), "float32", False, backend, f"Keras on {backend}: float32")
 
 
 def predict(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Softmax outputs in inference mode (direct calls: model.predict's data pipeline costs more here)."""
+    from keras import ops
+
     out = [
-        np.asarray(model(np.asarray(images[i : i + batch_size]), training=False))
+        ops.convert_to_numpy(model(np.asarray(images[i : i + batch_size]), training=False))
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))

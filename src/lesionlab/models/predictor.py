@@ -7,6 +7,7 @@ loader, which lives beside its training code, does not make the training stages 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +46,12 @@ class Predictor:
 
 def load_keras_model(root: Path, dataset: str, variant: str, record: TrainingRecord):
     """(Keras model, input size) of a CNN-ladder variant or a fine-tuned Keras backbone."""
-    from lesionlab.models.keras_common import load_keras
+    from lesionlab.models.keras_common import load_keras, use_backend
 
     if record.kind == "probe":
         raise ValueError(f"{variant}: a Keras probe is a Keras embedder + a PyTorch head, not one model")
+    if "keras" not in sys.modules:  # the backend it trained on; a .keras file loads on either backend
+        use_backend((record.compute or {}).get("keras_backend", "tensorflow"))
     keras = load_keras(record.seed)
     return safe_keras_load(keras, variant_dir(root, dataset, variant) / "model.keras"), record.input_size
 
@@ -57,7 +60,9 @@ def safe_keras_load(keras, path: Path):
     """A saved Keras model, loaded with ``safe_mode`` on: a file holding code (a Lambda layer's bytecode, an
     unregistered custom object) is refused with the reason, never run. Models this package saves hold none."""
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        # compile=False: inference needs no optimizer; and a model saved on the torch backend names its compile
+        # objects by that backend, whose import (torch._dynamo -> triton) crashes a process that loaded TensorFlow
+        return keras.models.load_model(path, safe_mode=True, compile=False)
     except (ValueError, TypeError) as err:
         if "safe_mode" in str(err) or "lambda" in str(err).lower() or "custom" in str(err).lower():
             raise ContractError(

@@ -52,6 +52,9 @@ class TrainingRecord(BaseModel):
     seed: int
     config: dict[str, Any] = Field(description="the effective params of the row (defaults + its overrides)")
     device: str = "cpu"
+    compute: dict[str, Any] | None = Field(
+        None, description="device, precision, memory layout and Keras backend it ran with (lesionlab.models.compute)"
+    )
     python: str = Field(default_factory=platform.python_version)
     epoch_seconds: list[float] = Field(default_factory=list)
     skipped: str | None = Field(None, description="why the stage trained nothing on this dataset")

@@ -137,6 +137,10 @@ def logged(fit):
 
     @functools.wraps(fit)
     def wrapper(root, params, name, *args, **kwargs):
+        from lesionlab.models import distributed
+
+        if not distributed.is_primary():  # a data-parallel worker (torchrun rank > 0): rank 0 logs the run
+            return fit(root, params, name, *args, **kwargs)
         with run_log(root, params.dataset, name):
             return fit(root, params, name, *args, **kwargs)
 

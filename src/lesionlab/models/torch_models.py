@@ -103,6 +103,7 @@ class BackboneNet(nn.Module):
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
         self.frozen: list[nn.Module] = []
+        self.channels_last = False  # set by lesionlab.models.compute.Compute.prepare_model's caller
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0
@@ -110,7 +111,8 @@ class BackboneNet(nn.Module):
             x = F.interpolate(
                 x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
             )
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(self.preprocess(images))
@@ -149,7 +151,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def pick_device() -> str:
     """The GPU when one is present, else the CPU (recorded in every variant's training.json)."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from lesionlab.models.compute import pick_device as pick
+
+    return pick("auto")
 
 
 def seed_everything(seed: int) -> None:

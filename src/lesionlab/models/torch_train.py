@@ -9,6 +9,7 @@ caller supplies ``make_batch(indices, train)`` and ``predict_val(model)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -101,11 +102,19 @@ def fit(
     device: str,
     progress: bool = True,
     label: str = "",
+    autocast=contextlib.nullcontext,
+    dist=None,
 ) -> FitResult:
-    """Train ``model`` in place; afterwards it holds the best epoch's weights (EMA weights when ``cfg.ema``)."""
+    """Train ``model`` in place; afterwards it holds the best epoch's weights (EMA weights when ``cfg.ema``).
+
+    With ``dist`` (:class:`lesionlab.models.distributed.Dist`, under torchrun) the model trains data-parallel:
+    each process takes its slice of every global batch and DDP averages the gradients."""
     from torch.optim.swa_utils import AveragedModel
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # the epoch order: the same in every process
+    # mixup / cutmix draws: per process under DDP (slices differ), else the same stream as the epoch order
+    mix_rng = np.random.default_rng([seed, dist.rank]) if dist is not None else rng
+    trained = dist.wrap(model) if dist is not None else model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(y_train) / cfg.batch_size)
@@ -119,15 +128,20 @@ def fit(
     tracker, best_state = BestEpoch(y_val, n_classes, cfg.epochs, cfg.patience, label, progress), None
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
-        model.train()
+        trained.train()
         order, running, correct, seen = epoch_order(y_train, cfg.sampler, rng), 0.0, 0, 0
         bar = tracker.batches(epoch, steps)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
+            if dist is not None:
+                if len(idx) < dist.world:  # a last batch too small to give every process an image
+                    continue
+                idx = dist.shard(idx)
             x = make_batch(idx, True).to(device)
             targets = soft_targets(torch.from_numpy(y_train[idx]).to(device), n_classes, cfg.label_smoothing)
-            x, targets = mix(x, targets, cfg, rng)
-            logits = model(x)
+            x, targets = mix(x, targets, cfg, mix_rng)
+            with autocast():  # bfloat16 where lesionlab.models.compute chose it; the loss in float32
+                logits = trained(x).float()
             loss = loss_fn(logits, targets, weights, cfg.loss, cfg.focal_gamma)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -140,6 +154,8 @@ def fit(
             seen += len(idx)
             bar.update(1)
         bar.close()
+        if dist is not None:  # the epoch's loss and accuracy over every process' slices
+            running, correct, seen = dist.sum([running, correct, seen])
         seconds = time.perf_counter() - started
         scored.eval()
         if tracker.end_epoch(
@@ -188,11 +204,14 @@ def augment_batch(
 
 
 @torch.no_grad()
-def predict_images(model: nn.Module, images: np.ndarray, device: str, batch_size: int = 32) -> np.ndarray:
+def predict_images(
+    model: nn.Module, images: np.ndarray, device: str, batch_size: int = 32, autocast=contextlib.nullcontext
+) -> np.ndarray:
     """Softmax over uint8 NHWC images, in eval mode, batch by batch."""
     model.eval()
-    out = [
-        F.softmax(model(torch.from_numpy(np.array(images[i : i + batch_size])).to(device)), dim=1).cpu().numpy()
-        for i in range(0, len(images), batch_size)
-    ]
+    out = []
+    for i in range(0, len(images), batch_size):
+        with autocast():
+            logits = model(torch.from_numpy(np.array(images[i : i + batch_size])).to(device))
+        out.append(F.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))

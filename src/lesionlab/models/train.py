@@ -30,7 +30,7 @@ from lesionlab.pipeline.contracts import read_splits, write_predictions
 @runlog.logged
 def train_variant(root: Path, params: Params, variant: str, progress: bool = True) -> dict:
     """Fit ``variant`` on the train split (early stopping on val), predict every image, write the outputs."""
-    from lesionlab.models import keras_cnn
+    from lesionlab.models import keras_cnn, keras_common
 
     cfg = params.variant(variant)
     ds, seed = params.dataset, params.base.seed
@@ -55,6 +55,8 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
     )
 
     out = fresh_dir(variant_dir(root, ds, variant))
+    run = keras_common.compute_of(params.compute, seed)  # sets Keras' backend before Keras is imported
+    print(f"[train@{variant}] compute: {run.describe()}", flush=True)
     model = keras_cnn.build_cnn(cfg, params.augment, data.images.shape[1], len(data.classes), seed)
     fit = keras_cnn.fit(model, images[train], y[train], images[val], y[val], cfg, len(data.classes), seed, progress)
     started = time.perf_counter()
@@ -93,7 +95,8 @@ def train_variant(root: Path, params: Params, variant: str, progress: bool = Tru
             weights_file="model.keras",
             seed=seed,
             config=cfg.model_dump(),
-            device="cpu",
+            device=run.device,
+            compute=run.to_dict(),
             epoch_seconds=[row["seconds"] for row in fit.history],
         ),
         predictions=pred,

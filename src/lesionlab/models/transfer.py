@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import pandas as pd
 from lesionlab.config import BackboneParams, Params
 from lesionlab.data.prepare import Rows, load_backbone_cache, load_prepared, load_rows
 from lesionlab.evaluation.metrics import metrics_from_predictions
-from lesionlab.models import runlog
+from lesionlab.models import compute, distributed, runlog
 from lesionlab.models.backbones import backbone_spec
 from lesionlab.models.outputs import write_stage_files
 from lesionlab.models.tta import N_VIEWS, dihedral, predict_with_tta
@@ -53,16 +54,18 @@ def embed_backbone(root: Path, params: Params, backbone: str, progress: bool = T
         from lesionlab.models import torch_models
 
         torch_models.seed_everything(params.base.seed)
-        device = torch_models.pick_device()
-        features = _torch_embeddings(spec, record, images, size, params.embed.batch_size, device, progress)
+        run = compute.resolve(params.compute)
+        print(f"[embed@{backbone}] compute: {run.describe()}", flush=True)
+        features = _torch_embeddings(spec, record, images, size, params.embed.batch_size, run, progress)
     else:
         from lesionlab.models import keras_backbone
 
-        device = keras_backbone.device_name()
+        run = keras_backbone.compute_of(params.compute, params.base.seed)
         features = keras_backbone.embeddings(
             spec, record, images, size, params.embed.batch_size, params.base.seed, progress
         )
     seconds = time.perf_counter() - started
+    device = run.device
     np.save(out / "features.npy", features.astype(np.float16))
     info = {
         "backbone": backbone,
@@ -72,6 +75,7 @@ def embed_backbone(root: Path, params: Params, backbone: str, progress: bool = T
         "shape": list(features.shape),
         "weights": record.to_dict(),
         "device": device,
+        "compute": run.to_dict(),
         "seconds": round(seconds, 1),
         "images_per_second": round(len(images) * N_VIEWS / max(seconds, 1e-9), 1),
     }
@@ -85,7 +89,7 @@ def embed_backbone(root: Path, params: Params, backbone: str, progress: bool = T
 
 
 def _torch_embeddings(
-    spec, record: WeightsRecord, images, size: int, batch_size: int, device: str, progress: bool
+    spec, record: WeightsRecord, images, size: int, batch_size: int, run: compute.Compute, progress: bool
 ) -> np.ndarray:
     import torch
     from tqdm.auto import tqdm
@@ -93,15 +97,18 @@ def _torch_embeddings(
     from lesionlab.models import torch_models
 
     features = torch_models.build_features(spec, record.path)
-    model = torch_models.BackboneNet(spec, features, torch.nn.Identity(), size).to(device).eval()
+    model = torch_models.BackboneNet(spec, features, torch.nn.Identity(), size)
+    model.channels_last = run.channels_last
+    model = run.prepare_model(model).eval()
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
     bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
             batch = np.asarray(images[i : i + batch_size])
             for view in range(N_VIEWS):
-                x = torch.from_numpy(dihedral(batch, view)).to(device)
-                out[i : i + len(batch), view] = model.embed(x).cpu().numpy()
+                x = torch.from_numpy(dihedral(batch, view)).to(run.device)
+                with run.autocast():
+                    out[i : i + len(batch), view] = model.embed(x).float().cpu().numpy()
                 bar.update(len(batch))
     bar.close()
     return out
@@ -128,13 +135,14 @@ def _write_outputs(
     proba_tta: np.ndarray | None,
     fit,
     weights: dict,
-    device: str,
+    run: compute.Compute,
     n_params: tuple[int, int],
     predict_seconds: float,
     input_size: int,
     weights_file: str,
     details: dict | None = None,
 ) -> dict:
+    device = run.device
     ds, classes, table = params.dataset, rows.data.classes, rows.data.table
     out = variant_dir(root, ds, name)
     pred = write_predictions(out / "predictions.csv", table["image_id"], rows.split, table["label"], proba, classes)
@@ -176,6 +184,7 @@ def _write_outputs(
             seed=params.base.seed,
             config=cfg.model_dump(),
             device=device,
+            compute=run.to_dict(),
             epoch_seconds=[row["seconds"] for row in fit.history],
             backbone=cfg.backbone,
             weights=weights,
@@ -201,7 +210,7 @@ def _write_outputs(
         "predictions": pred,
         "classes": classes,
         "weights": weights,
-        "device": device,
+        "device": run.describe(),  # device, precision, layout and why: shown on the variant's page
     }
 
 
@@ -224,7 +233,9 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
             f"re-run `dvc repro embed@{cfg.backbone}`"
         )
     torch_models.seed_everything(params.base.seed)
-    device = torch_models.pick_device()
+    # a head on cached embeddings: float32 (nothing to gain from bfloat16 or a memory layout in a linear layer)
+    run = replace(compute.resolve(params.compute), precision="float32", channels_last=False, reason="probe head")
+    device = run.device
     feats = torch.from_numpy(features.astype(np.float32))
     train, val = rows.train, rows.val
     mean, std = feats[train].mean(dim=(0, 1)), feats[train].std(dim=(0, 1)) + 1e-6
@@ -285,7 +296,7 @@ def train_probe(root: Path, params: Params, name: str, progress: bool = True) ->
         proba_tta,
         fit,
         embed_info["weights"],
-        device,
+        run,
         torch_models.count_parameters(head),
         predict_seconds,
         embed_info["image_size"],
@@ -322,7 +333,8 @@ def train_finetune(root: Path, params: Params, name: str, progress: bool = True)
         f"weights: {record.describe()}; {len(rows.train)} train / {len(rows.val)} val images",
         flush=True,
     )
-    out = fresh_dir(variant_dir(root, params.dataset, name))
+    primary = distributed.is_primary()  # under torchrun only rank 0 writes
+    out = fresh_dir(variant_dir(root, params.dataset, name)) if primary else variant_dir(root, params.dataset, name)
     if spec.framework == "keras":
         from lesionlab.models import keras_backbone
 
@@ -337,9 +349,12 @@ def train_finetune(root: Path, params: Params, name: str, progress: bool = True)
             out,
             progress,
             label=f"[finetune@{name}] ",
+            compute_cfg=params.compute,
         )
     else:
-        result = _torch_finetune(spec, record, cfg, params, images, rows, out, progress, name)
+        result = _torch_finetune(spec, record, cfg, params, images, rows, out, progress and primary, name)
+    if result is None:  # a data-parallel worker: rank 0 writes the outputs
+        return {}
     return _write_outputs(
         root,
         params,
@@ -351,7 +366,7 @@ def train_finetune(root: Path, params: Params, name: str, progress: bool = True)
         result["proba_tta"],
         result["fit"],
         record.to_dict(),
-        result["device"],
+        result["compute"],
         result["n_params"],
         result["predict_seconds"],
         cfg.image_size,
@@ -368,15 +383,22 @@ def _torch_finetune(
 
     seed = params.base.seed
     torch_models.seed_everything(seed)
-    device = torch_models.pick_device()
+    run = compute.resolve(params.compute)
+    device = run.device
+    dist = distributed.setup(device)  # torchrun with several processes: data-parallel (DDP)
+    if dist is not None:
+        run = replace(run, reason=f"{run.reason}; DDP over {dist.world} processes ({dist.backend})")
+        if dist.backend == "nccl":
+            device = f"cuda:{dist.local_rank}"
     n_classes = len(rows.data.classes)
     features = torch_models.build_features(spec, record.path)
     head = torch_models.make_head(spec.features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout)
     model = torch_models.BackboneNet(spec, features, head, cfg.image_size)
     torch_models.apply_strategy(model, spec, cfg.strategy, cfg.trainable_blocks)
-    model.to(device)
+    model.channels_last = run.channels_last
+    model = run.prepare_model(model)
     n_params = torch_models.count_parameters(model)
-    print(f"[finetune@{name}] {n_params[1]:,} of {n_params[0]:,} parameters train; device {device}", flush=True)
+    print(f"[finetune@{name}] {n_params[1]:,} of {n_params[0]:,} parameters train; {run.describe()}", flush=True)
     rng = np.random.default_rng(seed + 1)
     aug = params.augment
     train, val = rows.train, rows.val
@@ -386,7 +408,7 @@ def _torch_finetune(
         return torch_train.augment_batch(batch, rng, aug.zoom, aug.brightness, aug.contrast) if cfg.augment else batch
 
     def predict(m, x):
-        return torch_train.predict_images(m, x, device)
+        return torch_train.predict_images(m, x, device, autocast=run.autocast)
 
     val_images = np.asarray(images[val])
     fit = torch_train.fit(
@@ -401,7 +423,12 @@ def _torch_finetune(
         device,
         progress,
         label=f"[finetune@{name}] ",
+        autocast=run.autocast,
+        dist=dist,
     )
+    if dist is not None and dist.rank != 0:
+        distributed.teardown(dist)
+        return None
     started = time.perf_counter()
     proba, proba_tta = predict_with_tta(lambda x: predict(model, x), images, rows.scored, cfg.tta)
     predict_seconds = time.perf_counter() - started
@@ -414,11 +441,12 @@ def _torch_finetune(
         },
         out / "model.pt",
     )
+    distributed.teardown(dist)
     return {
         "proba": proba,
         "proba_tta": proba_tta,
         "fit": fit,
-        "device": device,
+        "compute": run,
         "n_params": n_params,
         "predict_seconds": predict_seconds,
     }

@@ -1,0 +1,160 @@
+"""Where and how the networks run (lesionlab.models.compute): precision chosen from the hardware and recorded,
+channels-last layout, and Keras on either backend (TensorFlow, PyTorch) with models portable between them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from lesionlab.config import ComputeParams
+from lesionlab.models import compute, torch_train
+
+
+def test_auto_precision_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(compute, "cpu_flags", lambda: {"avx2", "fma"})
+    run = compute.resolve(ComputeParams(device="cpu"))
+    assert (run.device, run.precision) == ("cpu", "float32")
+    assert "emulated" in run.reason
+    monkeypatch.setattr(compute, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    run = compute.resolve(ComputeParams(device="cpu"))
+    assert run.precision == "bfloat16" and "avx512_bf16" in run.reason
+    forced = compute.resolve(ComputeParams(device="cpu", precision="float32"))
+    assert forced.precision == "float32" and forced.reason.startswith("set in params")
+    assert forced.to_dict() == {
+        "device": "cpu",
+        "precision": "float32",
+        "channels_last": True,
+        "keras_backend": "tensorflow",
+        "reason": forced.reason,
+    }
+
+
+def test_cuda_asked_for_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="compute.device is 'cuda'"):
+        compute.resolve(ComputeParams(device="cuda"))
+
+
+def _tiny_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+
+
+class _Images(torch.nn.Module):
+    """uint8 NHWC -> the net, with the layout switch BackboneNet has."""
+
+    def __init__(self, net, channels_last):
+        super().__init__()
+        self.net, self.channels_last = net, channels_last
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2).float() / 255
+        return self.net(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
+
+
+def test_channels_last_and_bfloat16_change_the_numbers_only_within_their_precision():
+    images = np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
+    plain = torch_train.predict_images(_Images(_tiny_net(), False), images, "cpu")
+    last = compute.Compute("cpu", "float32", True, "tensorflow", "test")
+    nhwc = torch_train.predict_images(last.prepare_model(_Images(_tiny_net(), True)), images, "cpu")
+    np.testing.assert_allclose(nhwc, plain, atol=1e-6)
+    bf16 = compute.Compute("cpu", "bfloat16", True, "tensorflow", "test")
+    half = torch_train.predict_images(_Images(_tiny_net(), True), images, "cpu", autocast=bf16.autocast)
+    assert half.dtype == np.float64 and np.allclose(half.sum(axis=1), 1)
+    assert np.abs(half - plain).max() < 0.02  # bfloat16 keeps 8 bits of mantissa
+    assert np.abs(half - plain).max() > 0  # and really ran in bfloat16
+
+
+_KERAS_RUN = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from lesionlab.config import AugmentParams, ComputeParams, TrainParams
+    from lesionlab.models import keras_common
+
+    backend, out, other = sys.argv[1], sys.argv[2], sys.argv[3]
+    run = keras_common.compute_of(ComputeParams(keras_backend=backend), seed=0)
+    from lesionlab.evaluation.explain import gradcam_keras
+    from lesionlab.models import keras_cnn
+    from lesionlab.models.predictor import safe_keras_load
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (96, 24, 24, 3), dtype=np.uint8), rng.integers(0, 3, 96)
+    cfg = TrainParams(epochs=2, augment=True, batchnorm=True, class_weights=True, filters=[4, 8], dense_units=8)
+    model = keras_cnn.build_cnn(cfg, AugmentParams(), 24, 3, 0)
+    fit = keras_cnn.fit(model, x[:64], y[:64], x[64:], y[64:], cfg, 3, 0, progress=False)
+    model.save(out + "/" + backend + ".keras")
+    result = {"compute": run.to_dict(), "epochs": len(fit.history), "proba": keras_cnn.predict(model, x[:8]).tolist()}
+    try:  # the other backend's model, loaded here
+        theirs = safe_keras_load(keras_common.load_keras(0), out + "/" + other + ".keras")
+        result["their_proba"] = keras_cnn.predict(theirs, x[:8]).tolist()
+        result["their_maps"] = gradcam_keras(theirs, x[:8])[0].tolist()
+    except (FileNotFoundError, ValueError):
+        pass
+    result["tensorflow_imported_before_torchvision"] = (
+        list(sys.modules).index("tensorflow") < list(sys.modules).index("torchvision")
+        if "tensorflow" in sys.modules and "torchvision" in sys.modules else False
+    )
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def _keras_run(backend: str, folder, other: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _KERAS_RUN, backend, str(folder), other],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+@pytest.mark.slow
+def test_the_cnn_trains_on_both_keras_backends_and_its_model_moves_between_them(tmp_path):
+    tf_run = _keras_run("tensorflow", tmp_path, "torch")
+    torch_run = _keras_run("torch", tmp_path, "tensorflow")  # loads the TensorFlow-trained model too
+    assert tf_run["compute"]["keras_backend"] == "tensorflow" and torch_run["compute"]["keras_backend"] == "torch"
+    assert torch_run["compute"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert tf_run["epochs"] == torch_run["epochs"] == 2
+    for run in (tf_run, torch_run):
+        proba = np.array(run["proba"])
+        assert proba.shape == (8, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    # the TensorFlow-trained model, on the torch backend: the same probabilities and a Grad-CAM map
+    np.testing.assert_allclose(np.array(torch_run["their_proba"]), np.array(tf_run["proba"]), atol=1e-5)
+    maps = np.array(torch_run["their_maps"])
+    assert maps.shape[0] == 8 and maps.max() <= 1 + 1e-6 and maps.min() >= 0
+    # and back: the torch-trained model on TensorFlow (a third process: Keras' backend is fixed per process)
+    back = _keras_run("tensorflow", tmp_path, "torch")
+    np.testing.assert_allclose(np.array(back["their_proba"]), np.array(torch_run["proba"]), atol=1e-5)
+    assert not torch_run["tensorflow_imported_before_torchvision"]
+
+
+def test_a_second_keras_backend_in_one_process_is_refused():
+    code = textwrap.dedent(
+        """
+        from lesionlab.models import keras_common
+        keras_common.use_backend("tensorflow")
+        keras_common.load_keras(0)
+        try:
+            keras_common.use_backend("torch")
+        except RuntimeError as err:
+            print("REFUSED", err)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "REFUSED Keras was already imported with the 'tensorflow' backend" in proc.stdout, proc.stderr[-2000:]
+    with pytest.raises(ValueError, match="compute.keras_backend must be one of"):
+        from lesionlab.models import keras_common
+
+        keras_common.use_backend("jax")
