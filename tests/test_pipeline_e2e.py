@@ -282,6 +282,62 @@ def test_a_teammate_pulls_every_output_from_a_remote_without_retraining(tiny_rep
     assert artifacts["cnn_aug"].path == "results/synthetic/variants/cnn_aug" and artifacts["cnn_aug"].type == "model"
 
 
+def _queue_until_done(workspace: Path, env: dict, timeout: float = 900) -> str:
+    """`dvc queue start`, then wait until nothing is queued or running (DVC has no blocking wait)."""
+    import time
+
+    _run(["dvc", "queue", "start", "--jobs", "1"], workspace, env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], workspace, env)
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
+
+
+def test_experiments_from_two_workers_meet_in_one_exp_show(tiny_repo, tmp_path):
+    """docs/scaling.md's fan-out: two workspaces (two machines) share a git remote and a DVC remote; each queues
+    and runs its own experiment, `dvc exp push`es it; a third clone `dvc exp pull`s both and shows them together."""
+    repo, ctx = tiny_repo
+    env = ctx["env"]
+    origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
+    _run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    (repo / "data").mkdir(exist_ok=True)
+    _run(["dvc", "commit", "-f", "data.dvc"], repo, env)
+    _run(["dvc", "remote", "add", "-f", "-d", "team", str(storage)], repo, env)
+    _run(["git", "commit", "-q", "-am", "the team's remotes"], repo, env)
+    _run(["git", "push", "-q", str(origin), "HEAD:refs/heads/main"], repo, env)
+    _run(["dvc", "push"], repo, env)
+    runs = {"worker_a": "0.25", "worker_b": "4.0"}
+    for worker, c in runs.items():
+        ws = tmp_path / worker
+        _run(["git", "clone", "-q", "-b", "main", str(origin), str(ws)], tmp_path, env)
+        _run(["dvc", "pull"], ws, env)  # the baseline's outputs: only the changed stage runs
+        change = f"+tabulars.meta_logreg.C={c}"
+        _run(["dvc", "exp", "run", "--queue", "-n", worker, "-S", change, "tabular@meta_logreg"], ws, env)
+        status = _queue_until_done(ws, env)
+        assert "Failed" not in status, status
+        _run(["dvc", "exp", "push", "origin", worker], ws, env)  # git refs to origin, outputs to the DVC remote
+    lead = tmp_path / "lead"
+    _run(["git", "clone", "-q", "-b", "main", str(origin), str(lead)], tmp_path, env)
+    _run(["dvc", "exp", "pull", "origin", "--all-commits"], lead, env)
+    shown = json.loads(run(["dvc", "exp", "show", "--json", "-A"], lead, env).stdout)
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                found[rev.get("name") or exp.get("name")] = params.get("tabulars", {}).get("meta_logreg", {}).get("C")
+    assert found == {worker: float(c) for worker, c in runs.items()}, found
+    # and each experiment's outputs came with it: apply one, nothing to re-run for its stage
+    _run(["dvc", "exp", "apply", "worker_b"], lead, env)
+    _run(["dvc", "pull"], lead, env)
+    out = _run(["dvc", "status", "tabular@meta_logreg"], lead, env)
+    assert "changed" not in out, out
+
+
 def test_second_repro_is_a_noop(tiny_repo):
     repo, ctx = tiny_repo
     out = _run(["dvc", "repro"], repo, ctx["env"])
