@@ -64,7 +64,10 @@ def test_channels_last_and_bfloat16_change_the_numbers_only_within_their_precisi
     images = np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
     plain = torch_train.predict_images(_Images(_tiny_net(), False), images, "cpu")
     last = compute.Compute("cpu", "float32", True, "tensorflow", "test")
-    nhwc = torch_train.predict_images(last.prepare_model(_Images(_tiny_net(), True)), images, "cpu")
+    model = last.prepare_model(_Images(_tiny_net(), False))
+    assert model.channels_last  # the model is told to lay its inputs out NHWC
+    assert model.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    nhwc = torch_train.predict_images(model, images, "cpu")
     np.testing.assert_allclose(nhwc, plain, atol=1e-6)
     bf16 = compute.Compute("cpu", "bfloat16", True, "tensorflow", "test")
     half = torch_train.predict_images(_Images(_tiny_net(), True), images, "cpu", autocast=bf16.autocast)

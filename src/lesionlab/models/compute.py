@@ -8,8 +8,7 @@ why, and every training or embedding run records it (``training.json`` / ``embed
 - **precision** ``auto``: bfloat16 autocast where the hardware computes in bfloat16 natively (a CUDA GPU that
   supports it; a CPU with AVX512_BF16 or AMX), else float32. On a CPU without those instructions bfloat16 is
   emulated and slower than float32, so ``auto`` keeps float32 there; ``bfloat16`` forces it anyway.
-- **channels_last**: convolutions on NHWC memory (oneDNN's and cuDNN's fast path; 1.4x the fine-tune and 2.3x
-  the forward images/s of EfficientNet-Lite0 at 128 px on this project's 2-core AVX2 CPU).
+- **channels_last**: convolutions on NHWC memory (oneDNN's and cuDNN's fast path; ``make bench`` measures it).
 
 Imports torch only inside the functions.
 """
@@ -66,9 +65,12 @@ class Compute:
         return torch.autocast(self.device, dtype=torch.bfloat16)
 
     def prepare_model(self, model):
-        """``model`` on the device, in the memory layout chosen."""
+        """``model`` on the device, in the memory layout chosen (a model that lays out its own inputs, such as
+        :class:`lesionlab.models.torch_models.BackboneNet`, is told to through its ``channels_last``)."""
         import torch
 
+        if hasattr(model, "channels_last"):
+            model.channels_last = self.channels_last
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 

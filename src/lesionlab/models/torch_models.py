@@ -103,7 +103,7 @@ class BackboneNet(nn.Module):
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
         self.frozen: list[nn.Module] = []
-        self.channels_last = False  # set by lesionlab.models.compute.Compute.prepare_model's caller
+        self.channels_last = False  # NHWC inputs to the backbone: set by Compute.prepare_model
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0
@@ -147,13 +147,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(all, trainable)"""
     params = list(model.parameters())
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
-
-
-def pick_device() -> str:
-    """The GPU when one is present, else the CPU (recorded in every variant's training.json)."""
-    from lesionlab.models.compute import pick_device as pick
-
-    return pick("auto")
 
 
 def seed_everything(seed: int) -> None:

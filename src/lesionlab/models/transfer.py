@@ -98,7 +98,6 @@ def _torch_embeddings(
 
     features = torch_models.build_features(spec, record.path)
     model = torch_models.BackboneNet(spec, features, torch.nn.Identity(), size)
-    model.channels_last = run.channels_last
     model = run.prepare_model(model).eval()
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
     bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
@@ -395,7 +394,6 @@ def _torch_finetune(
     head = torch_models.make_head(spec.features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout)
     model = torch_models.BackboneNet(spec, features, head, cfg.image_size)
     torch_models.apply_strategy(model, spec, cfg.strategy, cfg.trainable_blocks)
-    model.channels_last = run.channels_last
     model = run.prepare_model(model)
     n_params = torch_models.count_parameters(model)
     print(f"[finetune@{name}] {n_params[1]:,} of {n_params[0]:,} parameters train; {run.describe()}", flush=True)
@@ -486,7 +484,7 @@ def load_torch_model(root: Path, dataset: str, variant: str, record):
     cfg = BackboneParams(**record.config)
     spec = backbone_spec(record.backbone)
     size = record.input_size
-    device = torch_models.pick_device()
+    device = compute.pick_device()  # inference: the GPU when there is one
     if record.kind == "probe":
         head = probe_head(folder, cfg)
         model = torch_models.BackboneNet(
