@@ -136,15 +136,16 @@ def embeddings(
     """Pooled embeddings of the 8 views of every image: (N, 8, D) float32."""
     from tqdm.auto import tqdm
 
-    keras = load_keras(seed)
-    model = embedding_model(spec, record, size, seed)
+    model = embedding_model(spec, record, size, seed)  # imports Keras, seeded
+    from keras import ops
+
     out = np.zeros((len(images), N_VIEWS, spec.features), dtype=np.float32)
     bar = tqdm(total=len(images) * N_VIEWS, desc=f"embed {spec.name}", disable=not progress, mininterval=5, unit="img")
     for i in range(0, len(images), batch_size):
         batch = np.asarray(images[i : i + batch_size])
         for view in range(N_VIEWS):
             batch_view = dihedral(batch, view).astype(np.float32)
-            out[i : i + len(batch), view] = keras.ops.convert_to_numpy(model(batch_view, training=False))
+            out[i : i + len(batch), view] = ops.convert_to_numpy(model(batch_view, training=False))
             bar.update(len(batch))
     bar.close()
     return out

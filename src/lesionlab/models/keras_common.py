@@ -48,17 +48,16 @@ def load_keras(seed: int):
     if keras.backend.backend() == "torch":
         # set_random_seed seeds TensorFlow too when it is installed, importing it; torchvision must come first
         # (imported after TensorFlow in one process, it crashes)
-        import torch  # noqa: F401
+        import torch
         import torchvision  # noqa: F401
-    keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
+
+        keras.utils.set_random_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
         import tensorflow as tf
 
+        keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
-    else:
-        import torch
-
-        torch.use_deterministic_algorithms(True, warn_only=True)
     return keras
 
 
@@ -67,9 +66,9 @@ def device_name() -> str:
     import keras
 
     if keras.backend.backend() == "torch":
-        import torch
+        from lesionlab.models.compute import pick_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return pick_device("auto")
     import tensorflow as tf
 
     return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
