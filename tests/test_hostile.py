@@ -727,3 +727,54 @@ def test_a_stage_refuses_to_run_beside_an_orphan_of_itself(tmp_path, monkeypatch
 
     with stage_lock(root, "prepare"):  # the orphan's death released the lock
         pass
+
+
+_POOL_HOLDER = r"""
+import os, sys, time
+from pathlib import Path
+from lesionlab.pipeline.guard import stage_lock, worker_pool
+with stage_lock(Path(sys.argv[1]), "prepare"):
+    with worker_pool(1) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        time.sleep(120)
+"""
+
+
+def test_a_killed_stage_leaves_no_pool_worker_holding_its_lock(tmp_path):
+    """A forked worker inherits the lock's file: it must let go of it and die with the stage (found when an
+    interrupted ``dvc repro`` left prepare's image workers behind, blocking every later prepare)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    from lesionlab.pipeline.guard import StageBusy, stage_lock
+
+    root = tmp_path
+    (root / ".dvc").mkdir()
+    stage = subprocess.Popen(
+        [sys.executable, "-c", _POOL_HOLDER, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    worker = int(stage.stdout.readline())
+    os.kill(worker, 0)  # the worker runs
+    with pytest.raises(StageBusy), stage_lock(root, "prepare"):
+        pass
+    stage.kill()  # SIGKILL: no cleanup in the stage
+    stage.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, 9)
+        pytest.fail("the pool worker outlived its stage")
+    with stage_lock(root, "prepare"):  # free again
+        pass

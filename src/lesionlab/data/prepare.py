@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from lesionlab.data.datasets import (
 from lesionlab.data.preprocess import Preprocess
 from lesionlab.paths import backbone_cache_dir, fresh_dir, prepared_dir, results_dir, splits_file
 from lesionlab.pipeline.contracts import read_dataset_table, read_splits, validate_dataset_table
+from lesionlab.pipeline.guard import worker_pool
 
 
 def build_image_cache(
@@ -70,7 +70,7 @@ def build_image_cache(
     sizes = (size, extra_size) if extra_size else size
     preprocess = preprocess or Preprocess()
     jobs = [(p, m, sizes, preprocess, min_side) for p, m in zip(table["path"], table["mask_path"])]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with worker_pool(workers) as pool:
         results = pool.map(quality.load_pair, jobs, chunksize=64)
         for i, (img, mask, notes, bad) in enumerate(
             tqdm(results, total=n, desc="image cache", disable=not progress, mininterval=2)

@@ -470,9 +470,9 @@ def generate(out_dir: str | Path, cfg: SyntheticConfig, seed: int, workers: int 
 
     The bytes written depend on ``cfg`` and ``seed`` only, not on ``workers``.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
     from tqdm.auto import tqdm
+
+    from lesionlab.pipeline.guard import worker_pool
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -485,7 +485,7 @@ def generate(out_dir: str | Path, cfg: SyntheticConfig, seed: int, workers: int 
     ]
     rows = []
     bar = tqdm(total=len(labels), desc="synthetic lesions", unit="lesion", disable=not progress, mininterval=2)
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with worker_pool(workers) as pool:
         for (indices, *_), results in zip(jobs, pool.map(_generate_chunk, jobs)):
             for row, jpeg, png in results:
                 (out / "images" / f"{row['image_id']}.jpg").write_bytes(jpeg)

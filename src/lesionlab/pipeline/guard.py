@@ -7,6 +7,8 @@ never runs twice at once in one workspace.
 - :func:`stage_lock`: an exclusive ``flock`` on ``.dvc/tmp/lesionlab-locks/<stage>.lock`` held for the life of the
   process. The kernel releases it when the process dies, however it dies; a second run of the same stage while
   an orphan of the first still writes its outputs is refused with the orphan's pid.
+- :func:`worker_pool`: a process pool whose workers die with the stage and do not hold its lock (a forked worker
+  inherits the lock's file; an orphaned worker would otherwise block every later run of the stage).
 """
 
 from __future__ import annotations
@@ -23,8 +25,22 @@ class StageBusy(RuntimeError):
     """The same stage is already running in this workspace (an orphan of a stopped ``dvc``, or a second run)."""
 
 
+_HELD: set = set()  # the lock files this process holds open (closed in forked workers: see worker_pool)
+
+
 def _terminate(signum, frame) -> None:  # SIGTERM -> SystemExit: finally blocks (papermill's kernel shutdown) run
     raise SystemExit(128 + signum)
+
+
+def _signal_on_parent_death(signum: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signum)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def die_with_parent(poll_seconds: float = 1.0) -> None:
@@ -32,14 +48,7 @@ def die_with_parent(poll_seconds: float = 1.0) -> None:
     parent = os.getppid()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    _signal_on_parent_death(signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -87,6 +96,27 @@ def stage_lock(root: Path, stage: str):
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
+        _HELD.add(handle)
         yield
     finally:
+        _HELD.discard(handle)
         handle.close()  # closing releases the lock (so does the process's death)
+
+
+def _worker_init(parent: int) -> None:
+    """In a forked pool worker: let go of the stage locks (the stage keeps them) and die with the stage."""
+    for handle in list(_HELD):
+        handle.close()  # this copy only: the lock stays with the stage process, which holds its own
+    _HELD.clear()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker has no cleanup to run
+    _signal_on_parent_death(signal.SIGKILL)
+    if os.getppid() != parent:  # the stage died while this worker started
+        os._exit(1)
+
+
+def worker_pool(workers: int):
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes that end with this one and
+    never hold its stage lock."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=max(1, workers), initializer=_worker_init, initargs=(os.getpid(),))
