@@ -236,7 +236,7 @@ def test_explanation_summary_has_cis_and_chance():
     assert got["pointing_hit_rate"] == 1.0 and got["chance"] == pytest.approx(0.25) and got["n_with_mask"] == 35
     text = compare.explanation_verdict(pd.DataFrame([got]))
     assert "at least half" in text
-    with pytest.raises(ContractError, match="explain@m"):
+    with pytest.raises(ContractError, match="explanations of 'm'.*dvc repro explain"):
         compare.explanation_summary({"m": per_image.iloc[:-1]}, preds, lesion_of, n_resamples=5)
 
 
@@ -307,6 +307,127 @@ def test_each_rung_of_the_ladder_steps_from_the_rung_it_changes_one_thing_of():
 
     fig = figures.step_effect_plot(effects)
     assert len(fig.axes[0].get_yticklabels()) == 1
+
+
+def test_parents_are_explicit_across_families_and_tta_is_a_step_of_its_own():
+    params = load_params(REPO / "params.yaml")
+    steps = {(rung, parent): change for rung, parent, change in compare.ladder_steps(params)}
+    # probe -> partial -> full fine-tune: a step across families names the families and what else changed
+    assert steps[("lite0_partial", "lite0_probe")].startswith("probe → fine-tune")
+    assert "strategy=full" in steps[("lite0_full", "lite0_partial")]
+    assert steps[("lite0_probe+tta", "lite0_probe")] == "test-time augmentation"
+    # a row without a parent starts the ladder: no step, however close another row's config is
+    raw = params.model_dump()
+    raw["variants"]["cnn_aug"]["parent"] = None
+    from lesionlab.config import parse_params
+
+    assert "cnn_aug" not in {r for r, _, _ in compare.ladder_steps(parse_params(raw))}
+
+
+def _replicated(labels, qualities, seed0):
+    return [_preds(labels, q, seed0 + i) for i, q in enumerate(qualities)]
+
+
+def test_a_replicated_row_is_the_mean_of_its_runs_with_a_ci_over_runs_and_lesions(labels):
+    lesion_of = {f"i{n}": f"L{n // 2}" for n in range(len(labels))}
+    runs = _replicated(labels, [0.05, 0.2, 0.3], 10)  # three training runs of one recipe, far apart (0.18-0.68)
+    single = {"row": runs[0]}
+    one = compare.leaderboard(single, HAM10000_CLASSES, lesion_of, n_resamples=300, seed=0).iloc[0]
+    both = compare.leaderboard(
+        single, HAM10000_CLASSES, lesion_of, n_resamples=300, seed=0, replicates={"row": runs}
+    ).iloc[0]
+    each = [
+        compare.leaderboard({"r": r}, HAM10000_CLASSES, lesion_of, n_resamples=10)["balanced_accuracy"].iloc[0]
+        for r in runs
+    ]
+    assert both["n_runs"] == 3 and one["n_runs"] == 1
+    assert np.isclose(both["balanced_accuracy"], np.mean(each))  # mean of the runs' metrics
+    # the runs disagree far more than a lesion resample moves one run: the two-level CI is much wider
+    assert (both["balanced_accuracy_hi"] - both["balanced_accuracy_lo"]) > 2 * (
+        one["balanced_accuracy_hi"] - one["balanced_accuracy_lo"]
+    )
+    assert both["balanced_accuracy_lo"] < each[1] < both["balanced_accuracy_hi"]
+    # identical runs: the same point and an interval no wider than one run's lesion bootstrap
+    same = compare.leaderboard(
+        single, HAM10000_CLASSES, lesion_of, n_resamples=300, seed=0, replicates={"row": [runs[0]] * 3}
+    ).iloc[0]
+    assert np.isclose(same["balanced_accuracy"], one["balanced_accuracy"])
+    assert np.isclose(same["balanced_accuracy_lo"], one["balanced_accuracy_lo"])
+
+
+def test_a_step_between_replicated_rows_is_robust_only_when_the_runs_agree(labels):
+    lesion_of = {f"i{n}": f"L{n // 2}" for n in range(len(labels))}
+    base = _replicated(labels, [0.2, 0.21, 0.19], 20)  # balanced accuracy about 0.45 whatever the run
+    steady = _replicated(labels, [0.35, 0.36, 0.34], 30)  # every run clearly better (about 0.75)
+    shaky = _replicated(labels, [0.05, 0.5, 0.3], 40)  # runs from 0.18 to 0.99: the first alone looks like a loss
+    preds = {"base": base[0], "steady": steady[0], "shaky": shaky[0]}
+    reps = {"base": base, "steady": steady, "shaky": shaky}
+    paired = compare.paired_differences(
+        preds,
+        HAM10000_CLASSES,
+        lesion_of,
+        [["steady", "base"], ["shaky", "base"]],
+        n_resamples=300,
+        comparison=["step", "step"],
+        replicates=reps,
+    ).set_index(["a", "metric"])
+    assert paired.loc[("steady", "balanced_accuracy"), "ci_excludes_zero"]
+    shaky_row = paired.loc[("shaky", "balanced_accuracy")]
+    assert not shaky_row["ci_excludes_zero"] and shaky_row["lo"] < 0 < shaky_row["hi"]
+    alone = compare.paired_differences(
+        preds, HAM10000_CLASSES, lesion_of, [["shaky", "base"]], n_resamples=300
+    ).set_index("metric")
+    assert alone.loc["balanced_accuracy", "ci_excludes_zero"] and alone.loc["balanced_accuracy", "difference"] < 0
+    shown = compare.steps_display(
+        pd.DataFrame(
+            [
+                {
+                    "step": "steady vs base",
+                    "change": "x",
+                    "effect": 0.2,
+                    "lo": 0.1,
+                    "hi": 0.3,
+                    "ci_excludes_zero": True,
+                },
+                {
+                    "step": "shaky vs base",
+                    "change": "y",
+                    "effect": 0.1,
+                    "lo": -0.1,
+                    "hi": 0.3,
+                    "ci_excludes_zero": False,
+                },
+            ]
+        )
+    )
+    assert shown["verdict"].tolist() == ["robust gain", "not robust"]
+
+
+def test_seed_spread_lists_every_run_and_its_sd(labels, tmp_path):
+    params = load_params(REPO / "params.yaml")
+    lesion_of = {f"i{n}": f"L{n // 2}" for n in range(len(labels))}
+    runs = _replicated(labels, [0.5, 1.0, 1.5], 50)
+    table, spread = compare.seed_spread({"cnn_aug": runs[0]}, {"cnn_aug": runs}, HAM10000_CLASSES, lesion_of, params)
+    assert table["run"].tolist() == ["cnn_aug", "cnn_aug.seed43", "cnn_aug.seed44"]
+    assert table["seed"].tolist() == [42, 43, 44]
+    row = spread.iloc[0]
+    assert np.isclose(row["balanced_accuracy_sd"], table["balanced_accuracy"].std(ddof=1))
+    assert row["balanced_accuracy_min"] < row["balanced_accuracy_mean"] < row["balanced_accuracy_max"]
+    assert "±" in compare.spread_display(spread).iloc[0]["balanced accuracy"]
+    # the comparison finds each run's predictions file by its name, and names the stage of a missing one
+    for name, frame in zip(table["run"], runs):
+        out = variant_dir(tmp_path, "synthetic", name)
+        out.mkdir(parents=True)
+        p = frame[[f"p_{c}" for c in HAM10000_CLASSES]].to_numpy()
+        write_predictions(
+            out / "predictions.csv", frame["image_id"], frame["split"], frame["label"], p, HAM10000_CLASSES
+        )
+    preds = compare.load_predictions(tmp_path, "synthetic", ["cnn_aug"], HAM10000_CLASSES, params)
+    loaded = compare.load_replicates(tmp_path, "synthetic", ["cnn_aug"], HAM10000_CLASSES, params, preds)
+    assert len(loaded["cnn_aug"]) == 3
+    (variant_dir(tmp_path, "synthetic", "cnn_aug.seed44") / "predictions.csv").unlink()
+    with pytest.raises(ContractError, match="cnn_aug.seed44"):
+        compare.load_replicates(tmp_path, "synthetic", ["cnn_aug"], HAM10000_CLASSES, params, preds)
 
 
 def test_the_cost_table_reads_as_numbers_and_leaves_out_the_ensembles():

@@ -117,8 +117,9 @@ def test_dvc_yaml_lists_only_existing_params():
             "finetune": "finetunes",
             "tabular": "tabulars",
             "ensemble": "ensembles",
-        }.get(name, "variants")
-        keys = [k.replace("${key}", next(iter(RAW[fanned]))) for k in body.get("params", [])]
+        }.get(name.removesuffix("_seed"), "variants")
+        row = next(iter(RAW[fanned]))
+        keys = [k.replace("${key}", row).replace("${item.variant}", row) for k in body.get("params", [])]
         for key in keys:
             node = RAW
             for part in key.split("."):
@@ -178,11 +179,56 @@ def test_params_yaml_states_every_default_and_the_code_agrees():
     ],
 )
 def test_override_models_are_derived_from_their_defaults(overrides, defaults):
-    """Every default can be overridden, with the same bounds, and nothing else can (plus description/members)."""
+    """Every default can be overridden, with the same bounds, and nothing else can (plus description/parent/members)."""
     from lesionlab import config
 
     over, base = getattr(config, overrides), getattr(config, defaults)
-    assert set(over.model_fields) - set(base.model_fields) <= {"description", "members"}
+    assert set(over.model_fields) - set(base.model_fields) <= {"description", "parent", "members"}
     assert set(base.model_fields) <= set(over.model_fields)
     for key, info in base.model_fields.items():
         assert over.model_fields[key].default is None and over.model_fields[key].metadata == info.metadata, key
+
+
+def test_seed_replicates_are_named_runs_of_the_same_row():
+    params = load_params(REPO / "params.yaml")
+    assert params.base.training_seeds == [params.base.seed, *params.base.replicate_seeds]
+    assert params.replicates("cnn_aug") == ["cnn_aug", "cnn_aug.seed43", "cnn_aug.seed44"]
+    assert params.replicates("lite0_probe+tta") == [
+        "lite0_probe+tta",
+        "lite0_probe.seed43+tta",
+        "lite0_probe.seed44+tta",
+    ]
+    assert params.replicates("meta_gbm") == ["meta_gbm"] and params.replicates("image_mean") == ["image_mean"]
+    same, name = params.replicate("cnn_aug", None)
+    assert same is params and name == "cnn_aug"
+    run, name = params.replicate("cnn_aug", 43)
+    assert name == "cnn_aug.seed43" and run.base.seed == 43 and params.base.seed == 42
+    assert run.variant(name) == params.variant("cnn_aug")  # the row's own settings, under the run's name
+    run, name = params.replicate("lite0_full", 44)
+    assert run.backbone_variant(name) == params.backbone_variant("lite0_full")
+    with pytest.raises(ParamsError, match="not in base.replicate_seeds"):
+        params.replicate("cnn_aug", 7)
+    with pytest.raises(ParamsError, match="not a row trained per seed"):
+        params.replicate("meta_gbm", 43)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"), [([43, 43], "distinct"), ([42, 43], "repeats base.seed"), ([-1], "distinct")]
+)
+def test_replicate_seeds_are_checked(seeds, message):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["base"]["replicate_seeds"] = seeds
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
+
+
+def test_a_parent_must_be_a_row_and_parents_never_cycle():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["variants"]["cnn_aug"]["parent"] = "cnn_agu"
+    with pytest.raises(ParamsError, match="did you mean 'cnn_aug'"):
+        parse_params(raw)
+    raw["variants"]["cnn_aug"]["parent"] = "cnn_elu"  # cnn_elu -> ... -> cnn_class_weights -> cnn_baseline: fine
+    parse_params(raw)
+    raw["variants"]["cnn_baseline"]["parent"] = "cnn_aug"  # cnn_aug -> cnn_elu -> ... -> cnn_baseline -> cnn_aug
+    with pytest.raises(ParamsError, match="cycle"):
+        parse_params(raw)

@@ -149,7 +149,7 @@ def test_a_card_maps_the_labels_and_two_user_datasets_live_side_by_side(tmp_path
     assert taxonomy.malignant_classes(own.classes) == ["melanoma"]
     assert taxonomy.triage_view_reason(own.classes) is None and taxonomy.triage_level("atypical_nevus") == "moderate"
     assert (root / "results/ph2/prepared/dataset.csv").is_file()  # the first dataset's outputs are untouched
-    for folder in ("ensembles", "explanations"):  # folders compare depends on, even when empty
+    for folder in ("ensembles", "external"):  # folders compare depends on, even when empty
         assert (root / "results/clinic_b" / folder).is_dir()
 
 

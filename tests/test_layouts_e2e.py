@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 #: a small pipeline: two CNN rungs, one probe (with TTA), one metadata model, a mean and a stacking ensemble
 SMALL = {
+    "base": {"replicate_seeds": []},  # one run per row: the layouts test data handling (seeds: test_pipeline_e2e)
     "prepare": {"image_size": 24, "backbone_image_size": 32, "on_bad": "error"},
     "train": {"epochs": 2, "patience": 2, "filters": [8, 16], "dense_units": 16},
     "probe": {"epochs": 4},

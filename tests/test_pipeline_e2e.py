@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = REPO / "test-artifacts"  # screenshots of the report site (not committed)
 
 TINY = {
+    "base": {"replicate_seeds": [43]},  # every neural row trained twice: the seed-replicate path end to end
     "synthetic": {"n_lesions": 90, "width": 64, "height": 48},
     "prepare": {"image_size": 24, "backbone_image_size": 32},
     "train": {"epochs": 2, "patience": 2, "filters": [8, 16], "dense_units": 16},
@@ -123,6 +124,49 @@ def test_report_and_leaderboard_hold_every_variant(tiny_repo):
     assert "Lesion area" in eda and "images with mask" in eda  # per-class lesion-area statistics from the masks
 
 
+def test_every_neural_row_is_trained_per_seed_and_reported_with_its_spread(tiny_repo):
+    repo, ctx = tiny_repo
+    p = ctx["params"]
+    neural = [*p["variants"], *p["probes"], *p["finetunes"]]
+    for v in neural:  # the replicate of each neural row: its own stage, outputs and seed
+        run_dir = repo / f"results/synthetic/variants/{v}.seed43"
+        assert json.loads((run_dir / "training.json").read_text())["seed"] == 43, v
+        first = pd.read_csv(repo / f"results/synthetic/variants/{v}/predictions.csv")
+        again = pd.read_csv(run_dir / "predictions.csv")
+        assert first["image_id"].tolist() == again["image_id"].tolist()
+    stages = _run(["dvc", "stage", "list", "--name-only"], repo, ctx["env"]).split()
+    assert {f"train_seed@{v}-43" for v in p["variants"]} <= set(stages)
+    assert {f"finetune_seed@{v}-43" for v in p["finetunes"]} <= set(stages)
+    board = pd.read_csv(repo / "reports/synthetic/leaderboard.csv").set_index("variant")
+    assert (board.loc[neural, "n_runs"] == 2).all()
+    assert (board.loc[[*p["tabulars"], *p["ensembles"]], "n_runs"] == 1).all()
+    runs = pd.read_csv(repo / "reports/synthetic/runs.csv")
+    tta = [v for v in board.index if v.endswith("+tta")]
+    expected = [*neural, *tta] + [f"{v.removesuffix('+tta')}.seed43{'+tta' if v in tta else ''}" for v in neural + tta]
+    assert sorted(runs["run"]) == sorted(expected)
+    spread = pd.read_csv(repo / "reports/synthetic/seeds.csv").set_index("variant")
+    for v in p["variants"]:  # the leaderboard's value is the mean of the runs' metrics
+        mine = runs[runs["variant"] == v]["balanced_accuracy"]
+        assert np.isclose(board.loc[v, "balanced_accuracy"], mine.mean(), atol=1e-4)
+        assert np.isclose(spread.loc[v, "balanced_accuracy_sd"], mine.std(ddof=1), atol=1e-4)
+    comparison = (repo / "reports/synthetic/compare.html").read_text()
+    assert "Seed spread" in comparison and "robust" in comparison
+    steps = pd.read_csv(repo / "reports/synthetic/paired.csv")
+    steps = steps[steps["comparison"] == "step"]
+    assert {("cnn_aug", "cnn_baseline"), ("lite0_full", "lite0_partial")} <= set(zip(steps["a"], steps["b"]))
+
+
+def test_no_output_names_this_machines_folders(tiny_repo):
+    """Records, tables and reports hold paths relative to the project: a clone elsewhere reads the same bytes."""
+    repo, _ = tiny_repo
+    machine = [str(repo), str(Path(sys.executable).parent.parent)]  # the project and the Python environment
+    for folder in ("results", "reports"):
+        for f in (repo / folder).rglob("*"):
+            if f.suffix in (".csv", ".json", ".yaml", ".md", ".tsv") and f.is_file():
+                text = f.read_text(errors="replace")
+                assert not any(m in text for m in machine), f.relative_to(repo)
+
+
 def test_paired_subgroup_and_explanation_tables(tiny_repo):
     repo, ctx = tiny_repo
     p = ctx["params"]
@@ -145,7 +189,8 @@ def test_paired_subgroup_and_explanation_tables(tiny_repo):
         summary = json.loads((repo / f"results/synthetic/explanations/{v}/summary.json").read_text())
         # the explained model is the trained one: its predictions equal the stage's (probes: float16 embedding cache)
         assert summary["max_abs_diff_vs_stage_predictions"] < 0.02, v
-        assert (repo / f"reports/synthetic/explanations/{v}.html").is_file()
+    page = (repo / "reports/synthetic/explanations.html").read_text()  # one page, a section per variant
+    assert all(f'<h2 id="{v}">' in page for v in p["explain"]["variants"])
     assert board.set_index("variant").loc[p["explain"]["variants"], "mask_energy"].notna().all()
 
 
@@ -179,7 +224,7 @@ def test_report_site_renders_in_a_browser(tiny_repo):
         for page in (
             "compare.html",
             "variants/cnn_baseline.html",
-            f"explanations/{ctx['params']['explain']['variants'][-1]}.html",
+            "explanations.html",
         ):
             found = check_page(b, reports / page)
             assert found["disclaimer"] and not found["remote"] and all(w > 0 for w in found["images"]), (page, found)
@@ -375,6 +420,7 @@ def test_dvc_metrics_show_the_headline_of_every_row_readably(tiny_repo):
     "stage, variant",
     [
         ("train", "cnn_batchnorm"),
+        ("train_seed", "cnn_batchnorm-43"),  # a seed replicate: the same seed gives the same network again
         ("finetune", "lite0_partial"),
         ("tabular", "meta_gbm"),
         ("ensemble", "image_meta_stack"),
@@ -383,7 +429,8 @@ def test_dvc_metrics_show_the_headline_of_every_row_readably(tiny_repo):
 def test_retraining_reproduces_the_predictions_exactly(tiny_repo, stage, variant):
     repo, ctx = tiny_repo
     folder = "ensembles" if stage == "ensemble" else "variants"
-    pred = repo / f"results/synthetic/{folder}/{variant}/predictions.csv"
+    row = variant.replace("-", ".seed")  # train_seed@<row>-<seed> writes variants/<row>.seed<seed>
+    pred = repo / f"results/synthetic/{folder}/{row}/predictions.csv"
     before = pred.read_bytes()
     _run(["dvc", "repro", "--force", "--single-item", f"{stage}@{variant}"], repo, ctx["env"])
     assert pred.read_bytes() == before
@@ -394,10 +441,11 @@ def test_changing_one_variant_reruns_only_it_and_compare(tiny_repo):
     # a key the variant does not list yet is added with a leading "+" (as the README says)
     out = _run(["dvc", "exp", "run", "-S", "+variants.cnn_aug.learning_rate=0.002"], repo, ctx["env"])
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    # ensembles read the whole variants/ folder (DVC cannot take a params list as deps), so they re-run too;
+    # ensembles and the Grad-CAM stage read the whole variants/ folder (DVC cannot take a params list as deps), so
+    # they re-run too (explain re-explains every variant: one process for all is 3x cheaper cold);
     # check_params validates the changed params.yaml first, and its constant stamp re-runs nothing else
     ensembles = [f"ensemble@{e}" for e in ctx["params"]["ensembles"]]
-    expected = ["check_params", "compare", "train@cnn_aug", "explain@cnn_aug", "site", *ensembles]
+    expected = ["check_params", "compare", "train@cnn_aug", "train_seed@cnn_aug-43", "explain", "site", *ensembles]
     assert ran == sorted(expected), out[-3000:]
     shown = _run(["make", "-s", "exps"], repo, {**ctx["env"], "COLUMNS": "400"})  # the README's view
     assert "variants.cnn_aug.learning_rate" in shown and "metrics.json:" in shown, shown

@@ -130,6 +130,10 @@ def test_skip_drops_exactly_the_bad_rows_and_lists_every_finding(tmp_path):
     assert quality.set_index("check").loc["not an image", "rows"] == 1
     assert quality.set_index("check").loc["not an image", "examples"] == "text.jpg"
     assert data.table.set_index("image_id").loc["ok_2", "sex"] == "unknown"  # missing metadata stays missing
+    # no output names the machine's folders: every path is relative to the project (portable between clones)
+    assert (problems["file"] != "").any()
+    for text in (root / "results/ham10000/prepared").glob("*.[cj]s*"):
+        assert str(root) not in text.read_text(), text.name
 
 
 def test_conversions_give_correct_8bit_rgb(tmp_path):

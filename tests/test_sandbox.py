@@ -19,6 +19,7 @@ def project(tmp_path, monkeypatch):
     for rel in (
         "splits.csv",
         "variants/cnn_aug/model.keras",
+        "variants/cnn_aug.seed43/model.keras",
         "variants/cnn_elu/model.keras",
         "metrics/cnn_aug.json",
         "metrics/cnn_elu.json",
@@ -64,3 +65,17 @@ def test_stage_context_by_hand_and_in_dvcs_run(project, monkeypatch, capsys):
     assert root == project and params.variant("cnn_aug").epochs != 2
     with pytest.raises(ValueError, match="by hand"):
         stage_context("train", "cnn_aug", epochs=2)
+
+
+def test_a_seed_replicate_by_hand_writes_its_own_scratch_outputs(project):
+    root, params, _ = stage_context("train", "cnn_aug", epochs=1, seed=43)
+    assert root == project / "scratch/train_seed@cnn_aug-43"
+    data = root / "results/synthetic"
+    assert not (data / "variants/cnn_aug.seed43").exists()  # written fresh there, never through a link
+    assert (data / "variants/cnn_aug").is_symlink()  # the first run: read-only, the real one
+    run, name = params.replicate("cnn_aug", 43)
+    assert name == "cnn_aug.seed43" and run.base.seed == 43 and run.variant(name).epochs == 1
+    from lesionlab.config import ParamsError
+
+    with pytest.raises(ParamsError, match="replicate_seeds"):
+        stage_context("train", "cnn_aug", seed=7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from conftest import REPO
@@ -27,7 +28,7 @@ def test_every_stage_of_the_params_has_one_page(params):
         + len(params.finetunes)
         + len(params.tabulars)
         + len(params.ensembles)
-        + len(params.explain.variants)
+        + 1  # one Grad-CAM page, a section per explained variant
     )
     assert len(pages) == expected
     stages = {p.stage for p in pages}
@@ -40,11 +41,20 @@ def test_every_stage_of_the_params_has_one_page(params):
         "finetune@lite0_full",
         "tabular@meta_gbm",
         "ensemble@image_stack",
-        "explain@lite0_full",
+        "explain",
     } <= stages
-    assert {p.html for p in pages if p.stage.startswith("explain@")} == {
-        f"explanations/{v}.html" for v in params.explain.variants
-    }
+    assert [p.html for p in pages if p.stage.startswith("explain")] == ["explanations.html"]
+
+
+def test_explanation_sections_have_safe_distinct_anchors():
+    from lesionlab.reporting.report import anchor, explanation_link
+
+    assert anchor("cnn_baseline") == "cnn_baseline"
+    hostile = ['a"><script>x</script>', "a b", "a-b", "a/b", ""]
+    ids = [anchor(v) for v in hostile]
+    assert len(set(ids)) == len(ids)  # "a b" and "a-b" differ although both map spaces to "-"
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", i) for i in ids)
+    assert explanation_link("lite0_full") == "explanations.html#lite0_full"
 
 
 def test_navigation_links_are_relative_to_the_page():
@@ -191,7 +201,7 @@ def test_a_row_page_opens_with_its_test_metrics_and_says_the_disclaimer_once():
     )
     strip = site.metrics_strip(board, "backbone@m")
     assert "<b>m</b> on the test split: balanced accuracy 0.500 [0.500, 0.500]" in strip and "<b>m+tta</b>" in strip
-    assert site.metrics_strip(board, "explain@m") == "" and site.metrics_strip(board, "eda") == ""
+    assert site.metrics_strip(board, "explain") == "" and site.metrics_strip(board, "eda") == ""
     nb = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_markdown_cell(

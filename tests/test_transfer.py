@@ -19,7 +19,7 @@ import torch
 import yaml
 from conftest import REPO
 
-from lesionlab.config import ParamsError, load_params, parse_params
+from lesionlab.config import ParamsError, load_params, parse_params, prune_parents
 from lesionlab.models.tta import N_VIEWS, dihedral
 from lesionlab.pipeline.contracts import read_predictions
 
@@ -116,7 +116,7 @@ def _params(**sections) -> dict:
     raw["ensembles"], raw["compare"]["pairs"], raw["explain"]["variants"] = {}, [], []
     for key, value in sections.items():
         raw[key] = value
-    return raw
+    return prune_parents(raw)
 
 
 @pytest.mark.parametrize(

@@ -462,8 +462,15 @@ def run_bench(
         cold_records = read_records(timings)
         print(f"[bench] cold pipeline {i + 1}: {cold[-1]:.0f} s", flush=True)
     figures["cold_pipeline"] = summarize(cold, target=TARGETS["cold_pipeline"])
-    result["reproduced"] = reproduced(reference, _leaderboard(scratch, dataset))
+    fresh = _leaderboard(scratch, dataset)
+    result["reproduced"] = reproduced(reference, fresh)
     print(f"[bench] committed leaderboard reproduced: {result['reproduced']}", flush=True)
+    if reference is not None and fresh is not None:  # the reproduction check anyone can run: `lesionlab verify`
+        from lesionlab.evaluation import verify
+
+        checked = verify.verify(reference, fresh)
+        result["verify"] = verify.summary(checked)
+        print(f"[bench] {verify.report(checked)}", flush=True)
     stage_wall = {r["stage"]: r["wall_seconds"] for r in cold_records}
     result["cold_stages"] = {
         r["stage"]: {
@@ -650,6 +657,14 @@ def markdown_table(bench: dict) -> str:
         lines.append(
             f"The cold run reproduced the committed leaderboard in {rp['identical_rows']} of {rp['rows']} rows "
             f"({rp['columns']} metric columns, CIs included; largest difference {rp['max_abs_difference']:.4f})."
+        )
+    vf = bench.get("verify")
+    if vf:
+        lines.append(
+            f"`lesionlab verify`: {vf['inside']} of {vf['checked']} values of the fresh run inside their committed CI"
+            + (f"; outside: {', '.join(vf['outside'])}" if vf["outside"] else "")
+            + (f"; missing rows: {', '.join(vf['missing'])}" if vf["missing"] else "")
+            + "."
         )
     lines.append("")
     lines.append(

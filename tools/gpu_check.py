@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from lesionlab.config import prune_parents
 from tools.bench import bench_env, snapshot
 
 #: one row per neural family, and the DVC stages that train them
@@ -42,7 +43,8 @@ def tiny_params(raw: dict) -> dict:
     raw["ensembles"], raw["external"] = {}, []
     raw["explain"] = {**raw["explain"], "variants": []}
     raw["compare"] = {**raw["compare"], "pairs": []}
-    return raw
+    raw["base"] = {**raw["base"], "replicate_seeds": []}  # one run per row: the check is where each family ran
+    return prune_parents(raw)
 
 
 def where_it_ran(scratch: Path, dataset: str) -> dict[str, dict]:

@@ -78,11 +78,29 @@ def _run(args) -> int:
         if not args.variant:
             raise ParamsError(f"`lesionlab run {args.stage}` needs --variant NAME (a row of {sections})")
         params.row_config(args.variant, *(f.kind for f in served))
-    if args.stage == "explain" and args.variant not in params.explain.variants:
-        raise ParamsError(
-            f"`lesionlab run explain` needs --variant NAME, one of explain.variants {params.explain.variants}"
-        )
+        if args.seed is not None:
+            return _replicate(root, params, args)
+    elif args.seed is not None:
+        raise ParamsError(f"`lesionlab run {args.stage}`: --seed is for the model stages (a seed replicate)")
+    if args.stage == "explain" and args.variant:
+        raise ParamsError("`lesionlab run explain` explains every model of explain.variants: no --variant")
     run_notebook(root, params.dataset, args.stage, args.variant)
+    return 0
+
+
+def _replicate(root: Path, params, args) -> int:
+    """A seed replicate (dvc.yaml's ``<stage>_seed@<row>-<seed>``): the row's trainer, called directly with the run's
+    seed and name. No notebook page: the row's page is its first run's, and every run's numbers are on the
+    comparison page (a notebook and its kernel would cost each of the ~30 replicates of the default seconds)."""
+    import time
+
+    from lesionlab.models import families
+
+    run_params, name = params.replicate(args.variant, args.seed)  # a seed not in base.replicate_seeds: ParamsError
+    started = time.perf_counter()
+    print(f"[{args.stage}@{name}] seed replicate of {args.variant}, seed {args.seed}", flush=True)
+    families.of_row(params, args.variant).call("fit", root, run_params, name)
+    print(f"[{args.stage}@{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
     return 0
 
 
@@ -318,7 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variant",
         help="a row of the stage's family (train: variants:, backbone: probes: or finetunes:, "
-        "tabular: tabulars:, ensemble: ensembles:, a new family: its section), or explain: explain.variants",
+        "tabular: tabulars:, ensemble: ensembles:, a new family: its section); explain takes none (it explains "
+        "every model of explain.variants)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="a seed of base.replicate_seeds: train the row's seed replicate <variant>.seed<N>, directly, without "
+        "a notebook page (dvc.yaml's <stage>_seed@<variant>-<N>); default: the first run, with base.seed",
     )
     p.set_defaults(func=_run)
     p = sub.add_parser("site", help="render every executed notebook + reports/<ds>/index.html (navigation, provenance)")
@@ -409,7 +435,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("csv", nargs="?", default="reports/synthetic/leaderboard.csv")
     p.set_defaults(func=_leaderboard)
+    p = sub.add_parser(
+        "verify",
+        help="does a fresh run reproduce the committed findings? Passes when every row of the fresh "
+        "reports/<ds>/leaderboard.csv lies inside its committed CI (seeds and lesions); lists the rows that do not",
+    )
+    p.add_argument("--dataset", default=None, help="default: params.yaml's dataset")
+    p.add_argument("--reference", default=None, help="a leaderboard CSV to check against (default: the committed one)")
+    p.add_argument("--rev", default="HEAD", help="the git revision whose committed leaderboard is the reference")
+    p.add_argument("--fresh", default=None, help="the fresh leaderboard CSV (default: reports/<ds>/leaderboard.csv)")
+    p.add_argument("--metrics", nargs="+", default=None, help="default: balanced_accuracy macro_auc malignant_auc")
+    p.set_defaults(func=_verify)
     return parser
+
+
+def _verify(args) -> int:
+    import pandas as pd
+
+    from lesionlab.evaluation import verify
+
+    root = find_project_root()
+    dataset = args.dataset or load_params(root / "params.yaml").dataset
+    fresh_path = Path(args.fresh) if args.fresh else root / "reports" / dataset / "leaderboard.csv"
+    if not fresh_path.is_file():
+        raise FileNotFoundError(f"{fresh_path}: no fresh leaderboard; run `dvc repro` first")
+    reference = pd.read_csv(args.reference) if args.reference else verify.committed_leaderboard(root, dataset, args.rev)
+    table = verify.verify(reference, pd.read_csv(fresh_path), tuple(args.metrics or verify.VERIFIED))
+    if table.empty:
+        raise ParamsError(f"verify: no metric of {args.metrics or verify.VERIFIED} with a CI in the reference")
+    print(verify.report(table))
+    return 0 if verify.summary(table)["passed"] else 1
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -428,7 +483,9 @@ def _stage_name(args) -> str:
     """The name a command's timing record carries: the dvc.yaml stage (``train@cnn_aug``, ``embed@efficientnet_lite0``,
     ``site``), except that probe@ and finetune@ stages both run ``backbone@<name>``."""
     if args.command == "run":
-        return args.stage if not args.variant else f"{args.stage}@{args.variant}"
+        if not args.variant:
+            return args.stage
+        return f"{args.stage}@{args.variant}" + (f".seed{args.seed}" if args.seed is not None else "")
     if args.command == "embed":
         return f"embed@{args.backbone}"
     if args.command in ("prepare-external", "score-external"):

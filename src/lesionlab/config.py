@@ -19,9 +19,47 @@ from lesionlab.models import families
 from lesionlab.params_base import PARAMS_FILE, ParamsError, overrides_of, registered_backbone  # noqa: F401
 from lesionlab.params_base import Section as _Section
 
+#: a seed replicate's row name: ``<row>.seed<N>`` (a dot never appears in a params.yaml row name, so the two
+#: cannot clash); its outputs live where any row's do (results/<ds>/variants/<row>.seed<N>, metrics/, history/)
+REPLICATE = re.compile(r"(?P<row>[a-z][a-z0-9_]*)\.seed(?P<seed>[0-9]+)(?P<suffix>\+tta)?")
+
+
+def replicate_name(row: str, seed: int) -> str:
+    return f"{row}.seed{int(seed)}"
+
+
+def prune_parents(raw: dict) -> dict:
+    """For a caller that keeps a subset of params.yaml's rows (a test fixture, the GPU check): drop each ``parent:``
+    that names a row no longer defined, which validation would otherwise refuse. Returns ``raw``, changed."""
+    sections = [f.section for f in families.FAMILIES.values()]
+    rows = {n for s in sections for n in (raw.get(s) or {})}
+    for section in sections:
+        for row in (raw.get(section) or {}).values():
+            if isinstance(row, dict) and row.get("parent") is not None and row["parent"] not in rows:
+                row.pop("parent")
+    return raw
+
 
 class BaseParams(_Section):
-    seed: int = Field(42, ge=0, description="seed shared by every stage")
+    seed: int = Field(42, ge=0, description="seed shared by every stage (data, split, bootstrap, first training run)")
+    replicate_seeds: list[int] = Field(
+        default_factory=lambda: [43, 44],
+        description="further training runs of every neural row (CNN ladder, probes, fine-tunes), one per seed",
+    )
+
+    @field_validator("replicate_seeds")
+    @classmethod
+    def _distinct(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        if any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"replicate_seeds must be distinct seeds >= 0, got {v}")
+        if info.data.get("seed") in v:
+            raise ValueError(f"replicate_seeds {v} repeats base.seed {info.data['seed']} (its run is the first one)")
+        return v
+
+    @property
+    def training_seeds(self) -> list[int]:
+        """Every training run's seed, the first run's (``seed``) first."""
+        return [self.seed, *self.replicate_seeds]
 
 
 class ComputeParams(_Section):
@@ -130,7 +168,7 @@ class UncertaintyParams(_Section):
 
 
 class ExplainParams(_Section):
-    """Grad-CAM of the image models (stage ``explain@<variant>``), scored against the lesion masks."""
+    """Grad-CAM of the image models (stage ``explain``, one page), scored against the lesion masks."""
 
     variants: list[str] = Field(default_factory=list, description="image models to explain (CNNs, probes, fine-tunes)")
     panels_per_class: int = Field(3, ge=1, le=10, description="correct and incorrect test cases shown per class")
@@ -247,6 +285,7 @@ class CoreParams(_Section):
                         "(every variant writes results/<dataset>/variants/<name>)"
                     )
                 seen[name] = family.section
+        self._check_parents()
         names = self.all_variants()
         if self.compare.baseline not in names:
             raise ValueError(f"compare.baseline {self.compare.baseline!r} is not one of the variants {names}")
@@ -267,6 +306,34 @@ class CoreParams(_Section):
                     f"compare.pairs: {unknown} is not a leaderboard row; rows: {rows + list(self.ensembles)}"
                 )
         return self
+
+    def _check_parents(self) -> None:
+        """Each ``parent:`` names another leaderboard row, and following parents never comes back to a row."""
+        rows = [n for f in families.FAMILIES.values() for n in self._rows(f)]
+        parent = {n: self.parent(n) for n in rows}
+        for name, p in parent.items():
+            if p is None:
+                continue
+            if p not in rows:
+                close = difflib.get_close_matches(p, rows, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{self.section_of(name)}.{name}.parent: {p!r} is not a row{hint}; rows: {rows}")
+            seen, at = {name}, p
+            while at is not None:
+                if at in seen:
+                    raise ValueError(f"{self.section_of(name)}.{name}.parent: the parents of {name!r} form a cycle")
+                seen.add(at)
+                at = parent.get(at)
+
+    def section_of(self, name: str) -> str:
+        return next((f.section for f in families.FAMILIES.values() if name in self._rows(f)), "?")
+
+    def parent(self, name: str) -> str | None:
+        """The ``parent:`` rung of a row (None: a row the ablation starts from)."""
+        for family in families.FAMILIES.values():
+            if name in self._rows(family):
+                return getattr(self, family.section)[name].parent
+        return None
 
     def _rows(self, family) -> list[str]:
         return list(getattr(self, family.section))
@@ -357,6 +424,39 @@ class CoreParams(_Section):
             ]
             out.extend([a, b] for b in twins[:1])
         return out
+
+    def replicated_rows(self) -> list[str]:
+        """The rows trained once per seed of ``base.training_seeds``: the neural families (CNN ladder, probes,
+        fine-tunes); metadata models and ensembles have no training randomness worth a replicate."""
+        return [n for f in families.FAMILIES.values() if f.replicated for n in self._rows(f)]
+
+    def replicates(self, row: str) -> list[str]:
+        """The run names of a leaderboard row, first run first: ``[row, row.seed43, ...]`` for a replicated row
+        (``+tta`` rows: ``[x+tta, x.seed43+tta, ...]``), ``[row]`` for any other."""
+        base, suffix = (row[: -len("+tta")], "+tta") if row.endswith("+tta") else (row, "")
+        if base not in self.replicated_rows():
+            return [row]
+        return [row] + [replicate_name(base, s) + suffix for s in self.base.replicate_seeds]
+
+    def replicate(self, row: str, seed: int | None) -> tuple[Params, str]:
+        """(params, run name) of the run of ``row`` with training seed ``seed``: for the first run (``seed`` None
+        or base.seed) this params and ``row``; else a copy whose ``base.seed`` is ``seed`` and whose row section
+        also holds ``row.seed<seed>`` with the row's own settings, so that the row's trainer, unchanged, trains
+        it with that seed and writes its outputs under the replicate's name."""
+        if seed is None or seed == self.base.seed:
+            return self, row
+        family = next((f for f in families.FAMILIES.values() if row in self._rows(f)), None)
+        if family is None or not family.replicated:
+            raise ParamsError(
+                f"{PARAMS_FILE}: {row!r} is not a row trained per seed; replicated rows: {self.replicated_rows()}"
+            )
+        if seed not in self.base.replicate_seeds:
+            raise ParamsError(f"{PARAMS_FILE}: seed {seed} is not in base.replicate_seeds {self.base.replicate_seeds}")
+        name = replicate_name(row, seed)
+        section = dict(getattr(self, family.section))
+        section[name] = section[row]
+        update = {family.section: section, "base": self.base.model_copy(update={"seed": seed})}
+        return self.model_copy(update=update), name
 
     def variant(self, name: str):
         """The effective training config of a variant: ``train`` defaults + the variant's overrides."""

@@ -20,13 +20,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+#: keys of a params.yaml row that describe the row rather than configure its model
+ROW_ONLY = ("description", "parent")
+
+
 def overrides_of(defaults: type[BaseModel], name: str, doc: str, **extra) -> type[BaseModel]:
-    """The override model of a defaults section, derived rather than restated: a ``description`` plus every field
+    """The override model of a defaults section, derived rather than restated: a ``description``, a ``parent``
+    (:data:`ROW_ONLY`: keys of the row, never of its effective config) plus every field
     of ``defaults``, optional (None: keep the section's default) with the same type and bounds; the defaults'
     validators are inherited (each lets None through). ``extra``: more fields (an ensemble's ``members``)."""
     from pydantic import create_model
 
-    fields: dict[str, Any] = {"description": (str, "")}
+    fields: dict[str, Any] = {
+        "description": (str, ""),
+        "parent": (
+            Optional[str],  # noqa: UP045 - as below
+            Field(
+                None,
+                description="the rung this row changes one thing of (any leaderboard row): the report's step "
+                "effect is this row minus its parent, paired over lesions and seeds",
+            ),
+        ),
+    }
     for key, info in defaults.model_fields.items():
         field = Field(None, description=info.description)
         field.metadata.extend(info.metadata)  # ge / le / min_length ...

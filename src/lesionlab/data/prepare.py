@@ -129,13 +129,12 @@ def read_prepared(folder: Path, declare: bool = True) -> Prepared:
 
 
 #: folders that `compare` depends on even when params.yaml configures nothing that writes into them
-PLACEHOLDER_FOLDERS = ("ensembles", "explanations", "external")
+PLACEHOLDER_FOLDERS = ("ensembles", "external")  # (explanations/: the explain stage always writes it)
 
 
 def ensure_stage_folders(root: Path, dataset: str) -> None:
-    """Create ``results/<ds>/ensembles/``, ``explanations/`` and ``external/`` with a README: DVC cannot depend on a
-    missing folder, and with ``ensembles: {}``, ``explain.variants: []`` or ``external: []`` no stage would create
-    them."""
+    """Create ``results/<ds>/ensembles/`` and ``external/`` with a README: DVC cannot depend on a missing folder, and
+    with ``ensembles: {}`` or ``external: []`` no stage would create them."""
     for name in PLACEHOLDER_FOLDERS:
         folder = results_dir(root, dataset) / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -298,6 +297,7 @@ def prepare_table(
         min_side=settings.min_image_side,
     )
     problems = quality.problems_frame(pd.concat([found, image_found], ignore_index=True), settings.on_bad)
+    problems["file"] = _relative(problems["file"].fillna("").astype(str), root)  # portable between clones
     problems.to_csv(out / "problems.csv", index=False)
     quality.quality_summary(problems, n_source).to_csv(out / "quality.csv", index=False)
     bad_images = image_found.loc[image_found["severity"] == quality.BAD, "image_id"]

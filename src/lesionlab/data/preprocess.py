@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lesionlab.data import detmath as dm
+
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 RESIZE = ("squash", "crop", "pad")
 MINKOWSKI_P = 6
@@ -52,9 +54,17 @@ class Preprocess:
 def shades_of_gray(rgb: np.ndarray, p: int = MINKOWSKI_P) -> np.ndarray:
     """Shades-of-Gray colour constancy of a uint8 RGB image: each channel divided by its Minkowski p-norm mean
     (the illuminant estimate, normalised to unit length) times sqrt(3), so a neutral illuminant is unchanged."""
+    if int(p) != p or p < 1:
+        raise ValueError(f"shades_of_gray: the Minkowski p must be a whole number >= 1, got {p}")
     x = np.asarray(rgb, dtype=np.float64)
-    illuminant = np.power(np.mean(np.power(x, p), axis=(0, 1)), 1.0 / p)
-    norm = np.sqrt(np.sum(illuminant**2))
+    # x**p by multiplications (exact: 255**6 < 2**53) and the p-th root by detmath, not np.power, whose SIMD
+    # kernel numpy picks per CPU: the corrected bytes are the same on every machine
+    powered = x.copy()
+    for _ in range(int(p) - 1):
+        powered *= x
+    mean = np.mean(powered, axis=(0, 1))
+    illuminant = np.where(mean > 0, dm.exp(dm.log(mean) / p), 0.0)
+    norm = np.sqrt(np.sum(illuminant * illuminant))
     if norm <= 0:
         return np.asarray(rgb, dtype=np.uint8)
     out = x / (illuminant / norm * np.sqrt(3))

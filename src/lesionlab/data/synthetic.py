@@ -12,7 +12,11 @@ milia-like cysts, scale, central white patch, lacunae and blue-white veil.
 
 Generation is deterministic: lesion *i* draws from ``SeedSequence([seed, i])``,
 so the same seed gives byte-identical images, masks and metadata table, whatever
-the order or number of worker processes.
+the order or number of worker processes, and whatever the CPU: every elementary
+function and random draw that numpy or libm would pick per CPU (SIMD kernels of
+``sin``/``exp``, libm's ``log`` inside ``Generator.normal``) comes from
+:mod:`lesionlab.data.detmath`, built from correctly rounded IEEE operations only;
+``tests/test_determinism.py`` holds the golden hash.
 
 Output layout (that of the published HAM10000 download)::
 
@@ -24,6 +28,7 @@ Output layout (that of the published HAM10000 download)::
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lesionlab.data import detmath as dm
 from lesionlab.data.taxonomy import HAM10000_CLASSES
 
 SITES = (
@@ -197,19 +203,19 @@ def sample_lesion(rng: np.random.Generator, label: str, cfg: SyntheticConfig) ->
     lesion = {
         "label": label,
         "look": look,
-        "radius": float(np.clip(rng.normal(mean_r, sd_r), 0.09, 0.42)),
+        "radius": float(np.clip(dm.normal(rng, mean_r, sd_r), 0.09, 0.42)),
         "elongation": float(rng.uniform(1.0, 1.35)),
-        "low_amp": rng.gamma(2.0, _ASYMMETRY[look] / 2.0, size=n_low) / np.arange(1, n_low + 1),
+        "low_amp": dm.gamma(rng, 2.0, _ASYMMETRY[look] / 2.0, size=n_low) / np.arange(1, n_low + 1),
         "low_phase": rng.uniform(0, 2 * np.pi, size=n_low),
-        "high_amp": rng.gamma(2.0, _IRREGULARITY[look] / 2.0, size=n_high) / np.sqrt(np.arange(1, n_high + 1)),
+        "high_amp": dm.gamma(rng, 2.0, _IRREGULARITY[look] / 2.0, size=n_high) / np.sqrt(np.arange(1, n_high + 1)),
         "high_phase": rng.uniform(0, 2 * np.pi, size=n_high),
-        "edge": float(np.clip(rng.normal(_EDGE[look], 0.03), 0.03, 0.4)),
-        "base": np.clip(np.array(_BASE_COLOUR[look]) * rng.uniform(0.8, 1.15) + rng.normal(0, 0.02, 3), 0.05, 0.95),
+        "edge": float(np.clip(dm.normal(rng, _EDGE[look], 0.03), 0.03, 0.4)),
+        "base": np.clip(np.array(_BASE_COLOUR[look]) * rng.uniform(0.8, 1.15) + dm.normal(rng, 0, 0.02, 3), 0.05, 0.95),
         "centre_dark": float(rng.uniform(0.0, 0.35)),
-        "skin": np.clip(np.array([0.90, 0.72, 0.63]) * rng.uniform(0.7, 1.05) + rng.normal(0, 0.015, 3), 0.3, 1.0),
+        "skin": np.clip(np.array([0.90, 0.72, 0.63]) * rng.uniform(0.7, 1.05) + dm.normal(rng, 0, 0.015, 3), 0.3, 1.0),
     }
     palette = _BLOTCH_COLOURS[look]
-    n_blotch = int(rng.poisson(_BLOTCHES[look]))
+    n_blotch = int(dm.poisson(rng, _BLOTCHES[look]))
     lesion["blotches"] = [
         (
             rng.uniform(-0.6, 0.6, 2),
@@ -232,19 +238,19 @@ def sample_lesion(rng: np.random.Generator, label: str, cfg: SyntheticConfig) ->
         r = np.sqrt(rng.uniform(0, 0.45, n_dots))
         size = np.full(n_dots, rng.uniform(0.04, 0.06))
     a = rng.uniform(0, 2 * np.pi, n_dots)
-    lesion["dots"] = (np.stack([r * np.cos(a), r * np.sin(a)], 1), size)
+    lesion["dots"] = (np.stack([r * dm.cos(a), r * dm.sin(a)], 1), size)
     lesion["vessels"] = _branching_vessels(rng)
     n_milia = int(rng.integers(3, 9))
     rm, am = np.sqrt(rng.uniform(0, 0.6, n_milia)), rng.uniform(0, 2 * np.pi, n_milia)
-    lesion["milia"] = (np.stack([rm * np.cos(am), rm * np.sin(am)], 1), rng.uniform(0.04, 0.07, n_milia))
+    lesion["milia"] = (np.stack([rm * dm.cos(am), rm * dm.sin(am)], 1), rng.uniform(0.04, 0.07, n_milia))
     n_lac = int(rng.integers(4, 10))
     rl, al = np.sqrt(rng.uniform(0, 0.55, n_lac)), rng.uniform(0, 2 * np.pi, n_lac)
-    lesion["lacunae"] = (np.stack([rl * np.cos(al), rl * np.sin(al)], 1), rng.uniform(0.10, 0.20, n_lac))
+    lesion["lacunae"] = (np.stack([rl * dm.cos(al), rl * dm.sin(al)], 1), rng.uniform(0.10, 0.20, n_lac))
     lesion["veil"] = (rng.uniform(-0.3, 0.3, 2), rng.uniform(0.3, 0.5))
     lesion["scale_seed"] = int(rng.integers(0, 2**31))
     # metadata
     age_mean, age_sd = _AGE[label]
-    age = float(np.clip(5 * np.round(rng.normal(age_mean, age_sd) / 5), 5, 85))
+    age = float(np.clip(5 * np.round(dm.normal(rng, age_mean, age_sd) / 5), 5, 85))
     lesion["age"] = None if rng.random() < cfg.missing_rate else age
     sex = "male" if rng.random() < _MALE[label] else "female"
     lesion["sex"] = "unknown" if rng.random() < cfg.missing_rate else sex
@@ -264,7 +270,7 @@ def _branching_vessels(rng: np.random.Generator) -> list[tuple[np.ndarray, np.nd
         while stack:
             p, angle, width, depth = stack.pop()
             length = rng.uniform(0.15, 0.35) / (1 + depth * 0.5)
-            q = p + length * np.array([np.cos(angle), np.sin(angle)])
+            q = p + length * np.array([dm.cos(angle), dm.sin(angle)])
             segments.append((p, q, width))
             if depth < 3:
                 for turn in (-1, 1) if rng.random() < 0.6 else (rng.choice([-1, 1]),):
@@ -277,12 +283,12 @@ def sample_view(rng: np.random.Generator, first: bool) -> dict:
     return {
         "angle": float(rng.uniform(0, 2 * np.pi)),
         "flip": bool(rng.random() < 0.5),
-        "shift": rng.normal(0, 0.04 if first else 0.08, 2),
+        "shift": dm.normal(rng, 0, 0.04 if first else 0.08, 2),
         "zoom": float(rng.uniform(0.9, 1.1) if first else rng.uniform(0.8, 1.25)),
-        "brightness": float(rng.normal(1.0, 0.07 if first else 0.12)),
-        "contrast": float(rng.normal(1.0, 0.06 if first else 0.10)),
-        "cast": rng.normal(0, 0.015, 3),
-        "gradient": rng.normal(0, 0.08, 2),
+        "brightness": float(dm.normal(rng, 1.0, 0.07 if first else 0.12)),
+        "contrast": float(dm.normal(rng, 1.0, 0.06 if first else 0.10)),
+        "cast": dm.normal(rng, 0, 0.015, 3),
+        "gradient": dm.normal(rng, 0, 0.08, 2),
         "vignette": float(rng.uniform(0.0, 0.5) if rng.random() < 0.5 else 0.0),
         "noise_seed": int(rng.integers(0, 2**31)),
         "hair_seed": int(rng.integers(0, 2**31)),
@@ -295,14 +301,14 @@ def sample_view(rng: np.random.Generator, first: bool) -> dict:
 def _segment_distance(px: np.ndarray, py: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
     (p0, p1), (d0, d1) = p.tolist(), (q - p).tolist()
     t = np.clip(((px - p0) * d0 + (py - p1) * d1) * (1.0 / max(d0 * d0 + d1 * d1, 1e-9)), 0.0, 1.0)
-    return np.hypot(px - (p0 + t * d0), py - (p1 + t * d1))
+    return dm.hypot(px - (p0 + t * d0), py - (p1 + t * d1))
 
 
 def _discs(u: np.ndarray, v: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Soft union of discs in lesion coordinates, in [0, 1]."""
     out = np.zeros_like(u)
     for (cx, cy), r in zip(centres.tolist(), radii.tolist()):
-        out = np.maximum(out, 1.5 - np.hypot(u - cx, v - cy) * (1.0 / r))
+        out = np.maximum(out, 1.5 - dm.hypot(u - cx, v - cy) * (1.0 / r))
     return np.clip(out, 0.0, 1.0)
 
 
@@ -319,44 +325,44 @@ def render_view(lesion: dict, view: dict, width: int, height: int, hair: bool) -
     cx = float(width / 2 + view["shift"][0] * width)
     cy = float(height / 2 + view["shift"][1] * height)
     dx, dy = (xx - cx) / radius_px, (yy - cy) / radius_px
-    ca, sa = float(np.cos(view["angle"])), float(np.sin(view["angle"]))
+    ca, sa = float(dm.cos(view["angle"])), float(dm.sin(view["angle"]))
     u, v = ca * dx + sa * dy, -sa * dx + ca * dy
     if view["flip"]:
         u = -u
     u = u / float(lesion["elongation"])
-    rho, theta = np.hypot(u, v), np.arctan2(v, u)
+    rho, theta = dm.hypot(u, v), dm.arctan2(v, u)
     boundary = np.ones_like(theta)
     for k, (amp, ph) in enumerate(zip(lesion["low_amp"], lesion["low_phase"]), start=1):
-        boundary += float(amp) * np.cos(k * theta + float(ph))
+        boundary += float(amp) * dm.cos(k * theta + float(ph))
     for k, (amp, ph) in enumerate(zip(lesion["high_amp"], lesion["high_phase"]), start=5):
-        boundary += float(amp) * np.cos(k * theta + float(ph))
+        boundary += float(amp) * dm.cos(k * theta + float(ph))
     s = rho / np.maximum(boundary, 0.3)  # < 1 inside the lesion
     mask = s < 1.0
-    alpha = 1.0 / (1.0 + np.exp(np.clip((s - 1.0) * float(2.0 / lesion["edge"]), -30, 30)))
+    alpha = 1.0 / (1.0 + dm.exp(np.clip((s - 1.0) * float(2.0 / lesion["edge"]), -30, 30)))
 
     # skin with slow variations
     skin = np.broadcast_to(lesion["skin"].astype(np.float32), (height, width, 3)).copy()
-    skin *= 1.0 + 0.04 * np.sin(xx / width * 3.1 + lesion["low_phase"][0])[..., None]
+    skin *= 1.0 + 0.04 * dm.sin(xx / width * 3.1 + lesion["low_phase"][0])[..., None]
 
     # lesion pigment
     body = np.broadcast_to(lesion["base"].astype(np.float32), (height, width, 3)).copy()
     body *= (1.0 - lesion["centre_dark"] * np.clip(1.0 - s, 0, 1))[..., None]
     for centre, r, colour, strength in lesion["blotches"]:
         c0, c1 = centre.tolist()
-        w = float(strength) * np.exp(-((u - c0) ** 2 + (v - c1) ** 2) * float(0.5 / r**2))
+        w = float(strength) * dm.exp(-((u - c0) ** 2 + (v - c1) ** 2) * float(0.5 / (r * r)))
         body = _blend(body, colour, w)
     st = lesion["structures"]
     if st["network"]:
         f = lesion["network_freq"]
-        wobble = 0.25 * np.sin(3 * v + lesion["low_phase"][1]) if lesion["look"] in ("mel",) else 0.0
-        lines = (np.abs(np.sin(f * u + wobble)) < 0.35) | (np.abs(np.sin(f * v)) < 0.35)
+        wobble = 0.25 * dm.sin(3 * v + lesion["low_phase"][1]) if lesion["look"] in ("mel",) else 0.0
+        lines = (np.abs(dm.sin(f * u + wobble)) < 0.35) | (np.abs(dm.sin(f * v)) < 0.35)
         fade = np.clip(1.2 - s, 0, 1)
         body = _blend(body, _PALETTE["dark_brown"], lines * lesion["network_contrast"] * fade)
     if st["veil"]:
         (vx, vy), vr = lesion["veil"]
-        body = _blend(body, (0.55, 0.62, 0.72), 0.6 * np.exp(-((u - vx) ** 2 + (v - vy) ** 2) / (2 * vr**2)))
+        body = _blend(body, (0.55, 0.62, 0.72), 0.6 * dm.exp(-((u - vx) ** 2 + (v - vy) ** 2) / (2 * vr * vr)))
     if st["white_patch"]:
-        body = _blend(body, _PALETTE["white"], 0.75 * np.exp(-(u**2 + v**2) / (2 * 0.22**2)))
+        body = _blend(body, _PALETTE["white"], 0.75 * dm.exp(-(u**2 + v**2) / (2 * 0.22 * 0.22)))
     if st["scale"]:
         srng = np.random.default_rng(lesion["scale_seed"])
         coarse = srng.random((height // 3 + 2, width // 3 + 2)).astype(np.float32)
@@ -385,9 +391,9 @@ def render_view(lesion: dict, view: dict, width: int, height: int, hair: bool) -
     img = (img - 0.5) * view["contrast"] + 0.5
     img = img * view["brightness"]
     if view["vignette"] > 0:
-        rr = np.hypot((xx - width / 2) / (width / 2), (yy - height / 2) / (height / 2))
+        rr = dm.hypot((xx - width / 2) / (width / 2), (yy - height / 2) / (height / 2))
         img = img * (1.0 - view["vignette"] * np.clip((rr - 0.9) / 0.4, 0, 1))[..., None]
-    img = img + np.random.default_rng(view["noise_seed"]).normal(0, 0.015, img.shape)
+    img = img + dm.normal(np.random.default_rng(view["noise_seed"]), 0, 0.015, img.shape)
     image = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     return image, (mask * 255).astype(np.uint8)
 
@@ -399,9 +405,9 @@ def _draw_hair(img: np.ndarray, rng: np.random.Generator, xx: np.ndarray, yy: np
         p = rng.uniform([0, 0], [w, h])
         angle = rng.uniform(0, 2 * np.pi)
         for _ in range(4):  # a slightly curved hair of four segments
-            q = p + rng.uniform(8, 25) * np.array([np.cos(angle), np.sin(angle)])
+            q = p + rng.uniform(8, 25) * np.array([dm.cos(angle), dm.sin(angle)])
             hair = np.maximum(hair, 1.2 - _segment_distance(xx, yy, p, q) * (1 / 0.7))
-            p, angle = q, angle + rng.normal(0, 0.25)
+            p, angle = q, angle + dm.normal(rng, 0, 0.25)
     return _blend(img, (0.18, 0.12, 0.10), hair * 0.85)
 
 
@@ -498,3 +504,18 @@ def generate(out_dir: str | Path, cfg: SyntheticConfig, seed: int, workers: int 
         writer.writeheader()
         writer.writerows(rows)
     return out
+
+
+def fingerprint(cfg: SyntheticConfig, seed: int, n_lesions: int = 40) -> str:
+    """sha256 of the first ``n_lesions`` lesions: metadata rows, raw image and mask arrays, and the JPEG/PNG bytes
+    written to disk. The same on every CPU (tests/test_determinism.py holds a golden value and runs it with numpy's
+    SIMD dispatch switched off)."""
+    digest = hashlib.sha256()
+    for index, label in enumerate(plan_lesions(cfg, seed)[:n_lesions]):
+        for row, image, mask in generate_lesion(index, label, cfg, seed):
+            digest.update(repr(sorted(row.items())).encode())
+            digest.update(image.tobytes())
+            digest.update(mask.tobytes())
+            digest.update(_encode(image, "JPEG", quality=cfg.jpeg_quality))
+            digest.update(_encode(mask, "PNG"))
+    return digest.hexdigest()

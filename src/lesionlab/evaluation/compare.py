@@ -120,6 +120,106 @@ def load_predictions(root: Path, dataset: str, variants: list[str], classes, par
     return preds
 
 
+# --- seed replicates --------------------------------------------------------------------------------------------
+# A neural row is trained once per seed of base.training_seeds (params.replicates). Its leaderboard value is the
+# MEAN OF THE RUNS' METRICS, not the metric of the runs' averaged probabilities: the ablation asks what one trained
+# model of that recipe scores, and averaging probabilities would score a seed ensemble, better than any run and
+# unlike what the recipe delivers. The CI resamples both levels: per bootstrap draw, the runs are drawn with
+# replacement (runs of one row: independent training runs) and the lesions too (the same lesion draws for every
+# row, so differences stay paired over lesions). Tables that need one model's decisions (subgroup slices,
+# calibration, McNemar's counts, Grad-CAM, ensembles, external sets, `lesionlab predict`) use the first run.
+
+
+def load_replicates(
+    root: Path, dataset: str, rows: list[str], classes, params, preds: dict[str, pd.DataFrame]
+) -> dict[str, list[pd.DataFrame]]:
+    """Row -> the predictions of each of its training runs, first run first (``preds[row]``); only rows with more
+    than one run. A run that has not been trained is an error naming its dvc.yaml stage."""
+    out = {}
+    for row in rows:
+        runs = params.replicates(row)
+        if len(runs) < 2:
+            continue
+        frames = [preds[row]]
+        for run in runs[1:]:
+            path = predictions_file(root, dataset, run)
+            if not path.is_file():
+                raise ContractError(
+                    f"{path}: the seed replicate {run!r} of {row!r} has not been trained; run `dvc repro` "
+                    "(base.replicate_seeds lists its seed)"
+                )
+            frame = read_predictions(path, classes)
+            test = frame[frame["split"] == "test"]["image_id"].sort_values().reset_index(drop=True)
+            if not test.equals(test_ids({row: preds[row]})):
+                raise ContractError(f"{run!r} was scored on another test set than {row!r}; re-run `dvc repro`")
+            frames.append(frame)
+        out[row] = frames
+    return out
+
+
+def run_weights(name: str, n_runs: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_runs) multiplicities of ``name``'s runs drawn with replacement, one draw per lesion resample;
+    its own stream per row (runs of different rows are independent training runs)."""
+    import zlib
+
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), n_runs])
+    draws = rng.integers(0, n_runs, (n_resamples, n_runs))
+    return np.stack([np.bincount(d, minlength=n_runs) for d in draws]).astype(float)
+
+
+def over_runs(per_run: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Per resample b: the mean of ``per_run[r][b]`` over the runs drawn (``weights[b, r]`` times each); NaN draws
+    are left out, NaN when every drawn run's is."""
+    d = np.stack(per_run, axis=1)
+    ok = np.isfinite(d)
+    w = weights * ok
+    total = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (np.where(ok, d, 0.0) * w).sum(axis=1) / total, np.nan)
+
+
+def _runs_mean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+
+
+def seed_spread(
+    preds: dict[str, pd.DataFrame],
+    replicates: dict[str, list[pd.DataFrame]],
+    classes,
+    lesion_of: dict[str, str],
+    params,
+    metrics: tuple[str, ...] = ("balanced_accuracy", "macro_auc", "malignant_auc"),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, spread): one row per training run (row, run, seed, test metrics) and, per row with replicates, the
+    mean, sd (n - 1), min and max over its runs of each metric."""
+    seeds = params.base.training_seeds
+    runs, spread = [], []
+    for name, frames in replicates.items():
+        values = {m: [] for m in metrics}
+        for i, (run, frame) in enumerate(zip(params.replicates(name), frames)):
+            y, p, _ = split_arrays(frame, classes, lesion_of)
+            point = headline_metrics(y, p, classes)
+            runs.append({"variant": name, "run": run, "seed": seeds[i], **{m: point[m] for m in metrics}})
+            for m in metrics:
+                values[m].append(point[m])
+        row = {"variant": name, "n_runs": len(frames)}
+        for m in metrics:
+            v = np.asarray(values[m], dtype=float)
+            row[f"{m}_mean"] = _runs_mean(values[m])
+            row[f"{m}_sd"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else np.nan
+            row[f"{m}_min"], row[f"{m}_max"] = (
+                (float(np.nanmin(v)), float(np.nanmax(v)))
+                if np.isfinite(v).any()
+                else (
+                    np.nan,
+                    np.nan,
+                )
+            )
+        spread.append(row)
+    return pd.DataFrame(runs), pd.DataFrame(spread)
+
+
 def split_arrays(pred: pd.DataFrame, classes, lesion_of: dict[str, str], split: str = "test"):
     """(y_true, proba, lesion groups) of one split, rows sorted by image_id."""
     part = pred[pred["split"] == split].sort_values("image_id")
@@ -140,15 +240,24 @@ def leaderboard(
     seed: int = 0,
     extra: dict[str, dict] | None = None,
     weights: np.ndarray | None = None,
+    replicates: dict[str, list[pd.DataFrame]] | None = None,
 ) -> pd.DataFrame:
     """One row per variant: headline test metrics with ``_lo``/``_hi`` bootstrap CI columns.
 
     Every variant is scored on the same lesion resamples (``weights``, else :func:`test_weights`), so intervals
-    are comparable.
+    are comparable. A row with seed ``replicates`` (:func:`load_replicates`) shows the mean over its runs, with a
+    CI that resamples runs and lesions, and its runs' spread (``n_runs``, ``balanced_accuracy_sd``).
     """
-    board = task_leaderboard(preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed, weights=weights)
+    board = task_leaderboard(
+        preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed, weights=weights, replicates=replicates
+    )
     eces = {
-        name: compute_metrics(*split_arrays(pred, classes, lesion_of)[:2], classes)["ece"]
+        name: _runs_mean(
+            [
+                compute_metrics(*split_arrays(frame, classes, lesion_of)[:2], classes)["ece"]
+                for frame in (replicates or {}).get(name, [pred])
+            ]
+        )
         for name, pred in preds.items()
     }
     board["ece"] = board["variant"].map(eces)
@@ -177,22 +286,51 @@ def task_leaderboard(
     ci: float = 0.95,
     seed: int = 0,
     weights: np.ndarray | None = None,
+    replicates: dict[str, list[pd.DataFrame]] | None = None,
 ) -> pd.DataFrame:
-    """One row per variant for one task view (tasks.TASKS): test metrics + lesion-bootstrap CI columns.
+    """One row per variant for one task view (tasks.TASKS): test metrics + bootstrap CI columns (lesions; and runs,
+    for a row with seed ``replicates``: then the value is the mean over its runs, see :func:`load_replicates`).
 
     The CIs come from the resample matrix (:func:`resampled_task_metrics`): the same draws, and the same numbers,
     as evaluating the task's metrics on each explicitly resampled test set, at a fraction of the cost."""
-    names, statistic = task_headline(task), task_statistic(task, classes)
+    names = task_headline(task)
     weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
     rows = []
     for name, pred in preds.items():
-        y, p, groups = split_arrays(pred, classes, lesion_of)
-        point, draws = statistic(y, p), resampled_task_metrics(task, y, p, classes, weights)
-        row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups))}
+        y, _, groups = split_arrays(pred, classes, lesion_of)
+        point, draws, n_runs = row_draws(name, pred, task, classes, lesion_of, weights, seed, replicates)
+        row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups)), "n_runs": n_runs}
         for m in names:
             row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) = point[m], percentile_ci(draws[m], ci)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def row_draws(
+    name: str,
+    pred: pd.DataFrame,
+    task: str,
+    classes,
+    lesion_of: dict[str, str],
+    weights: np.ndarray,
+    seed: int,
+    replicates: dict[str, list[pd.DataFrame]] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray], int]:
+    """(point estimates, per-resample draws, number of runs) of a row's task metrics: one run's, or the mean over
+    the row's seed replicates with draws that resample runs as well as lesions (:func:`over_runs`)."""
+    statistic = task_statistic(task, classes)
+    frames = (replicates or {}).get(name, [pred])
+    points, per_run = [], []
+    for frame in frames:
+        y, p, _ = split_arrays(frame, classes, lesion_of)
+        points.append(statistic(y, p))
+        per_run.append(resampled_task_metrics(task, y, p, classes, weights))
+    if len(frames) == 1:
+        return points[0], per_run[0], 1
+    chosen = run_weights(name, len(frames), len(weights), seed)
+    point = {m: _runs_mean([pt[m] for pt in points]) for m in points[0]}
+    draws = {m: over_runs([d[m] for d in per_run], chosen) for m in per_run[0]}
+    return point, draws, len(frames)
 
 
 #: the metrics with per-resample draws (paired differences, subgroups)
@@ -294,20 +432,22 @@ def paired_differences(
     seed: int = 0,
     comparison: list[str] | None = None,
     weights: np.ndarray | None = None,
+    replicates: dict[str, list[pd.DataFrame]] | None = None,
 ) -> pd.DataFrame:
-    """For each pair (a, b): a - b of each metric with a paired lesion-bootstrap CI (both scored on the same
-    resampled lesions), whether the CI excludes 0, and McNemar's exact test on the 7-class right/wrong decisions.
+    """For each pair (a, b): a - b of each metric with a paired bootstrap CI (both scored on the same resampled
+    lesions; a row with seed ``replicates``: the mean over its runs, its runs resampled too, independently of the
+    other row's), whether the CI excludes 0, and McNemar's exact test on the first runs' right/wrong decisions.
     ``comparison`` labels each pair (e.g. 'vs baseline')."""
     weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
-    ones = np.ones((1, weights.shape[1]))
     cache: dict[str, tuple] = {}
 
     def scored(name):
         if name not in cache:
             y, p, _ = split_arrays(preds[name], classes, lesion_of)
+            point, draws, _ = row_draws(name, preds[name], "diagnosis", classes, lesion_of, weights, seed, replicates)
             cache[name] = (
-                resampled_metrics(y, p, classes, ones),
-                resampled_metrics(y, p, classes, weights),
+                {m: np.array([point[m]]) for m in RESAMPLED},
+                {m: draws[m] for m in RESAMPLED},
                 p.argmax(axis=1) == y,
             )
         return cache[name]
@@ -515,7 +655,7 @@ def explanation_summary(
         t = per_image.set_index("image_id").reindex(ids)
         if t["label"].isna().any():
             raise ContractError(
-                f"explanations of {name!r} do not cover the current test split; re-run `dvc repro explain@{name}`"
+                f"explanations of {name!r} do not cover the current test split; re-run `dvc repro explain`"
             )
         row = {"variant": name, "n_with_mask": int(t["has_mask"].astype(bool).sum())}
         for col, metric in (("energy_in_mask", "mask_energy"), ("pointing_hit", "pointing_hit_rate")):
@@ -546,23 +686,33 @@ def has_mask_scores(explained: pd.DataFrame) -> bool:
 
 
 def ladder_steps(params) -> list[tuple[str, str, str]]:
-    """(rung, parent, what changed) for each CNN-ladder variant after the first: its parent is the earlier variant
-    whose effective config differs from it in the fewest keys (the latest such one on a tie), so that each step
-    isolates one change, as the ladder intends."""
-    configs = {v: params.variant(v).model_dump() for v in params.variants}
-    names = list(configs)
+    """(rung, parent, what changed) for every row that names a ``parent:`` in params.yaml (any family: the CNN
+    ladder, probe -> partial -> full fine-tune, metadata), in params.yaml order, then each ``<row>+tta`` against
+    its row (test-time augmentation as a step of its own)."""
+    from lesionlab.params_base import ROW_ONLY
+
+    def family_of(name):
+        return next(f for f in families.FAMILIES.values() if name in getattr(params, f.section))
+
     steps = []
-    for i, rung in enumerate(names[1:], start=1):
-        diffs = {p: {k for k in configs[rung] if configs[rung][k] != configs[p].get(k)} for p in names[:i]}
-        parent = min(reversed(names[:i]), key=lambda p: len(diffs[p]))
-        change = ", ".join(f"{k}={configs[rung][k]}" for k in sorted(diffs[parent]) if k != "description")
-        steps.append((rung, parent, change or "same config"))
-    return steps
+    for family in families.FAMILIES.values():
+        for rung in getattr(params, family.section):
+            parent = params.parent(rung)
+            if parent is None:
+                continue
+            a, b = family.config(params, rung).model_dump(), family_of(parent).config(params, parent).model_dump()
+            changed = [f"{k}={a.get(k)}" for k in sorted(set(a) | set(b)) if k not in ROW_ONLY and a.get(k) != b.get(k)]
+            if family_of(parent) is not family:
+                changed.insert(0, f"{family_of(parent).label} → {family.label}")
+            steps.append((rung, parent, ", ".join(changed) or "same config"))
+    tta = [r for r in params.scored_rows() if r.endswith(TTA_SUFFIX)]
+    return steps + [(r, r.removesuffix(TTA_SUFFIX), "test-time augmentation") for r in tta]
 
 
 def step_effects(paired: pd.DataFrame, params, metric: str = "balanced_accuracy") -> pd.DataFrame:
     """The ablation's step effects: each rung minus its parent (:func:`ladder_steps`) on ``metric``, with the
-    paired lesion-bootstrap CI (rows of ``paired`` whose comparison is ``"step"``)."""
+    paired CI over lesions and seeds (rows of ``paired`` whose comparison is ``"step"``); ``robust`` when the CI
+    excludes 0."""
     part = paired[(paired["comparison"] == "step") & (paired["metric"] == metric)].set_index(["a", "b"])
     rows = []
     for rung, parent, change in ladder_steps(params):
@@ -648,6 +798,8 @@ def format_ci(value: float, lo: float, hi: float, digits: int = 3, bold: bool = 
 def with_ci_text(board: pd.DataFrame, digits: int = 3, metrics: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
     """Display table: 'value [lo, hi]' per metric, best value of each column in bold (HTML)."""
     shown = pd.DataFrame({"variant": board["variant"]})
+    if "n_runs" in board:
+        shown["runs"] = board["n_runs"].fillna(1).astype(int)
     for m in metrics:
         best = board[m].min() if m in LOWER_IS_BETTER else board[m].max()
         shown[METRIC_LABELS[m]] = [
@@ -750,6 +902,36 @@ def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
 def signed_ci(d: float, lo: float, hi: float, excludes: bool) -> str:
     mark = (" <b style='color:#1a7f37'>▲</b>" if d > 0 else " <b style='color:#b42318'>▼</b>") if excludes else ""
     return Html(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
+
+
+def steps_display(steps: pd.DataFrame) -> pd.DataFrame:
+    """One line per step: what changed, the effect with its CI (▲ / ▼ when it excludes 0) and the verdict."""
+    return pd.DataFrame(
+        {
+            "step": steps["step"],
+            "change": steps["change"],
+            "Δ balanced accuracy [95 % CI]": [
+                signed_ci(r["effect"], r["lo"], r["hi"], r["ci_excludes_zero"]) for _, r in steps.iterrows()
+            ],
+            "verdict": [
+                ("robust gain" if r["effect"] > 0 else "robust loss") if r["ci_excludes_zero"] else "not robust"
+                for _, r in steps.iterrows()
+            ],
+        }
+    )
+
+
+def spread_display(spread: pd.DataFrame, metrics: tuple[str, ...] = ("balanced_accuracy", "macro_auc")) -> pd.DataFrame:
+    """Per replicated row: runs, and per metric 'mean ± sd (min–max)' over its runs."""
+    shown = pd.DataFrame({"variant": spread["variant"], "runs": spread["n_runs"]})
+    for m in metrics:
+        shown[METRIC_LABELS.get(m, m)] = [
+            "–"
+            if not np.isfinite(r[f"{m}_mean"])
+            else f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_sd']:.3f} ({r[f'{m}_min']:.3f}–{r[f'{m}_max']:.3f})"
+            for _, r in spread.iterrows()
+        ]
+    return shown
 
 
 def paired_display(paired: pd.DataFrame) -> pd.DataFrame:

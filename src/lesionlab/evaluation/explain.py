@@ -1,4 +1,7 @@
-"""The ``explain@<variant>`` stage: Grad-CAM of an image model, checked against the lesion masks.
+"""The ``explain`` stage: Grad-CAM of every image model of ``explain.variants``, checked against the lesion masks.
+
+All variants are explained in one process (:func:`explain_all`) and shown on one page: each framework is imported
+once and one notebook kernel starts, instead of one per variant (13 stages cost 182 s, mostly start-up).
 
 For every test image the map is Grad-CAM (Selvaraju et al., 2017) of the *predicted* class at the
 model's last convolutional feature map: ReLU(sum_k alpha_k A_k), alpha_k = the spatial mean of
@@ -14,6 +17,7 @@ level printed beside both numbers. Frameworks are imported lazily, inside the fu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -29,7 +33,7 @@ from lesionlab.pipeline.contracts import read_splits
 
 
 def explanations_dir(root: Path, dataset: str, variant: str) -> Path:
-    """Output of ``explain@<variant>``: per_image.csv + summary.json."""
+    """One variant's output of the ``explain`` stage: per_image.csv + summary.json."""
     return results_dir(root, dataset) / "explanations" / variant
 
 
@@ -97,12 +101,15 @@ def gradcam_keras(model, images: np.ndarray, batch_size: int = 64) -> tuple[np.n
     return _normalise(np.concatenate(maps)), np.concatenate(probas).astype(np.float64)
 
 
-def gradcam_torch(model, spec, images: np.ndarray, batch_size: int = 64, device: str = "cpu"):
+def gradcam_torch(
+    model, spec, images: np.ndarray, batch_size: int = 64, device: str = "cpu", autocast=contextlib.nullcontext
+):
     """(maps, probabilities) of a :class:`lesionlab.models.torch_models.BackboneNet` on uint8 NHWC images.
 
     The backbone runs without gradients up to its last feature map; only the pooling and the head are
     differentiated (Grad-CAM needs d logit / d A at that map and nothing earlier), so this costs one forward pass.
-    """
+    The forward passes run inside ``autocast()`` (the model's recorded precision: its predictions are then the
+    stage's)."""
     import torch
 
     from lesionlab.models.torch_models import _LiteFeatures, blocks
@@ -124,19 +131,22 @@ def gradcam_torch(model, spec, images: np.ndarray, batch_size: int = 64, device:
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
             with torch.enable_grad():
                 if isinstance(features, _LiteFeatures):
-                    with torch.no_grad():
+                    with torch.no_grad(), autocast():
                         fmap = features.net.extract_features(model.preprocess(x))
                     fmap = fmap.detach().requires_grad_(True)
-                    logits = model.head(fmap.mean(dim=(2, 3)))
+                    with autocast():
+                        pooled = fmap.mean(dim=(2, 3))  # in the stage's precision, as its embeddings were pooled
+                    logits = model.head(pooled.float()).float()
                 else:
                     for p in model.parameters():
                         p.requires_grad_(False)
-                    logits = model(x)
+                    with autocast():
+                        logits = model(x).float()
                     fmap = captured["fmap"]
                 predicted = logits.argmax(dim=1)
                 logits.gather(1, predicted[:, None]).sum().backward()
-            alpha = fmap.grad.mean(dim=(2, 3), keepdim=True)
-            cam = torch.relu((alpha * fmap).sum(dim=1))
+            alpha = fmap.grad.float().mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((alpha * fmap.float()).sum(dim=1))
             maps.append(cam.detach().cpu().numpy())
             probas.append(torch.softmax(logits.detach(), dim=1).cpu().numpy())
     finally:
@@ -221,8 +231,8 @@ def backbone_gradcam(root, dataset: str, name: str, record):
 
         model, size = load_keras_model(root, dataset, name, record)
         return "keras", (lambda x, bs: gradcam_keras(model, x, bs)), size
-    model, spec, size, device = load_torch_model(root, dataset, name, record)
-    return "torch", (lambda x, bs: gradcam_torch(model, spec, x, bs, device)), size
+    model, spec, size, run = load_torch_model(root, dataset, name, record)
+    return "torch", (lambda x, bs: gradcam_torch(model, spec, x, bs, run.device, run.autocast)), size
 
 
 def load_explainer(root: Path, dataset: str, variant: str):
@@ -269,7 +279,7 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
         maps.append(m)
         proba.append(p)
         if progress:
-            print(f"[explain@{variant}] {min(i + chunk, len(test))}/{len(test)} test images", flush=True)
+            print(f"[explain] {variant}: {min(i + chunk, len(test))}/{len(test)} test images", flush=True)
     seconds = time.perf_counter() - started
     maps, proba = np.concatenate(maps), np.concatenate(proba)
     feature_map = [int(d) for d in maps.shape[1:]]
@@ -306,6 +316,37 @@ def explain_variant(root: Path, dataset: str, variant: str, batch_size: int = 64
         "images_per_second": round(len(test) / max(seconds, 1e-9), 1),
     }
     return Explanation(variant, framework, table, maps, shown, masks, classes, summary)
+
+
+def explain_all(root: Path, dataset: str, variants, batch_size: int = 64, progress: bool = True):
+    """:func:`explain_variant` of each variant in turn, in one process, each result written before the next model
+    is loaded (one model in memory at a time); yields the results in ``variants``' order."""
+    from lesionlab.models.predictor import row_record
+
+    if any(row_record(root, dataset, v).framework == "torch" for v in variants):
+        import torchvision  # noqa: F401  (before TensorFlow: imported after it in one process, it crashes)
+    for i, variant in enumerate(variants):
+        if progress:
+            print(f"[explain] {variant} ({i + 1}/{len(variants)})", flush=True)
+        result = explain_variant(root, dataset, variant, batch_size=batch_size, progress=progress)
+        write_explanation(root, dataset, result)
+        if result.framework == "keras":
+            import keras
+
+            keras.backend.clear_session()  # the next model starts from an empty graph
+        yield result
+
+
+def write_index(root: Path, dataset: str, variants) -> Path:
+    """README.md of the stage's folder: which variants it holds (the folder exists even when none is explained)."""
+    out = results_dir(root, dataset) / "explanations"
+    out.mkdir(parents=True, exist_ok=True)
+    listed = "".join(f"- `{v}/`: per_image.csv, summary.json\n" for v in variants) or "- none (explain.variants: [])\n"
+    (out / "README.md").write_text(
+        "Grad-CAM of the image models of params.yaml's `explain.variants` (stage `explain`), one folder each:\n\n"
+        + listed
+    )
+    return out
 
 
 def breakdown(table: pd.DataFrame) -> pd.DataFrame:

@@ -471,12 +471,36 @@ def load_predictor(root, dataset: str, name: str, record):
         return Predictor(name, record.kind, "keras", classes, size, lambda x: keras_backbone.predict(model, x))
     from lesionlab.models import torch_train
 
-    model, spec, size, device = load_torch_model(root, dataset, name, record)
-    return Predictor(name, record.kind, "torch", classes, size, lambda x: torch_train.predict_images(model, x, device))
+    model, spec, size, run = load_torch_model(root, dataset, name, record)
+    return Predictor(
+        name,
+        record.kind,
+        "torch",
+        classes,
+        size,
+        lambda x: torch_train.predict_images(model, x, run.device, autocast=run.autocast),
+    )
+
+
+def inference_compute(record, device: str) -> compute.Compute:
+    """How a trained probe or fine-tune runs again (predict, Grad-CAM): on ``device``, at the precision and memory
+    layout its stage scored it with (a probe's: its embeddings'). A head trained on bfloat16 embeddings (a CPU with
+    AVX512_BF16) and fed float32 ones moves its probabilities by up to 1.0 on a tiny dataset; at the recorded
+    precision predict reproduces the stage's predictions."""
+    ran = (record.details.get("embedding") or {}).get("compute") if record.kind == "probe" else record.compute
+    ran = ran or {}
+    return compute.Compute(
+        device=device,
+        precision=ran.get("precision", "float32"),
+        channels_last=bool(ran.get("channels_last", False)),
+        keras_backend=ran.get("keras_backend", "tensorflow"),
+        reason="as its stage ran it (training record)",
+    )
 
 
 def load_torch_model(root: Path, dataset: str, variant: str, record):
-    """(BackboneNet in eval mode, backbone spec, input size, device) of a PyTorch probe or fine-tune."""
+    """(BackboneNet in eval mode, backbone spec, input size, :func:`inference_compute`) of a PyTorch probe or
+    fine-tune: run its forward passes on ``compute.device`` inside ``compute.autocast()``."""
     from lesionlab.models import torch_models
     from lesionlab.models.predictor import safe_torch_load
 
@@ -495,7 +519,8 @@ def load_torch_model(root: Path, dataset: str, variant: str, record):
         head = torch_models.make_head(spec.features, len(record.classes), cfg.head, cfg.hidden_units, cfg.dropout)
         model = torch_models.BackboneNet(spec, torch_models.build_features(spec, ""), head, size)
         model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval(), spec, size, device
+    run = inference_compute(record, device)
+    return run.prepare_model(model).eval(), spec, size, run
 
 
 def embedding_weights(root: Path, record, spec, size: int):
@@ -507,7 +532,7 @@ def embedding_weights(root: Path, record, spec, size: int):
     if record.sha256 != weights["sha256"]:
         raise FileNotFoundError(
             f"{record.path}: sha256 {record.sha256[:16]}… differs from the weights the "
-            f"embeddings were computed with ({weights['sha256'][:16]}…, {weights['path']})"
+            f"embeddings were computed with ({weights['sha256'][:16]}…, {weights.get('source', '?')})"
         )
     return record
 

@@ -50,7 +50,9 @@ class WeightsRecord:
         return f"ImageNet: {self.file} (sha256 {self.sha256[:16]}…, {self.source})"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """What records and reports keep: everything but ``path`` (this machine's folders: a record must read the
+        same on every clone; the file is found again by name and checked by sha256)."""
+        return {k: v for k, v in asdict(self).items() if k != "path"}
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

@@ -58,14 +58,16 @@ def skip_slow_schema_formats() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
-def stage_context(stage: str, variant: str | None = None, epochs: int | None = None):
+def stage_context(stage: str, variant: str | None = None, epochs: int | None = None, seed: int | None = None):
     """(project root, validated params.yaml, the dataset it selects): what every stage notebook starts from.
 
     Run by DVC (papermill, :func:`run_notebook`), the root is the project's and ``epochs`` must be None. Run by
     hand (JupyterLab), the root is a scratch copy of the project (:func:`lesionlab.pipeline.sandbox.sandbox`): the
     notebook reads the tracked results and writes its own outputs there, never over DVC's; ``epochs`` (the quick
     knob of the parameters cell) then overrides the row's training length. The dataset is params.yaml's alone,
-    never a notebook parameter, so a page cannot name one dataset while its model trains on another."""
+    never a notebook parameter, so a page cannot name one dataset while its model trains on another. ``seed``: the
+    run is the row's seed replicate (its scratch copy is that of dvc.yaml's ``<stage>_seed@<row>-<seed>``); the
+    notebook then calls ``params.replicate(variant, seed)``."""
     from lesionlab.config import find_project_root, load_params, parse_params, read_yaml
     from lesionlab.pipeline import sandbox
 
@@ -77,14 +79,12 @@ def stage_context(stage: str, variant: str | None = None, epochs: int | None = N
         return root, params, params.dataset
     from lesionlab.models.families import generic_rows, of_row
 
-    if stage == "explain":
-        variant = variant or params.explain.variants[0]
     if stage == GENERIC_STAGE:
         variant = variant or next(iter(generic_rows(params)), None)
         if variant is None:  # no family uses the generic page: it trains and writes nothing
             return root, params, params.dataset
     row_stage = stage
-    if variant is not None and stage != "explain":
+    if variant is not None:
         family = of_row(params, variant)
         row_stage = family.dvc_stage or family.stage
         if epochs is not None:
@@ -92,7 +92,11 @@ def stage_context(stage: str, variant: str | None = None, epochs: int | None = N
             row = raw.setdefault(family.section, {}).get(variant) or {}
             raw[family.section][variant] = {**row, "epochs": int(epochs)}
             params = parse_params(raw, "params.yaml (+ epochs from the notebook)", root)
-    scratch = sandbox.sandbox(root, params.dataset, row_stage, variant)
+    if seed is not None and seed != params.base.seed:
+        params.replicate(variant, seed)  # a seed that is not one of base's training seeds: a named error, now
+        scratch = sandbox.sandbox(root, params.dataset, f"{row_stage}_seed", variant, seed)
+    else:
+        scratch = sandbox.sandbox(root, params.dataset, row_stage, variant)
     print(
         f"Run by hand: reading the tracked results, writing this stage's outputs to {scratch.relative_to(root)}/ "
         "(DVC's outputs are written only by `dvc repro` / `dvc exp run`)"

@@ -26,9 +26,10 @@ def in_pipeline() -> bool:
     return os.environ.get(PIPELINE_ENV) == "1"
 
 
-def stage_outputs(root: Path, dataset: str, stage: str, row: str | None) -> list[str]:
+def stage_outputs(root: Path, dataset: str, stage: str, row: str | None, seed: int | None = None) -> list[str]:
     """The paths (relative to the root) dvc.yaml declares as the outputs and metrics of ``stage`` (``${key}`` /
-    ``${item}`` standing for ``row``), with the dataset filled in."""
+    ``${item}`` / a matrix stage's ``${item.variant}`` standing for ``row``, ``${item.seed}`` for ``seed``), with the
+    dataset filled in."""
     import yaml
 
     dvc = yaml.safe_load((Path(root) / "dvc.yaml").read_text(encoding="utf-8"))
@@ -39,7 +40,9 @@ def stage_outputs(root: Path, dataset: str, stage: str, row: str | None) -> list
         path = entry if isinstance(entry, str) else next(iter(entry))
         path = path.replace("${dataset}", dataset)
         if row is not None:
-            path = path.replace("${key}", row).replace("${item}", row)
+            path = path.replace("${key}", row).replace("${item.variant}", row).replace("${item}", row)
+        if seed is not None:
+            path = path.replace("${item.seed}", str(seed))
         if re.search(r"\$\{", path):
             raise ValueError(f"dvc.yaml: stage {stage!r} output {path!r} has a variable a hand run cannot fill")
         out.append(path.rstrip("/"))
@@ -63,12 +66,14 @@ def _mirror(real: Path, copy: Path, rel: str, outputs: list[str]) -> None:
             _mirror(real, copy, f"{rel}/{child.name}" if rel else child.name, outputs)
 
 
-def sandbox(root: Path, dataset: str, dvc_stage: str, row: str | None = None) -> Path:
-    """``scratch/<dvc_stage>[@<row>]/`` rebuilt from the project at ``root``: links to everything but the stage's
-    outputs (their parent folders are real, empty of them). Returns its path, the root a hand run works in."""
+def sandbox(root: Path, dataset: str, dvc_stage: str, row: str | None = None, seed: int | None = None) -> Path:
+    """``scratch/<dvc_stage>[@<row>[-<seed>]]/`` rebuilt from the project at ``root``: links to everything but the
+    stage's outputs (their parent folders are real, empty of them). Returns its path, the root a hand run works in.
+    ``seed``: a seed replicate's matrix stage (``<dvc_stage>`` is then e.g. ``train_seed``)."""
     root = Path(root).resolve()
-    outputs = stage_outputs(root, dataset, dvc_stage, row)
-    target = root / SCRATCH / (f"{dvc_stage}@{row}" if row else dvc_stage)
+    outputs = stage_outputs(root, dataset, dvc_stage, row, seed)
+    name = dvc_stage if not row else f"{dvc_stage}@{row}" + (f"-{seed}" if seed is not None else "")
+    target = root / SCRATCH / name
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)

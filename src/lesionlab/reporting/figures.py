@@ -432,7 +432,7 @@ def step_effect_plot(steps: pd.DataFrame, label: str = "balanced accuracy") -> p
     ax.plot(steps["effect"][filled], y[filled], "o", color="black", label="CI excludes 0")
     ax.plot(steps["effect"][~filled], y[~filled], "o", mfc="white", color="black", label="CI includes 0")
     ax.set_yticks(y, [f"{s}\n({c})" for s, c in zip(steps["step"], steps["change"])], fontsize=8)
-    ax.set_xlabel(f"Δ {label} (rung − parent), paired lesion-bootstrap 95 % CI")
+    ax.set_xlabel(f"Δ {label} (rung − parent), 95 % CI over lesions (paired) and training runs")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

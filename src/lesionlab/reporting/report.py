@@ -10,8 +10,10 @@ string cell, index label and column name unless it is :class:`Html`, the mark of
 
 from __future__ import annotations
 
+import hashlib
 import html
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +31,24 @@ class Html(str):
 def esc(value) -> str:
     """A value as HTML text: ``<``, ``>``, ``&`` and both quotes escaped (safe in element text and attributes)."""
     return html.escape(str(value), quote=True)
+
+
+def anchor(name) -> str:
+    """An element id for a user-named section (a variant): ``[A-Za-z0-9_.-]`` kept, anything else replaced, plus a
+    short hash when something was replaced (two names never share an id). Safe in an attribute and in a URL."""
+    text = str(name)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+    if safe != text or not safe:
+        safe += "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
+    return safe
+
+
+EXPLANATIONS = "explanations.html"  # the Grad-CAM page: a section per explained variant, id = anchor(variant)
+
+
+def explanation_link(variant: str) -> str:
+    """The URL (relative to reports/<ds>/) of a variant's section on the explanations page."""
+    return f"{EXPLANATIONS}#{anchor(variant)}"
 
 
 def _cell(value):

@@ -29,7 +29,7 @@ import yaml
 from lesionlab.models.families import FAMILIES
 from lesionlab.paths import reports_dir, results_dir
 from lesionlab.pipeline import timing
-from lesionlab.reporting.report import Html, esc, git_commit, link, package_versions
+from lesionlab.reporting.report import EXPLANATIONS, Html, esc, explanation_link, git_commit, link, package_versions
 
 DISCLAIMER = (
     "<b>Research and education only.</b> These models are not medical devices and must not be used to "
@@ -64,10 +64,7 @@ def site_pages(params) -> list[Page]:
                     family.group or family.label,
                 )
             )
-    for v in params.explain.variants:
-        pages.append(
-            Page(f"explain@{v}", f"explain@{v}.ipynb", f"explanations/{v}.html", f"Grad-CAM: {v}", "explanation")
-        )
+    pages.append(Page("explain", "explain.ipynb", EXPLANATIONS, "Grad-CAM explanations", "explanation"))
     return pages
 
 
@@ -247,7 +244,7 @@ def metrics_strip(board: pd.DataFrame | None, stage: str) -> str:
     and ECE, for the row and its ``+tta`` twin."""
     from lesionlab.evaluation import compare
 
-    if board is None or "@" not in stage or stage.startswith("explain@"):
+    if board is None or "@" not in stage:
         return ""
     row = stage.split("@", 1)[1]
     lines = []
@@ -420,7 +417,7 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
         base = v.removesuffix(compare.TTA_SUFFIX)
         energy = ci(r, "mask_energy") if "mask_energy" in r else "–"
         if energy != "–":
-            energy = Html(f"<a href='explanations/{esc(base)}.html'>{energy}</a>")
+            energy = Html(f"<a href='{esc(explanation_link(base))}'>{energy}</a>")
         rows.append(
             {
                 "variant": link(compare.row_report(v, params), v),
@@ -578,7 +575,7 @@ def build_site(root: Path, params, progress: bool = True) -> list[Path]:
         target = out / page.html
         target.parent.mkdir(parents=True, exist_ok=True)
         document = inject(render(nb, f"{page.title} ({dataset})"), top)
-        if page.html == "compare.html":
+        if page.html in ("compare.html", EXPLANATIONS):
             document = with_toc(document)
         target.write_text(share_styles(document, page.html, out), encoding="utf-8")
         written.append(target)

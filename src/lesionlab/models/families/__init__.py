@@ -20,6 +20,8 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lesionlab.params_base import ROW_ONLY
+
 #: kind -> family, in registration order (the order rows appear in: CNN ladder, probes, fine-tunes, ...)
 FAMILIES: dict[str, Family] = {}
 
@@ -47,6 +49,7 @@ class Family:
     dvc_stage: str = ""  # the dvc.yaml foreach stage of its rows (`<dvc_stage>@<name>`); default: stage
     group: str = ""  # the report site's section of its pages; default: label
     image_model: bool = True  # reads pixels: Grad-CAM can explain it, ensembles share its preprocessing
+    replicated: bool = False  # trained once per seed of base.training_seeds (`<dvc_stage>_seed@<name>-<seed>`)
     defaults_factory: Callable | None = None  # the defaults when params.yaml omits the section
     required: bool = False  # params.yaml must name at least one row
     gradcam: str | None = None  # "module:function" (root, dataset, name, record) -> (framework, fn, size)
@@ -76,7 +79,7 @@ class Family:
         overrides = {
             k: v
             for k, v in getattr(params, self.section)[name].model_dump().items()
-            if v is not None and k != "description"
+            if v is not None and k not in ROW_ONLY
         }
         if self.config_model is not None:
             cfg = self.config_model(**{**defaults.model_dump(), **overrides})

@@ -36,6 +36,7 @@ VariantParams = overrides_of(
 
 FAMILY = register(
     Family(
+        replicated=True,
         kind="cnn",
         label="CNN",
         group="CNN ladder",

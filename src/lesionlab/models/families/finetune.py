@@ -35,6 +35,7 @@ def describe(params, name: str) -> str:
 
 FAMILY = register(
     Family(
+        replicated=True,
         kind="finetune",
         label="fine-tune",
         group="backbone",

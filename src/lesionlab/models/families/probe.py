@@ -43,6 +43,7 @@ def validate(params) -> None:
 
 FAMILY = register(
     Family(
+        replicated=True,
         kind="probe",
         label="probe",
         group="backbone",
