@@ -316,6 +316,7 @@ def test_parents_are_explicit_across_families_and_tta_is_a_step_of_its_own():
     assert steps[("lite0_partial", "lite0_probe")].startswith("probe → fine-tune")
     assert "strategy=full" in steps[("lite0_full", "lite0_partial")]
     assert steps[("lite0_probe+tta", "lite0_probe")] == "test-time augmentation"
+    assert steps[("image_meta_stack", "image_stack")] == "members +meta_gbm"  # a list: what was added
     # a row without a parent starts the ladder: no step, however close another row's config is
     raw = params.model_dump()
     raw["variants"]["cnn_aug"]["parent"] = None

@@ -97,6 +97,7 @@ def _replicate(root: Path, params, args) -> int:
     from lesionlab.models import families
 
     run_params, name = params.replicate(args.variant, args.seed)  # a seed not in base.replicate_seeds: ParamsError
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ notices stay out of the log, as in a notebook
     started = time.perf_counter()
     print(f"[{args.stage}@{name}] seed replicate of {args.variant}, seed {args.seed}", flush=True)
     families.of_row(params, args.variant).call("fit", root, run_params, name)

@@ -685,6 +685,15 @@ def has_mask_scores(explained: pd.DataFrame) -> bool:
     return bool(len(explained)) and bool(explained["mask_energy"].notna().any())
 
 
+def _change(key: str, new, old) -> str:
+    """``key=value``; for lists (an ensemble's members, a CNN's filters) what was added and removed."""
+    if isinstance(new, list) and isinstance(old, list) and all(isinstance(v, str) for v in new + old):
+        added = [f"+{v}" for v in new if v not in old]
+        removed = [f"−{v}" for v in old if v not in new]
+        return f"{key} {' '.join(added + removed) or '(order)'}"
+    return f"{key}={new}"
+
+
 def ladder_steps(params) -> list[tuple[str, str, str]]:
     """(rung, parent, what changed) for every row that names a ``parent:`` in params.yaml (any family: the CNN
     ladder, probe -> partial -> full fine-tune, metadata), in params.yaml order, then each ``<row>+tta`` against
@@ -701,7 +710,11 @@ def ladder_steps(params) -> list[tuple[str, str, str]]:
             if parent is None:
                 continue
             a, b = family.config(params, rung).model_dump(), family_of(parent).config(params, parent).model_dump()
-            changed = [f"{k}={a.get(k)}" for k in sorted(set(a) | set(b)) if k not in ROW_ONLY and a.get(k) != b.get(k)]
+            changed = [
+                _change(k, a.get(k), b.get(k))
+                for k in sorted(set(a) | set(b))
+                if k not in ROW_ONLY and a.get(k) != b.get(k)
+            ]
             if family_of(parent) is not family:
                 changed.insert(0, f"{family_of(parent).label} → {family.label}")
             steps.append((rung, parent, ", ".join(changed) or "same config"))
@@ -875,6 +888,8 @@ def backbone_table(root: Path, dataset: str, params) -> pd.DataFrame:
 def metadata_verdict(paired: pd.DataFrame, meta: str, twin: str) -> str:
     """One sentence: does the meta-ensemble beat its image-only twin, metric by metric, with the paired CI?"""
     part = paired[(paired["a"] == meta) & (paired["b"] == twin)]
+    if "comparison" in part and (part["comparison"] == "metadata").any():  # the pair may also be a ladder step
+        part = part[part["comparison"] == "metadata"]
     pieces, gains, losses = [], [], []
     for _, r in part.iterrows():
         label = METRIC_LABELS.get(r["metric"], r["metric"])

@@ -422,6 +422,12 @@ def forest_plot(board: pd.DataFrame, metrics: list[str], labels: dict[str, str])
     return fig
 
 
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (the table beside a figure holds the whole text)."""
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def step_effect_plot(steps: pd.DataFrame, label: str = "balanced accuracy") -> plt.Figure:
     """The ablation ladder as steps: each rung minus its parent with the paired CI; filled when it excludes 0."""
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(steps) + 1.4))
@@ -431,7 +437,7 @@ def step_effect_plot(steps: pd.DataFrame, label: str = "balanced accuracy") -> p
     filled = steps["ci_excludes_zero"].to_numpy(bool)
     ax.plot(steps["effect"][filled], y[filled], "o", color="black", label="CI excludes 0")
     ax.plot(steps["effect"][~filled], y[~filled], "o", mfc="white", color="black", label="CI includes 0")
-    ax.set_yticks(y, [f"{s}\n({c})" for s, c in zip(steps["step"], steps["change"])], fontsize=8)
+    ax.set_yticks(y, [f"{s}\n({_shorten(c, 48)})" for s, c in zip(steps["step"], steps["change"])], fontsize=8)
     ax.set_xlabel(f"Δ {label} (rung − parent), 95 % CI over lesions (paired) and training runs")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
