@@ -53,3 +53,60 @@ def test_a_columns_table_shows_every_row_in_file_order_with_cis_and_the_best_in_
     ]
     with pytest.raises(ValueError, match="no column"):
         doctables.render("columns board.csv missing", tmp_path)
+
+
+def test_steps_and_spread_tables_come_from_the_comparisons_files(tmp_path):
+    import pandas as pd
+
+    from lesionlab.reporting.doctables import render
+
+    pd.DataFrame(
+        [
+            {
+                "a": "x",
+                "b": "base",
+                "comparison": "step",
+                "metric": "balanced_accuracy",
+                "difference": 0.1,
+                "lo": 0.02,
+                "hi": 0.2,
+                "ci_excludes_zero": True,
+            },
+            {
+                "a": "y",
+                "b": "x",
+                "comparison": "step",
+                "metric": "balanced_accuracy",
+                "difference": -0.05,
+                "lo": -0.2,
+                "hi": 0.1,
+                "ci_excludes_zero": False,
+            },
+            {
+                "a": "x",
+                "b": "base",
+                "comparison": "vs baseline",
+                "metric": "balanced_accuracy",
+                "difference": 9.0,
+                "lo": 9.0,
+                "hi": 9.0,
+                "ci_excludes_zero": True,
+            },
+        ]
+    ).to_csv(tmp_path / "paired.csv", index=False)
+    steps = render("steps paired.csv", tmp_path)
+    assert "| `x` − `base` | +0.100 [+0.020, +0.200] | robust gain |" in steps
+    assert "| `y` − `x` | -0.050 [-0.200, +0.100] | not robust |" in steps and "9.000" not in steps
+    pd.DataFrame(
+        [
+            {
+                "variant": "x",
+                "n_runs": 3,
+                "balanced_accuracy_mean": 0.5,
+                "balanced_accuracy_sd": 0.04,
+                "balanced_accuracy_min": 0.45,
+                "balanced_accuracy_max": 0.55,
+            }
+        ]
+    ).to_csv(tmp_path / "seeds.csv", index=False)
+    assert "| `x` | 3 | 0.500 ± 0.040 | 0.450–0.550 |" in render("spread seeds.csv", tmp_path)

@@ -6,9 +6,10 @@ A generated table sits between two markers::
     ...
     <!-- end table -->
 
-Two kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``) and ``columns``
+Four kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``), ``columns``
 (every row in the file's order, the named columns; ``name:ci`` adds the column's 95 % CI, ``bold=a,b`` marks the
-best value of those columns)::
+best value of those columns), ``steps`` (a ``paired.csv``'s ablation steps with their verdicts) and ``spread``
+(a ``seeds.csv``: each row's runs, mean ± sd, min–max)::
 
     <!-- table: columns reports/ham10000/leaderboard_binary.csv malignant_auc:ci sensitivity_at_90_specificity -->
 
@@ -87,15 +88,47 @@ def columns_table(csv: Path, columns: list[str], bold: tuple[str, ...] = ()) -> 
     return "\n".join(lines) + "\n"
 
 
+def steps_table(csv: Path, metric: str = "balanced_accuracy") -> str:
+    """The ablation's step effects from a comparison's ``paired.csv`` (rows labelled ``step``): rung − parent on
+    ``metric`` with its CI (over lesions and training runs) and the verdict."""
+    paired = pd.read_csv(csv)
+    part = paired[(paired["comparison"] == "step") & (paired["metric"] == metric)]
+    label = COLUMN_LABELS.get(metric, metric)
+    lines = [f"| step | Δ {label} [95 % CI] | verdict |", "|---|---:|---|"]
+    for _, r in part.iterrows():
+        verdict = ("robust gain" if r["difference"] > 0 else "robust loss") if r["ci_excludes_zero"] else "not robust"
+        lines.append(
+            f"| `{r['a']}` − `{r['b']}` | {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def spread_table(csv: Path, metric: str = "balanced_accuracy") -> str:
+    """The seed spread of each replicated row from a comparison's ``seeds.csv``: runs, mean ± sd and min–max."""
+    spread = pd.read_csv(csv)
+    label = COLUMN_LABELS.get(metric, metric)
+    lines = [f"| variant | runs | {label}: mean ± sd | min–max |", "|---|---:|---:|---:|"]
+    for _, r in spread.iterrows():
+        lines.append(
+            f"| `{r['variant']}` | {int(r['n_runs'])} | {r[metric + '_mean']:.3f} ± {r[metric + '_sd']:.3f} | "
+            f"{r[metric + '_min']:.3f}–{r[metric + '_max']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render(spec: str, root: Path) -> str:
     kind, path, *options = spec.split()
     opts = dict(o.split("=", 1) for o in options if "=" in o)
+    if kind == "steps":
+        return steps_table(root / path)
+    if kind == "spread":
+        return spread_table(root / path)
     if kind == "columns":
         return columns_table(
             root / path, [o for o in options if "=" not in o], tuple(filter(None, opts.get("bold", "").split(",")))
         )
     if kind != "leaderboard":
-        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard, columns)")
+        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard, columns, steps, spread)")
     return leaderboard_table(
         root / path,
         int(opts["top"]) if "top" in opts else None,
