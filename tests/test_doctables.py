@@ -60,40 +60,13 @@ def test_steps_and_spread_tables_come_from_the_comparisons_files(tmp_path):
 
     from lesionlab.reporting.doctables import render
 
-    pd.DataFrame(
-        [
-            {
-                "a": "x",
-                "b": "base",
-                "comparison": "step",
-                "metric": "balanced_accuracy",
-                "difference": 0.1,
-                "lo": 0.02,
-                "hi": 0.2,
-                "ci_excludes_zero": True,
-            },
-            {
-                "a": "y",
-                "b": "x",
-                "comparison": "step",
-                "metric": "balanced_accuracy",
-                "difference": -0.05,
-                "lo": -0.2,
-                "hi": 0.1,
-                "ci_excludes_zero": False,
-            },
-            {
-                "a": "x",
-                "b": "base",
-                "comparison": "vs baseline",
-                "metric": "balanced_accuracy",
-                "difference": 9.0,
-                "lo": 9.0,
-                "hi": 9.0,
-                "ci_excludes_zero": True,
-            },
-        ]
-    ).to_csv(tmp_path / "paired.csv", index=False)
+    columns = ["a", "b", "comparison", "difference", "lo", "hi", "ci_excludes_zero"]
+    rows = [
+        ("x", "base", "step", 0.1, 0.02, 0.2, True),
+        ("y", "x", "step", -0.05, -0.2, 0.1, False),
+        ("x", "base", "vs baseline", 9.0, 9.0, 9.0, True),  # not a step: left out
+    ]
+    pd.DataFrame(rows, columns=columns).assign(metric="balanced_accuracy").to_csv(tmp_path / "paired.csv", index=False)
     steps = render("steps paired.csv", tmp_path)
     assert "| `x` − `base` | +0.100 [+0.020, +0.200] | robust gain |" in steps
     assert "| `y` − `x` | -0.050 [-0.200, +0.100] | not robust |" in steps and "9.000" not in steps
