@@ -422,6 +422,7 @@ def index_leaderboard(board: pd.DataFrame, paired: pd.DataFrame, params) -> pd.D
             {
                 "variant": link(compare.row_report(v, params), v),
                 "kind": kinds.get(base, "") + (" + TTA" if v != base else ""),
+                "runs": int(r["n_runs"]) if "n_runs" in r and pd.notna(r["n_runs"]) else 1,
                 "balanced accuracy": ci(r, "balanced_accuracy"),
                 "macro AUC": ci(r, "macro_auc"),
                 "malignant AUC": ci(r, "malignant_auc"),
@@ -472,8 +473,9 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
         f"<p>{compare.headline(board, params.compare.baseline)} {best_by_kind(board, params)}</p>",
         f"<p>Test split: {int(board['n_test_images'].iloc[0])} images of {int(board['n_test_lesions'].iloc[0])} "
         f"lesions, the same for every row; 95 % CIs resample lesions ({params.compare.bootstrap} resamples, seed "
-        f"{params.base.seed}). ▲ / ▼: the paired CI of the difference excludes 0. Click a column header to sort."
-        "</p>",
+        f"{params.base.seed}) and, for a row trained once per seed (<i>runs</i> &gt; 1: the value is the mean of "
+        "its runs), its training runs too. ▲ / ▼: the paired CI of the difference excludes 0. Click a column "
+        "header to sort.</p>",
     ]
     if slices is not None and len(slices):
         parts.append(f"<p>{compare.worst_slice(slices, best)}</p>")
