@@ -19,12 +19,10 @@ from lesionlab.models import families
 from lesionlab.params_base import PARAMS_FILE, ParamsError, overrides_of, registered_backbone  # noqa: F401
 from lesionlab.params_base import Section as _Section
 
-#: a seed replicate's row name: ``<row>.seed<N>`` (a dot never appears in a params.yaml row name, so the two
-#: cannot clash); its outputs live where any row's do (results/<ds>/variants/<row>.seed<N>, metrics/, history/)
-REPLICATE = re.compile(r"(?P<row>[a-z][a-z0-9_]*)\.seed(?P<seed>[0-9]+)(?P<suffix>\+tta)?")
-
 
 def replicate_name(row: str, seed: int) -> str:
+    """A seed replicate's run name, ``<row>.seed<N>`` (a dot never appears in a params.yaml row name, so the two
+    cannot clash); its outputs live where any row's do (results/<ds>/variants/<row>.seed<N>, metrics/, history/)."""
     return f"{row}.seed{int(seed)}"
 
 

@@ -415,12 +415,6 @@ def resampled_task_metrics(
     }
 
 
-def resampled_metrics(y: np.ndarray, proba: np.ndarray, classes, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Balanced accuracy, macro AUC and malignant AUC (:data:`RESAMPLED`) for every resample at once."""
-    draws = resampled_task_metrics("diagnosis", y, proba, classes, weights)
-    return {m: draws[m] for m in RESAMPLED}
-
-
 def paired_differences(
     preds: dict[str, pd.DataFrame],
     classes,
