@@ -305,9 +305,13 @@ class CoreParams(_Section):
                 )
         return self
 
+    def all_rows(self) -> list[str]:
+        """Every row of every family's section, in params.yaml order (ensembles and metadata models included)."""
+        return [n for f in families.FAMILIES.values() for n in self._rows(f)]
+
     def _check_parents(self) -> None:
         """Each ``parent:`` names another leaderboard row, and following parents never comes back to a row."""
-        rows = [n for f in families.FAMILIES.values() for n in self._rows(f)]
+        rows = self.all_rows()
         parent = {n: self.parent(n) for n in rows}
         for name, p in parent.items():
             if p is None:
@@ -324,14 +328,14 @@ class CoreParams(_Section):
                 at = parent.get(at)
 
     def section_of(self, name: str) -> str:
-        return next((f.section for f in families.FAMILIES.values() if name in self._rows(f)), "?")
+        return families.of_row(self, name).section
 
     def parent(self, name: str) -> str | None:
-        """The ``parent:`` rung of a row (None: a row the ablation starts from)."""
-        for family in families.FAMILIES.values():
-            if name in self._rows(family):
-                return getattr(self, family.section)[name].parent
-        return None
+        """The ``parent:`` rung of a row (None: a row the ablation starts from, or no row of params.yaml)."""
+        try:
+            return getattr(self, self.section_of(name))[name].parent
+        except KeyError:
+            return None
 
     def _rows(self, family) -> list[str]:
         return list(getattr(self, family.section))
@@ -443,7 +447,7 @@ class CoreParams(_Section):
         it with that seed and writes its outputs under the replicate's name."""
         if seed is None or seed == self.base.seed:
             return self, row
-        family = next((f for f in families.FAMILIES.values() if row in self._rows(f)), None)
+        family = families.of_row(self, row) if row in self.all_rows() else None
         if family is None or not family.replicated:
             raise ParamsError(
                 f"{PARAMS_FILE}: {row!r} is not a row trained per seed; replicated rows: {self.replicated_rows()}"

@@ -5,6 +5,7 @@ Reads predictions files only (contract 3), so it never imports a framework.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -694,9 +695,7 @@ def ladder_steps(params) -> list[tuple[str, str, str]]:
     its row (test-time augmentation as a step of its own)."""
     from lesionlab.params_base import ROW_ONLY
 
-    def family_of(name):
-        return next(f for f in families.FAMILIES.values() if name in getattr(params, f.section))
-
+    family_of = functools.partial(families.of_row, params)
     steps = []
     for family in families.FAMILIES.values():
         for rung in getattr(params, family.section):
