@@ -62,7 +62,8 @@ def _run(n: int, extra_env: dict[str, str]) -> dict:
 
 def test_the_data_bytes_do_not_depend_on_the_cpus_simd():
     """Generation in a subprocess with every optional numpy SIMD target this CPU has switched off (and glibc's
-    FMA/AVX2 variants of libm with it) gives the same bytes as with them on, and the committed golden hash."""
+    FMA/AVX2 variants of libm, and libjpeg-turbo's SIMD, with it) gives the same bytes as with them on, and the
+    committed golden hash."""
     features = _optional_features()
     default = _run(GOLDEN_LESIONS, {})
     plain = _run(
@@ -70,6 +71,7 @@ def test_the_data_bytes_do_not_depend_on_the_cpus_simd():
         {
             "NPY_DISABLE_CPU_FEATURES": " ".join(features),
             "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX_Usable,-FMA_Usable",
+            "JSIMD_FORCENONE": "1",  # libjpeg-turbo (Pillow's JPEG encoder) without its SIMD code
         },
     )
     if features:  # the switch took: the second run had no optional SIMD
