@@ -20,24 +20,33 @@ from lesionlab.data.taxonomy import HAM10000_PRIORS
 ROOT = Path(__file__).resolve().parents[1]
 
 # sha256 of the first 12 lesions of the default generator at 160 x 120, seed 42 (metadata rows, raw image and
-# mask arrays, the JPEG/PNG bytes) followed by Shades-of-Gray on those images. Regenerate only on purpose:
+# mask arrays, the JPEG/PNG bytes), then Shades of Gray on those images, then what prepare makes of each JPEG
+# (decoded at 48 and 96 px; squashed, centre-cropped with Shades of Gray, and padded). Regenerate only on purpose:
 # a change here changes the embedded dataset, and every committed synthetic result with it.
-GOLDEN = "9d173252e838f2de956e02042ab0315c6f13cedacf875175844fbd80e9bf88ab"
+GOLDEN = "e0c938d16c75e129e40424bf14e4d2af29597dbb94f80cc5898ee67a0e2ea05f"
 GOLDEN_LESIONS = 12
 
 _SCRIPT = """
-import hashlib, json, sys
-import numpy as np
+import hashlib, json, sys, tempfile
+from pathlib import Path
 from lesionlab.data import synthetic
-from lesionlab.data.preprocess import shades_of_gray
+from lesionlab.data.preprocess import Preprocess, shades_of_gray
+from lesionlab.data.quality import load_image
 from lesionlab.data.taxonomy import HAM10000_PRIORS
 
 n = int(sys.argv[1])
 cfg = synthetic.SyntheticConfig(n_lesions=1000, width=160, height=120, priors=dict(HAM10000_PRIORS))
 digest = hashlib.sha256(synthetic.fingerprint(cfg, seed=42, n_lesions=n).encode())
+folder = Path(tempfile.mkdtemp())
+settings = (Preprocess(), Preprocess("shades_of_gray", "crop"), Preprocess("none", "pad"))
 for index, label in enumerate(synthetic.plan_lesions(cfg, 42)[:n]):
-    for _, image, _ in synthetic.generate_lesion(index, label, cfg, 42):
+    for view, (_, image, _) in enumerate(synthetic.generate_lesion(index, label, cfg, 42)):
         digest.update(shades_of_gray(image).tobytes())
+        path = folder / f"{index}_{view}.jpg"  # what prepare reads: the JPEG, decoded, corrected and resized
+        path.write_bytes(synthetic._encode(image, "JPEG", quality=cfg.jpeg_quality))
+        for preprocess in settings:
+            for array in load_image(str(path), (48, 96), preprocess, min_side=16)[0]:
+                digest.update(array.tobytes())
 from numpy._core._multiarray_umath import __cpu_features__, __cpu_dispatch__
 print(json.dumps({"hash": digest.hexdigest(),
                   "dispatch": sorted(f for f in __cpu_dispatch__ if __cpu_features__.get(f))}))
