@@ -141,7 +141,7 @@ def load_replicates(
         runs = params.replicates(row)
         if len(runs) < 2:
             continue
-        frames = [preds[row]]
+        frames, first = [preds[row]], test_ids({row: preds[row]})
         for run in runs[1:]:
             path = predictions_file(root, dataset, run)
             if not path.is_file():
@@ -151,7 +151,7 @@ def load_replicates(
                 )
             frame = read_predictions(path, classes)
             test = frame[frame["split"] == "test"]["image_id"].sort_values().reset_index(drop=True)
-            if not test.equals(test_ids({row: preds[row]})):
+            if not test.equals(first):
                 raise ContractError(f"{run!r} was scored on another test set than {row!r}; re-run `dvc repro`")
             frames.append(frame)
         out[row] = frames
@@ -207,16 +207,10 @@ def seed_spread(
         row = {"variant": name, "n_runs": len(frames)}
         for m in metrics:
             v = np.asarray(values[m], dtype=float)
-            row[f"{m}_mean"] = _runs_mean(values[m])
-            row[f"{m}_sd"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else np.nan
-            row[f"{m}_min"], row[f"{m}_max"] = (
-                (float(np.nanmin(v)), float(np.nanmax(v)))
-                if np.isfinite(v).any()
-                else (
-                    np.nan,
-                    np.nan,
-                )
-            )
+            v = v[np.isfinite(v)]  # a metric undefined in a run (no malignant class) is left out
+            row[f"{m}_mean"] = float(v.mean()) if len(v) else np.nan
+            row[f"{m}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else np.nan
+            row[f"{m}_min"], row[f"{m}_max"] = (float(v.min()), float(v.max())) if len(v) else (np.nan, np.nan)
         spread.append(row)
     return pd.DataFrame(runs), pd.DataFrame(spread)
 
