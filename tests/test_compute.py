@@ -161,3 +161,37 @@ def test_a_second_keras_backend_in_one_process_is_refused():
         from lesionlab.models import keras_common
 
         keras_common.use_backend("jax")
+
+
+def test_tensorflow_start_notices_are_dropped_and_every_other_stderr_line_kept():
+    """TensorFlow 2.21 writes its oneDNN / absl start-up notices to fd 2 before it reads TF_CPP_MIN_LOG_LEVEL (four
+    lines per process, eight through a notebook kernel): load_keras holds them back, and only them."""
+    from lesionlab.models.keras_common import TF_START_NOTICES
+
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from lesionlab.models import keras_common
+        if sys.argv[1] == "filtered":
+            with keras_common.without_tf_start_notices():
+                os.write(2, b"a warning before the import\\n")
+                keras_common.load_keras(0)
+                print("a Python warning after it", file=sys.stderr)
+        else:
+            import tensorflow
+        os.write(2, b"after the window\\n")
+        """
+    )
+    env = {**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def stderr(mode: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=180, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stderr
+
+    plain = stderr("plain")
+    assert "oneDNN custom operations are on" in plain  # the control: this TensorFlow does print them
+    filtered = stderr("filtered")
+    assert not any(notice.decode() in filtered for notice in TF_START_NOTICES), filtered
+    kept = ["a warning before the import", "a Python warning after it", "after the window"]
+    assert [filtered.index(line) for line in kept] == sorted(filtered.index(line) for line in kept), filtered

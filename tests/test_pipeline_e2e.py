@@ -156,6 +156,17 @@ def test_every_neural_row_is_trained_per_seed_and_reported_with_its_spread(tiny_
     assert {("cnn_aug", "cnn_baseline"), ("lite0_full", "lite0_partial")} <= set(zip(steps["a"], steps["b"]))
 
 
+def test_the_cold_log_has_no_framework_or_kernel_noise(tiny_repo):
+    """The terminal of a cold `dvc repro`: each stage's own lines, no TensorFlow start-up notices, no papermill cell
+    markers, no kernel log, no display-object reprs."""
+    from lesionlab.models.keras_common import TF_START_NOTICES
+
+    log = tiny_repo[1]["first"]
+    noise = [n.decode() for n in TF_START_NOTICES] + ["Executing Cell", "Ending Cell", "[IPKernelApp]", "<IPython.core"]
+    assert not [line for line in log.splitlines() if any(n in line for n in noise)]
+    assert log.count("[train@cnn_baseline] done in") == 1 and "Running stage 'compare'" in log
+
+
 def test_no_output_names_this_machines_folders(tiny_repo):
     """Records, tables and reports hold paths relative to the project: a clone elsewhere reads the same bytes."""
     repo, _ = tiny_repo

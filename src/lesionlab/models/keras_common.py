@@ -9,8 +9,10 @@ TensorFlow / PyTorch are imported inside the functions: importing this module co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -35,6 +37,45 @@ def use_backend(backend: str) -> str:
     return backend
 
 
+#: what TensorFlow's C++ runtime writes to file descriptor 2 while it is imported, before it reads
+#: ``TF_CPP_MIN_LOG_LEVEL`` (so that level cannot hide it): the oneDNN notice, absl's "before InitializeLog" line
+#: and the CPU-feature notice, each twice per process (and twice again through a notebook kernel's copy of fd 2)
+TF_START_NOTICES = (
+    b"All log messages before absl::InitializeLog() is called",
+    b"oneDNN custom operations are on",
+    b"cpu_feature_guard.cc",
+    b"To enable the following instructions:",
+)
+
+
+@contextlib.contextmanager
+def without_tf_start_notices():
+    """While TensorFlow is first imported, file descriptor 2 goes to a temporary file; afterwards every line of it
+    except :data:`TF_START_NOTICES` is written to the real stderr (warnings and errors pass, in order). A no-op once
+    TensorFlow is imported or when the user set ``TF_CPP_MIN_LOG_LEVEL`` to 0 (everything shown)."""
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True) if not _is_start_notice(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def _is_start_notice(line: bytes) -> bool:
+    return any(notice in line for notice in TF_START_NOTICES)
+
+
 def load_keras(seed: int):
     """Keras (on ``$KERAS_BACKEND``, default TensorFlow) with every random generator seeded and the backend's
     deterministic algorithms on."""
@@ -43,6 +84,11 @@ def load_keras(seed: int):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" not in sys.modules:
         use_backend(os.environ.get("KERAS_BACKEND") or "tensorflow")
+    with without_tf_start_notices():
+        return _seeded_keras(seed)
+
+
+def _seeded_keras(seed: int):
     import keras
 
     if keras.backend.backend() == "torch":

@@ -491,8 +491,9 @@ def build_index(root: Path, params, dataset: str, pages: list[Page], records: di
     if len(steps):
         parts.append("<h2>The ablation ladder, step by step</h2>")
         parts.append(
-            "<p>Each rung against its parent (the earlier rung that differs from it in the fewest settings): the "
-            "change in balanced accuracy with its paired lesion-bootstrap CI; filled when the CI excludes 0.</p>"
+            "<p>Each rung against the <code>parent:</code> it names in params.yaml: the change in balanced accuracy "
+            "(rung − parent) with its 95 % CI, paired over lesions and, for rows trained once per seed, over training "
+            "runs; filled when the CI excludes 0 (a robust effect).</p>"
         )
         parts.append(_figure_html(figures.step_effect_plot(steps)))
     parts.append("<h2>Confidence intervals</h2>")
