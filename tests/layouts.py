@@ -240,8 +240,14 @@ EXTERNAL = {"ph2ext": lambda folder: write_generic_csv(folder, mapped=True)}
 
 #: test name -> (writer, dataset name under data/, params overrides, what the layout lacks)
 LAYOUTS = {
-    # + a PH2-like external test set and a preprocessing ablation (colour constancy) of one CNN rung
-    "ham10000": (write_ham10000, "ham10000", {"external": ["ph2ext"], "ablate": "cnn_class_weights"}, []),
+    # + a PH2-like external test set, a preprocessing ablation (colour constancy) of one CNN rung and a second
+    # training run of every neural row (the external leaderboard's mean over runs)
+    "ham10000": (
+        write_ham10000,
+        "ham10000",
+        {"external": ["ph2ext"], "ablate": "cnn_class_weights", "base": {"replicate_seeds": [43]}},
+        [],
+    ),
     "isic2019": (write_isic2019, "isic2019", {}, ["masks", "lesion ids"]),
     "isic2020": (write_isic2020, "isic2020", {}, ["masks", "multi-class labels"]),
     "bcn20000": (write_bcn20000, "bcn20000", {"split": {"method": "predefined"}}, ["masks"]),

@@ -466,3 +466,69 @@ def test_roc_and_curves_are_faceted_by_family_and_metadata_rounds_keep_their_own
     h = pd.DataFrame({"epoch": [1, 2], "val_balanced_accuracy": [0.1, 0.2], "val_loss": [1.0, 0.9]})
     fig = figures.curves_overlay({"a": h, "g": h}, {"a": "CNN", "g": "metadata"})
     assert [ax.get_xlabel() for ax in fig.axes] == ["epoch", "epoch", "boosting round", "boosting round"]
+
+
+def _with_val(frame: pd.DataFrame) -> pd.DataFrame:
+    """A run's internal predictions: its test rows plus the same rows again as the validation split."""
+    val = frame.assign(split="val", image_id=[f"v{i}" for i in frame["image_id"]])
+    return pd.concat([frame, val], ignore_index=True)
+
+
+def test_the_external_leaderboard_of_a_replicated_row_is_the_mean_of_its_runs_with_a_ci_over_runs():
+    from types import SimpleNamespace
+
+    from lesionlab.config import UncertaintyParams
+    from lesionlab.evaluation import external
+    from lesionlab.evaluation.metrics import binary_auc
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, K, 120)
+    inside_labels = rng.integers(0, K, 140)
+    lesion_of = {**{f"i{n}": f"L{n // 2}" for n in range(140)}, **{f"vi{n}": f"V{n // 2}" for n in range(140)}}
+    outside = _replicated(labels, [0.05, 0.6, 1.5], 20)  # three training runs, far apart on the external set
+    inside = [_with_val(f) for f in _replicated(inside_labels, [0.5, 1.0, 1.5], 30)]
+    table = pd.DataFrame({"image_id": outside[0]["image_id"], "lesion_id": [f"E{n // 2}" for n in range(120)]})
+    ext = {"data": SimpleNamespace(table=table), "preds": {"row": outside[0], "twin": outside[0]}, "gradcam": None}
+    kw = dict(lesion_of=lesion_of, temperatures={}, uncertainty=UncertaintyParams(), n_resamples=300, seed=0)
+
+    def board(runs, replicates=None):
+        return (
+            external.external_leaderboard(
+                "ext",
+                {**ext, "runs": runs},
+                {"row": inside[0], "twin": inside[0]},
+                HAM10000_CLASSES,
+                **kw,
+                replicates=replicates,
+            )
+            .set_index("variant")
+            .loc["row"]
+        )
+
+    one = board({})
+    three = board({"row": outside}, {"row": inside})
+    mel = HAM10000_CLASSES.index("mel")
+    each = [binary_auc(labels == mel, f["p_mel"].to_numpy()) for f in outside]
+    assert one["n_runs"] == 1 and three["n_runs"] == 3
+    assert np.isclose(one["melanoma_auc"], each[0]) and np.isclose(three["melanoma_auc"], np.mean(each))
+    inside_each = [binary_auc(inside_labels == mel, f[f["split"] == "test"]["p_mel"].to_numpy()) for f in inside]
+    assert np.isclose(three["melanoma_auc_internal"], np.mean(inside_each))
+    assert np.isclose(three["melanoma_auc_drop"], three["melanoma_auc_internal"] - three["melanoma_auc"])
+    # the runs disagree: resampling them widens the CI beyond the lesions' alone
+    assert three["melanoma_auc_hi"] - three["melanoma_auc_lo"] > one["melanoma_auc_hi"] - one["melanoma_auc_lo"]
+    # three copies of one run are that run: same value, same CI
+    same = board({"row": [outside[0]] * 3}, {"row": [inside[0]] * 3})
+    for m in ("melanoma_auc", "melanoma_auc_lo", "melanoma_auc_hi", "sensitivity", "ece", "uncertain_share"):
+        assert np.isclose(same[m], one[m]), m
+    # paired on the external set: a row against itself is exactly 0 (the same runs drawn in every resample); another
+    # row with the same predictions is not (its runs are drawn independently: two rows are separate training runs)
+    runs = {"row": outside, "twin": outside}
+    paired = external.external_paired("ext", {**ext, "runs": runs}, [["row", "row"]], HAM10000_CLASSES, 300)
+    assert np.allclose(paired[["difference", "lo", "hi"]].to_numpy(dtype=float), 0)
+    paired = external.external_paired("ext", {**ext, "runs": runs}, [["row", "twin"]], HAM10000_CLASSES, 300)
+    assert np.allclose(paired["difference"], 0) and (paired["lo"] < 0).all() and (paired["hi"] > 0).all()
+    paired = external.external_paired("ext", {**ext, "runs": {"row": outside}}, [["row", "twin"]], HAM10000_CLASSES)
+    mel_row = paired.set_index("metric").loc["melanoma_auc"]
+    assert np.isclose(mel_row["difference"], np.mean(each) - each[0]) and mel_row["lo"] <= mel_row["hi"]
+    with pytest.raises(ValueError, match="3 run\\(s\\) scored on 'ext', 1 on the internal test split"):
+        board({"row": outside})

@@ -152,6 +152,12 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     assert "recall_bcc" not in external  # only the classes the external set has
     assert np.allclose(external["melanoma_auc_drop"], external["melanoma_auc_internal"] - external["melanoma_auc"])
     assert (external["n_images"] == 27).all() and "<h3>ph2ext</h3>" in compare_page
+    # a row trained once per seed is scored with every run (the mean over them, as on the internal leaderboard)
+    runs = external.set_index("variant")["n_runs"]
+    neural = [*params["variants"], *params["probes"], "lite0_probe_mlp+tta"]
+    assert (runs[neural] == 2).all() and (runs.drop(index=neural) == 1).all()
+    scored = results / "external/ph2ext/predictions"
+    assert (scored / "cnn_class_weights.seed43.csv").is_file() and (scored / "lite0_probe_mlp.seed43+tta.csv").is_file()
     explained_rows = params["explain"]["variants"]
     explained = external.set_index("variant").loc[explained_rows]  # the external set has masks
     assert explained["mask_energy"].between(0, 1).all() and explained["chance"].between(0, 1).all()

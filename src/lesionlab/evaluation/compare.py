@@ -179,7 +179,7 @@ def over_runs(per_run: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (np.where(ok, d, 0.0) * w).sum(axis=1) / total, np.nan)
 
 
-def _runs_mean(values: list[float]) -> float:
+def runs_mean(values: list[float]) -> float:
     v = np.asarray(values, dtype=float)
     return float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
 
@@ -247,7 +247,7 @@ def leaderboard(
         preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed, weights=weights, replicates=replicates
     )
     eces = {
-        name: _runs_mean(
+        name: runs_mean(
             [
                 compute_metrics(*split_arrays(frame, classes, lesion_of)[:2], classes)["ece"]
                 for frame in (replicates or {}).get(name, [pred])
@@ -323,7 +323,7 @@ def row_draws(
     if len(frames) == 1:
         return points[0], per_run[0], 1
     chosen = run_weights(name, len(frames), len(weights), seed)
-    point = {m: _runs_mean([pt[m] for pt in points]) for m in points[0]}
+    point = {m: runs_mean([pt[m] for pt in points]) for m in points[0]}
     draws = {m: over_runs([d[m] for d in per_run], chosen) for m in per_run[0]}
     return point, draws, len(frames)
 

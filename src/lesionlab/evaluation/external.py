@@ -121,8 +121,9 @@ def _tabular_members(params: Params, row: str) -> list[str]:
 
 
 def score_external(params: Params, root: Path, name: str, batch_size: int = 64, progress: bool = True) -> Path:
-    """Every leaderboard row of ``params.dataset`` on external set ``name`` -> predictions/<row>.csv +
-    scored.json (which rows were scored, which skipped and why)."""
+    """Every leaderboard row of ``params.dataset`` on external set ``name`` -> predictions/<run>.csv for each of its
+    training runs (``<row>.csv``, ``<row>.seed<N>.csv``, ...) + scored.json (which rows were scored with which runs,
+    which skipped and why)."""
     import torch  # noqa: F401 - before TensorFlow: torchvision imported after TensorFlow crashes (triton)
 
     from lesionlab.evaluation.compare import leaderboard_rows, skipped_rows
@@ -139,7 +140,8 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
     rows = leaderboard_rows(params, skipped)
     no_metadata = missing_metadata_reason(data.table, params.tabular.features)
     table = data.table.reset_index(drop=True)
-    record, loaded = {"dataset": name, "external_of": ds, "images": len(table), "scored": [], "skipped": {}}, {}
+    record = {"dataset": name, "external_of": ds, "images": len(table), "scored": [], "runs": {}, "skipped": {}}
+    loaded = {}
     for row in rows:
         started = time.perf_counter()
         if no_metadata and _tabular_members(params, row):
@@ -147,30 +149,42 @@ def score_external(params: Params, root: Path, name: str, batch_size: int = 64, 
                 f"needs metadata ({', '.join(_tabular_members(params, row))}): {name} has {no_metadata}"
             )
             continue
-        base = row.removesuffix("+tta")
-        if base not in loaded:  # a +tta row scores its model again, with the 8 views: rebuilt once
-            loaded[base] = load_predictor(root, ds, base)
-        predictor = loaded[base]
-        sizes = (predictor.input_size, *predictor.extra_sizes)
-        proba = []
-        for start in range(0, len(table), batch_size):
-            part = slice(start, start + batch_size)
-            batch = {s: images.images(predictor.preprocess, s)[part] for s in sizes}
-            proba.append(predictor.batch_proba(batch, table.iloc[part], row.endswith("+tta")))
-        proba = np.concatenate(proba) if proba else np.zeros((0, len(data.classes)))
-        proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
-        write_predictions(
-            out / f"{row}.csv", table["image_id"], ["test"] * len(table), table["label"], proba, data.classes
-        )
+        runs = params.replicates(row)  # [row], or every training run of a row trained once per seed
+        for run in runs:
+            base = run.removesuffix("+tta")
+            if base not in loaded:  # a +tta row scores its model again, with the 8 views: rebuilt once
+                loaded[base] = load_predictor(root, ds, base)
+            proba = _external_proba(loaded[base], images, table, run.endswith("+tta"), batch_size)
+            write_predictions(
+                out / f"{run}.csv", table["image_id"], ["test"] * len(table), table["label"], proba, data.classes
+            )
         record["scored"].append(row)
+        if len(runs) > 1:
+            record["runs"][row] = runs
         if progress:
-            print(f"[external@{name}] {row}: {len(table)} images in {time.perf_counter() - started:.1f} s", flush=True)
+            print(
+                f"[external@{name}] {row}: {len(runs)} run(s) x {len(table)} images in "
+                f"{time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
     cams = explain_external(params, root, images, skipped, progress)
     if cams is not None:
         cams.to_csv(out / "gradcam.csv", index=False, float_format="%.6f")
         record["explained"] = sorted(set(cams["variant"]))
     (folder / "predictions" / "scored.json").write_text(json.dumps(record, indent=1) + "\n")
     return out
+
+
+def _external_proba(predictor, images: ExternalImages, table: pd.DataFrame, tta: bool, batch_size: int) -> np.ndarray:
+    """One trained model's class probabilities on the external images (each row sums to 1)."""
+    sizes = (predictor.input_size, *predictor.extra_sizes)
+    proba = []
+    for start in range(0, len(table), batch_size):
+        part = slice(start, start + batch_size)
+        batch = {s: images.images(predictor.preprocess, s)[part] for s in sizes}
+        proba.append(predictor.batch_proba(batch, table.iloc[part], tta))
+    proba = np.concatenate(proba) if proba else np.zeros((0, len(images.data.classes)))
+    return proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
 
 
 def explain_external(
@@ -207,7 +221,8 @@ def explain_external(
 
 
 def read_external(root: Path, dataset: str, names) -> dict[str, dict]:
-    """Per external set that has been scored: its table and {row: predictions} (+ the skip reasons)."""
+    """Per external set that has been scored: its table, {row: predictions of its first run}, {row: predictions of
+    each of its training runs} for rows trained once per seed, and the skip reasons."""
     from lesionlab.pipeline.contracts import read_predictions
 
     out = {}
@@ -219,10 +234,16 @@ def read_external(root: Path, dataset: str, names) -> dict[str, dict]:
         record = json.loads(scored.read_text())
         data, _ = load_external(root, dataset, name)
         cams = folder / "predictions" / "gradcam.csv"
+
+        def read(run):
+            return read_predictions(folder / "predictions" / f"{run}.csv", data.classes)
+
+        preds = {r: read(r) for r in record["scored"]}
         out[name] = {
             "data": data,
             "record": record,
-            "preds": {r: read_predictions(folder / "predictions" / f"{r}.csv", data.classes) for r in record["scored"]},
+            "preds": preds,
+            "runs": {r: [preds[r], *map(read, runs[1:])] for r, runs in record.get("runs", {}).items()},
             "gradcam": pd.read_csv(cams, dtype={"image_id": str}) if cams.is_file() else None,
         }
     return out
@@ -252,94 +273,129 @@ def external_leaderboard(
     n_resamples: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    replicates: dict[str, list[pd.DataFrame]] | None = None,
 ) -> pd.DataFrame:
     """One row per scored leaderboard row on external set ``name``: the metrics its label set supports, each
-    with a lesion-bootstrap CI over the external set, and the internal (test split) value and drop
+    with a bootstrap CI over the external set's lesions, and the internal (test split) value and drop
     (internal - external) of the AUCs. The operating point (threshold on the melanoma score, else on the malignant
     score) keeps ``OPERATING_SPECIFICITY`` on the internal validation split; sensitivity and specificity are read
-    at that threshold on the external set."""
+    at that threshold on the external set.
+
+    A row trained once per seed is scored as on the internal leaderboard: every value is the mean over its training
+    runs (each run with its own operating point, internal value from ``replicates``), and its CI resamples the runs
+    as well as the external lesions (:func:`lesionlab.evaluation.compare.over_runs`)."""
+    from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_mean
+    from lesionlab.evaluation.compare import over_runs, run_weights, runs_mean
+
+    classes = list(classes)
+    table = external["data"].table.set_index("image_id")
+    runs = external.get("runs") or {}
+    rows = []
+    for row, pred in external["preds"].items():
+        frames = runs.get(row, [pred])
+        inside = (replicates or {}).get(row, [internal[row]])
+        if len(inside) != len(frames):
+            raise ValueError(
+                f"{row!r}: {len(frames)} run(s) scored on {name!r}, {len(inside)} on the internal test split; "
+                "re-run `dvc repro`"
+            )
+        ids = frames[0].sort_values("image_id")["image_id"]
+        groups = table.loc[ids, "lesion_id"].to_numpy()
+        weights = resample_weights(groups, n_resamples, seed)
+        scored = [
+            _scored_run(frame, frame_in, classes, lesion_of, weights, temperatures.get(row, 1.0), uncertainty)
+            for frame, frame_in in zip(frames, inside)
+        ]
+        chosen = run_weights(row, len(scored), n_resamples, seed) if len(scored) > 1 else None
+        out = {"dataset": name, "variant": row, "n_runs": len(scored), "n_images": len(ids)}
+        out["n_lesions"] = len(set(groups))
+        out["operating_target"] = scored[0][2]["operating_target"]
+        for metric in scored[0][0]:
+            out[metric] = runs_mean([s[0][metric] for s in scored])
+            draws = scored[0][1][metric] if chosen is None else over_runs([s[1][metric] for s in scored], chosen)
+            out[f"{metric}_lo"], out[f"{metric}_hi"] = percentile_ci(draws, ci)
+        for key in [k for k in scored[0][2] if k != "operating_target"]:
+            out[key] = runs_mean([s[2][key] for s in scored])
+        for m in ("melanoma_auc", "malignant_auc"):
+            if m in out:
+                out[f"{m}_drop"] = out[f"{m}_internal"] - out[m]
+        cams = external.get("gradcam")
+        if cams is not None and row in set(cams["variant"]):  # the first run's maps (explain: first runs)
+            cam = cams[cams["variant"] == row].set_index("image_id").loc[ids]
+            for col, metric in (("energy_in_mask", "mask_energy"), ("pointing_hit", "pointing_hit_rate")):
+                values = cam[col].to_numpy(dtype=float)
+                out[metric] = float(np.nanmean(values))
+                out[f"{metric}_lo"], out[f"{metric}_hi"] = percentile_ci(weighted_mean(weights, values), ci)
+            out["chance"] = float(np.nanmean(cam["mask_area"].to_numpy(dtype=float)))
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _scored_run(
+    pred: pd.DataFrame,
+    internal: pd.DataFrame,
+    classes: list[str],
+    lesion_of: dict,
+    weights: np.ndarray,
+    temperature: float,
+    uncertainty,
+) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    """One training run on the external set: (point values, their per-resample draws over ``weights``, values
+    without a CI: the internal AUCs and ECE, the operating point)."""
     from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
-    from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_auc, weighted_mean
+    from lesionlab.evaluation.bootstrap import weighted_auc, weighted_mean
     from lesionlab.evaluation.calibration import apply_temperature
     from lesionlab.evaluation.compare import split_arrays
     from lesionlab.evaluation.metrics import binary_auc, expected_calibration_error
     from lesionlab.evaluation.tasks import threshold_for_specificity
     from lesionlab.evaluation.uncertainty import uncertain_flags
 
-    classes = list(classes)
-    data = external["data"]
-    table = data.table.set_index("image_id")
     index = {c: i for i, c in enumerate(classes)}
-    rows = []
-    for row, pred in external["preds"].items():
-        part = pred.sort_values("image_id")
-        y = part["label"].map(index).to_numpy()
-        p = part[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
-        groups = table.loc[part["image_id"], "lesion_id"].to_numpy()
-        weights = resample_weights(groups, n_resamples, seed)
-        out = {"dataset": name, "variant": row, "n_images": len(y), "n_lesions": len(set(groups))}
+    part = pred.sort_values("image_id")
+    y = part["label"].map(index).to_numpy()
+    p = part[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+    points, draws = {}, {}
 
-        def put(metric, point, draws):
-            out[metric] = float(point)
-            out[f"{metric}_lo"], out[f"{metric}_hi"] = percentile_ci(draws, ci)
+    def put(metric, point, resampled):
+        points[metric], draws[metric] = float(point), resampled
 
-        target, idx, score = _score(p, classes)
-        positive = np.isin(y, idx)
-        yi, pi, _ = split_arrays(internal[row], classes, lesion_of)
-        yv, pv, _ = split_arrays(internal[row], classes, lesion_of, split="val")
-        out["operating_target"] = target
-        if "mel" in classes:
-            mel = classes.index("mel")
-            put("melanoma_auc", binary_auc(y == mel, p[:, mel]), weighted_auc(weights, y == mel, p[:, mel]))
-            out["melanoma_auc_internal"] = binary_auc(yi == mel, pi[:, mel])
-            out["melanoma_auc_drop"] = out["melanoma_auc_internal"] - out["melanoma_auc"]
-        if binary_view_reason(classes) is None:
-            mal_idx = [index[c] for c in malignant_classes(classes)]
-            mal, mscore = np.isin(y, mal_idx), p[:, mal_idx].sum(axis=1)
-            put("malignant_auc", binary_auc(mal, mscore), weighted_auc(weights, mal, mscore))
-            out["malignant_auc_internal"] = binary_auc(np.isin(yi, mal_idx), pi[:, mal_idx].sum(axis=1))
-            out["malignant_auc_drop"] = out["malignant_auc_internal"] - out["malignant_auc"]
-        _, _, val_score = _score(pv, classes)
-        threshold = threshold_for_specificity(val_score[~np.isin(yv, idx)], OPERATING_SPECIFICITY)
-        out["threshold"] = threshold
-        called = score >= threshold
-        put(
-            "sensitivity",
-            called[positive].mean() if positive.any() else np.nan,
-            weighted_mean(weights[:, positive], called[positive].astype(float))
-            if positive.any()
-            else np.full(1, np.nan),
-        )
-        put(
-            "specificity",
-            (~called[~positive]).mean() if (~positive).any() else np.nan,
-            weighted_mean(weights[:, ~positive], (~called[~positive]).astype(float))
-            if (~positive).any()
-            else np.full(1, np.nan),
-        )
-        for c in classes:
-            here = y == index[c]
-            if here.any():
-                hit = (p.argmax(axis=1) == index[c])[here].astype(float)
-                put(f"recall_{c}", hit.mean(), weighted_mean(weights[:, here], hit))
-        temperature = temperatures.get(row, 1.0)
-        calibrated = apply_temperature(p, temperature)
-        out["temperature"] = temperature
-        out["ece"] = expected_calibration_error(y, calibrated)
-        out["ece_internal"] = expected_calibration_error(yi, apply_temperature(pi, temperature))
-        flags = uncertain_flags(
-            calibrated if uncertainty.calibrated else p, uncertainty.max_prob_below, uncertainty.entropy_above
-        )
-        put("uncertain_share", flags.mean(), weighted_mean(weights, flags.astype(float)))
-        cams = external.get("gradcam")
-        if cams is not None and row in set(cams["variant"]):  # +tta rows share their model's maps: not repeated
-            cam = cams[cams["variant"] == row].set_index("image_id").loc[part["image_id"]]
-            for col, metric in (("energy_in_mask", "mask_energy"), ("pointing_hit", "pointing_hit_rate")):
-                values = cam[col].to_numpy(dtype=float)
-                put(metric, np.nanmean(values), weighted_mean(weights, values))
-            out["chance"] = float(np.nanmean(cam["mask_area"].to_numpy(dtype=float)))
-        rows.append(out)
-    return pd.DataFrame(rows)
+    target, idx, score = _score(p, classes)
+    positive = np.isin(y, idx)
+    yi, pi, _ = split_arrays(internal, classes, lesion_of)
+    yv, pv, _ = split_arrays(internal, classes, lesion_of, split="val")
+    extra = {"operating_target": target}
+    if "mel" in classes:
+        mel = classes.index("mel")
+        put("melanoma_auc", binary_auc(y == mel, p[:, mel]), weighted_auc(weights, y == mel, p[:, mel]))
+        extra["melanoma_auc_internal"] = binary_auc(yi == mel, pi[:, mel])
+    if binary_view_reason(classes) is None:
+        mal_idx = [index[c] for c in malignant_classes(classes)]
+        mal, mscore = np.isin(y, mal_idx), p[:, mal_idx].sum(axis=1)
+        put("malignant_auc", binary_auc(mal, mscore), weighted_auc(weights, mal, mscore))
+        extra["malignant_auc_internal"] = binary_auc(np.isin(yi, mal_idx), pi[:, mal_idx].sum(axis=1))
+    _, _, val_score = _score(pv, classes)
+    threshold = threshold_for_specificity(val_score[~np.isin(yv, idx)], OPERATING_SPECIFICITY)
+    extra["threshold"] = threshold
+    called = score >= threshold
+    for metric, among, hit in (("sensitivity", positive, called), ("specificity", ~positive, ~called)):
+        if among.any():
+            put(metric, hit[among].mean(), weighted_mean(weights[:, among], hit[among].astype(float)))
+        else:
+            put(metric, np.nan, np.full(len(weights), np.nan))
+    for c in classes:
+        here = y == index[c]
+        if here.any():
+            hit = (p.argmax(axis=1) == index[c])[here].astype(float)
+            put(f"recall_{c}", hit.mean(), weighted_mean(weights[:, here], hit))
+    calibrated = apply_temperature(p, temperature)
+    extra["temperature"] = temperature
+    extra["ece"] = expected_calibration_error(y, calibrated)
+    extra["ece_internal"] = expected_calibration_error(yi, apply_temperature(pi, temperature))
+    flags = uncertain_flags(
+        calibrated if uncertainty.calibrated else p, uncertainty.max_prob_below, uncertainty.entropy_above
+    )
+    put("uncertain_share", flags.mean(), weighted_mean(weights, flags.astype(float)))
+    return points, draws, extra
 
 
 def external_display(board: pd.DataFrame) -> pd.DataFrame:
@@ -355,6 +411,8 @@ def external_display(board: pd.DataFrame) -> pd.DataFrame:
         "mask_energy": "Grad-CAM energy in mask",
     }
     shown = pd.DataFrame({"variant": board["variant"]})
+    if "n_runs" in board:
+        shown["runs"] = board["n_runs"].astype(int)
     for metric, label in cols.items():
         if metric in board and board[metric].notna().any():
             shown[label] = [
@@ -379,14 +437,17 @@ def external_paired(
     name: str, external: dict, pairs: list[list[str]], classes, n_resamples: int = 1000, ci: float = 0.95, seed: int = 0
 ) -> pd.DataFrame:
     """For each pair (a, b) scored on external set ``name``: a - b of the melanoma-vs-rest and malignant AUCs with a
-    paired bootstrap CI (both rows on the same resampled external lesions)."""
+    paired bootstrap CI (both rows on the same resampled external lesions; a row trained once per seed: the mean
+    over its runs, its runs resampled too, as on the internal split)."""
     from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
     from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_auc
+    from lesionlab.evaluation.compare import over_runs, run_weights, runs_mean
     from lesionlab.evaluation.metrics import binary_auc
 
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     table = external["data"].table.set_index("image_id")
+    runs = external.get("runs") or {}
     targets = {}
     if "mel" in classes:
         targets["melanoma_auc"] = [index["mel"]]
@@ -396,21 +457,27 @@ def external_paired(
     for a, b in pairs:
         if a not in external["preds"] or b not in external["preds"]:
             continue
-        pa, pb = (external["preds"][r].sort_values("image_id") for r in (a, b))
-        y = pa["label"].map(index).to_numpy()
-        weights = resample_weights(table.loc[pa["image_id"], "lesion_id"].to_numpy(), n_resamples, seed)
+        frames = {r: [f.sort_values("image_id") for f in runs.get(r, [external["preds"][r]])] for r in (a, b)}
+        first = frames[a][0]
+        y = first["label"].map(index).to_numpy()
+        weights = resample_weights(table.loc[first["image_id"], "lesion_id"].to_numpy(), n_resamples, seed)
         for metric, idx in targets.items():
             positive = np.isin(y, idx)
-            sa, sb = (p[[f"p_{classes[i]}" for i in idx]].to_numpy(dtype=float).sum(axis=1) for p in (pa, pb))
-            lo, hi = percentile_ci(weighted_auc(weights, positive, sa) - weighted_auc(weights, positive, sb), ci)
-            difference = binary_auc(positive, sa) - binary_auc(positive, sb)
+            point, draws = {}, {}
+            for r in (a, b):
+                scores = [f[[f"p_{classes[i]}" for i in idx]].to_numpy(dtype=float).sum(axis=1) for f in frames[r]]
+                point[r] = runs_mean([binary_auc(positive, sc) for sc in scores])
+                per_run = [weighted_auc(weights, positive, sc) for sc in scores]
+                chosen = run_weights(r, len(per_run), n_resamples, seed)
+                draws[r] = per_run[0] if len(per_run) == 1 else over_runs(per_run, chosen)
+            lo, hi = percentile_ci(draws[a] - draws[b], ci)
             rows.append(
                 {
                     "dataset": name,
                     "a": a,
                     "b": b,
                     "metric": metric,
-                    "difference": difference,
+                    "difference": point[a] - point[b],
                     "lo": lo,
                     "hi": hi,
                     "ci_excludes_zero": bool(lo > 0 or hi < 0),
