@@ -70,6 +70,17 @@ def test_steps_and_spread_tables_come_from_the_comparisons_files(tmp_path):
     steps = render("steps paired.csv", tmp_path)
     assert "| `x` − `base` | +0.100 [+0.020, +0.200] | robust gain |" in steps
     assert "| `y` − `x` | -0.050 [-0.200, +0.100] | not robust |" in steps and "9.000" not in steps
+    external = pd.DataFrame(
+        [
+            ("ph2", "x_sog", "x", "preprocessing", m, d, d - 0.1, d + 0.1, False)
+            for m, d in (("melanoma_auc", 0.05), ("malignant_auc", 0.5))
+        ],
+        columns=["dataset", "a", "b", "comparison", "metric", "difference", "lo", "hi", "ci_excludes_zero"],
+    )
+    external.to_csv(tmp_path / "paired_external.csv", index=False)
+    shown = render("steps paired_external.csv comparison=preprocessing metric=melanoma_auc", tmp_path)
+    assert "| set | pair | Δ melanoma AUC [95 % CI] | verdict |" in shown
+    assert "| ph2 | `x_sog` − `x` | +0.050 [-0.050, +0.150] | not robust |" in shown and "0.500" not in shown
     pd.DataFrame(
         [
             {

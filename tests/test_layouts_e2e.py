@@ -138,8 +138,9 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
     else:
         assert "each can reach train, validation and test" in split_page
     external = pd.read_csv(reports / "leaderboard_external.csv")
+    external_pairs = pd.read_csv(reports / "paired_external.csv")
     if not params.get("external"):
-        assert external.empty and "No external test set" in compare_page
+        assert external.empty and external_pairs.empty and "No external test set" in compare_page
         return
     # external validation: every row scores the external set (those that need metadata are skipped: it has none)
     assert set(external["dataset"]) == set(params["external"])
@@ -176,5 +177,9 @@ def test_layout_runs_the_whole_pipeline(layout, tmp_path):
         (paired["comparison"] == "preprocessing") & (paired["a"] == ablation) & (paired["b"] == overrides["ablate"])
     ).sum() == 3
     assert "Preprocessing ablations: internal vs external" in compare_page and "ph2ext: Δ melanoma AUC" in compare_page
+    assert external_pairs[["dataset", "a", "b", "comparison"]].drop_duplicates().values.tolist() == [
+        ["ph2ext", ablation, overrides["ablate"], "preprocessing"]
+    ]
+    assert set(external_pairs["metric"]) == {"melanoma_auc", "malignant_auc"}
     summary = json.loads((results / f"explanations/{ablation}/summary.json").read_text())
     assert summary["max_abs_diff_vs_stage_predictions"] < 1e-3  # Grad-CAM saw the pixels the ablation trained on

@@ -8,7 +8,8 @@ A generated table sits between two markers::
 
 Four kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``), ``columns``
 (every row in the file's order, the named columns; ``name:ci`` adds the column's 95 % CI, ``bold=a,b`` marks the
-best value of those columns), ``steps`` (a ``paired.csv``'s ablation steps with their verdicts) and ``spread``
+best value of those columns), ``steps`` (a ``paired.csv``'s ablation steps with their verdicts; ``metric=`` and
+``comparison=preprocessing`` pick other rows, also of a ``paired_external.csv``) and ``spread``
 (a ``seeds.csv``: each row's runs, mean ± sd, min–max)::
 
     <!-- table: columns reports/ham10000/leaderboard_binary.csv malignant_auc:ci sensitivity_at_90_specificity -->
@@ -38,7 +39,19 @@ HEADLINE_LABELS = {
 }
 
 #: headers of the ``columns`` tables (a column not listed is shown under its CSV name)
-COLUMN_LABELS = {"variant": "variant", **METRIC_LABELS}
+COLUMN_LABELS = {
+    "variant": "variant",
+    **METRIC_LABELS,
+    # leaderboard_external.csv
+    "melanoma_auc_internal": "melanoma AUC, internal test",
+    "melanoma_auc_drop": "melanoma AUC drop (internal − external)",
+    "malignant_auc_internal": "malignant AUC, internal test",
+    "malignant_auc_drop": "malignant AUC drop",
+    "sensitivity": "sensitivity at the internal operating point",
+    "specificity": "specificity at the internal operating point",
+    "ece": "ECE (internal temperature)",
+    "uncertain_share": "flagged uncertain",
+}
 
 
 def leaderboard_table(csv: Path, top: int | None = None, include: tuple[str, ...] = ()) -> str:
@@ -88,17 +101,24 @@ def columns_table(csv: Path, columns: list[str], bold: tuple[str, ...] = ()) -> 
     return "\n".join(lines) + "\n"
 
 
-def steps_table(csv: Path, metric: str = "balanced_accuracy") -> str:
-    """The ablation's step effects from a comparison's ``paired.csv`` (rows labelled ``step``): rung − parent on
-    ``metric`` with its CI (over lesions and training runs) and the verdict."""
+def steps_table(csv: Path, metric: str = "balanced_accuracy", comparison: str = "step") -> str:
+    """Paired differences from a comparison's ``paired.csv`` (or ``paired_external.csv``) labelled ``comparison``
+    (``step``: the ablation's step effects, rung − parent; ``preprocessing``: each preprocessing ablation − its
+    twin) on ``metric``, with the CI (over lesions and training runs) and the verdict; one line per external set
+    where the file names them."""
     paired = pd.read_csv(csv)
-    part = paired[(paired["comparison"] == "step") & (paired["metric"] == metric)]
+    part = paired[(paired["comparison"] == comparison) & (paired["metric"] == metric)]
     label = COLUMN_LABELS.get(metric, metric)
-    lines = [f"| step | Δ {label} [95 % CI] | verdict |", "|---|---:|---|"]
+    where = "dataset" in part.columns
+    lines = [
+        f"| {'set | ' if where else ''}{'step' if comparison == 'step' else 'pair'} | Δ {label} [95 % CI] | verdict |",
+        f"|{'---|' if where else ''}---|---:|---|",
+    ]
     for _, r in part.iterrows():
         verdict = ("robust gain" if r["difference"] > 0 else "robust loss") if r["ci_excludes_zero"] else "not robust"
         lines.append(
-            f"| `{r['a']}` − `{r['b']}` | {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {verdict} |"
+            f"| {r['dataset'] + ' | ' if where else ''}`{r['a']}` − `{r['b']}` | "
+            f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -120,7 +140,7 @@ def render(spec: str, root: Path) -> str:
     kind, path, *options = spec.split()
     opts = dict(o.split("=", 1) for o in options if "=" in o)
     if kind == "steps":
-        return steps_table(root / path)
+        return steps_table(root / path, opts.get("metric", "balanced_accuracy"), opts.get("comparison", "step"))
     if kind == "spread":
         return spread_table(root / path)
     if kind == "columns":
