@@ -49,7 +49,7 @@ COLUMN_LABELS = {
     "malignant_auc_drop": "malignant AUC drop",
     "sensitivity": "sensitivity at the internal operating point",
     "specificity": "specificity at the internal operating point",
-    "ece": "ECE (internal temperature)",
+    "ece": "ECE",
     "uncertain_share": "flagged uncertain",
 }
 
