@@ -92,6 +92,16 @@ def test_code_check_compares_the_lock_with_the_checkout(tmp_path):
     assert site.code_check(tmp_path, entry) == (["src/a.py"], [])
     f.write_text("x = 2\n")
     assert site.code_check(tmp_path, entry) == ([], ["src/a.py"])
+    # a stage's code fingerprint: its modules match while the fingerprint it ran with is this checkout's
+    (tmp_path / "results/code").mkdir(parents=True)
+    fingerprint = tmp_path / "results/code/train.txt"
+    fingerprint.write_text(
+        "# the package modules `python -m lesionlab train` can import\nab12  src/a.py\ncd34  src/b.py\n"
+    )
+    entry = {"deps": [{"path": "results/code/train.txt", "md5": hashlib.md5(fingerprint.read_bytes()).hexdigest()}]}
+    assert site.code_check(tmp_path, entry) == (["src/a.py", "src/b.py"], [])
+    fingerprint.write_text(fingerprint.read_text().replace("cd34", "ef56"))  # src/b.py changed since the run
+    assert site.code_check(tmp_path, entry) == ([], ["results/code/train.txt"])
 
 
 def test_provenance_names_stage_data_hash_seed_wall_time_and_params(tmp_path):

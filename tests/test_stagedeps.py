@@ -1,5 +1,7 @@
-"""Every dvc.yaml stage depends on exactly the package modules its command can import (lesionlab.pipeline.stagedeps):
-so `dvc repro` can never call stale outputs up to date after a change to a module a stage imports."""
+"""Every dvc.yaml stage depends on its code fingerprint (lesionlab.pipeline.stagedeps): the md5 of each package module
+its command can import, written by the pipeline's first stage from the code as it is, so `dvc repro` can never
+call stale outputs up to date after a change to a module a stage imports, and re-runs no stage that cannot import
+it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from conftest import REPO
 from lesionlab.pipeline import stagedeps
 
 
-def test_every_stage_depends_on_exactly_the_modules_it_can_import():
+def test_every_stage_depends_on_its_code_fingerprint_and_on_no_module_file():
     assert stagedeps.check(REPO) == {}, "run `python -m lesionlab deps`"
 
 
@@ -23,32 +25,46 @@ def _copy(tmp_path):
     return root
 
 
-def test_a_missing_dependency_is_caught_and_rewritten(tmp_path):
+def test_a_module_listed_by_hand_or_a_missing_fingerprint_is_caught_and_rewritten(tmp_path):
     root = _copy(tmp_path)
     text = (root / "dvc.yaml").read_text()
-    # 1. a module dropped from a stage's list by hand
     start = text.index("  train:\n")
-    cut = text.index("        - src/lesionlab/evaluation/metrics.py\n", start)
-    (root / "dvc.yaml").write_text(text[:cut] + text[cut + len("        - src/lesionlab/evaluation/metrics.py\n") :])
-    assert stagedeps.check(root) == {"train": (["src/lesionlab/evaluation/metrics.py"], [])}
-    # 2. a new import, three modules away from the notebook (03_train -> train -> keras_cnn -> fitting -> new_helper)
+    line = "        - results/code/train.txt\n"
+    at = text.index(line, start)
+    (root / "dvc.yaml").write_text(
+        text[:at] + "        - src/lesionlab/evaluation/metrics.py\n" + text[at + len(line) :]
+    )
+    assert stagedeps.check(root) == {"train": (["results/code/train.txt"], ["src/lesionlab/evaluation/metrics.py"])}
+    stagedeps.rewrite(root)
+    assert stagedeps.check(root) == {}
+    rewritten = (root / "dvc.yaml").read_text()
+    assert "# the raw data (data/<dataset>) or, for synthetic, the generator" in rewritten  # comments kept
+    assert "src/lesionlab/evaluation/metrics.py" not in rewritten
+    assert (root / "results/code/train.txt").is_file()  # and the fingerprints are written
+
+
+def test_a_fingerprint_follows_the_import_closure_and_changes_only_for_stages_that_import_the_module(tmp_path):
+    root = _copy(tmp_path)
+    first = stagedeps.fingerprints(root)
+    assert set(first) == {name for name, _ in stagedeps._stage_bodies(stagedeps._load(root))} - {"code"}
+    assert "src/lesionlab/models/keras_cnn.py" in first["train"] and "src/lesionlab/reporting/site.py" in first["site"]
+    assert stagedeps.write_fingerprints(root) == sorted(first, key=list(first).index)  # all written the first time
+    assert stagedeps.write_fingerprints(root) == []  # and nothing changes without a code change
+    # a new import, three modules away from the notebook (03_train -> train -> keras_cnn -> fitting -> new_helper):
+    # in the fingerprint of every stage that can reach it, at once (no `lesionlab deps` needed)
     (root / "src/lesionlab/new_helper.py").write_text("VALUE = 1\n")
     fitting = root / "src/lesionlab/models/fitting.py"
     fitting.write_text(
         fitting.read_text() + "\n\ndef _uses_helper():\n    from lesionlab import new_helper\n\n"
         "    return new_helper.VALUE\n"
     )
-    found = stagedeps.check(root)
-    assert (
-        "src/lesionlab/new_helper.py" in found["train"][0]
-        and "src/lesionlab/evaluation/metrics.py" in found["train"][0]
-    )
-    assert "src/lesionlab/new_helper.py" in found["compare"][0]  # compare loads models: the fitting code too
-    assert "eda" not in found  # the EDA does not import fitting.py
-    stagedeps.rewrite(root)
-    assert stagedeps.check(root) == {}
-    rewritten = (root / "dvc.yaml").read_text()
-    assert "# the raw data (data/<dataset>) or, for synthetic, the generator" in rewritten  # comments kept
+    changed = stagedeps.write_fingerprints(root)
+    assert "train" in changed and "compare" in changed and "eda" not in changed  # the EDA does not import fitting
+    assert "src/lesionlab/new_helper.py" in (root / "results/code/train.txt").read_text()
+    # a change to a module only the report site imports touches the site's fingerprint alone
+    report = root / "src/lesionlab/reporting/site.py"
+    report.write_text(report.read_text() + "\n# a comment\n")
+    assert stagedeps.write_fingerprints(root) == ["site"]
 
 
 def test_a_stage_command_maps_to_its_handler_and_notebook():

@@ -230,10 +230,14 @@ def _import_data(args) -> int:
 
 
 def _deps(args) -> int:
-    """Check (or rewrite) the package modules each dvc.yaml stage depends on: its command's import closure."""
+    """Check (or rewrite) each dvc.yaml stage's code dependency (its fingerprint), or write the fingerprints."""
     from lesionlab.pipeline import stagedeps
 
     root = find_project_root()
+    if args.fingerprints:  # the pipeline's `code` stage
+        changed = stagedeps.write_fingerprints(root)
+        print(f"[code] {stagedeps.FINGERPRINTS}/: {len(changed)} stage fingerprint(s) changed", flush=True)
+        return 0
     changes = stagedeps.check(root) if args.check else stagedeps.rewrite(root)
     for stage, (missing, extra) in changes.items():
         if stage in stagedeps.SECTIONS:
@@ -244,8 +248,8 @@ def _deps(args) -> int:
             + "; ".join(
                 part
                 for part in (
-                    f"imports but does not depend on {', '.join(missing)}" if missing else "",
-                    f"depends on but cannot import {', '.join(extra)}" if extra else "",
+                    f"lacks the dependency {', '.join(missing)}" if missing else "",
+                    f"must not depend on {', '.join(extra)} (its code fingerprint covers them)" if extra else "",
                 )
                 if part
             )
@@ -257,7 +261,7 @@ def _deps(args) -> int:
         )
         return 1
     print(
-        "dvc.yaml: every stage depends on exactly the package modules it can import"
+        "dvc.yaml: every stage depends on its code fingerprint (results/code/<stage>.txt: the modules it can import)"
         + (f" ({len(changes)} stage(s) rewritten)" if changes and not args.check else "")
     )
     return 0
@@ -417,10 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_import_data)
     p = sub.add_parser(
         "deps",
-        help="rewrite each dvc.yaml stage's src/lesionlab/*.py deps to the modules its "
-        "command can import (its import closure); --check only lists the differences and fails",
+        help="make each dvc.yaml stage depend on its code fingerprint results/code/<stage>.txt (the md5s of "
+        "the modules its command can import) and write the fingerprints; --check only lists what is out of "
+        "line and fails; --fingerprints only writes them (the pipeline's first stage, `code`)",
     )
-    p.add_argument("--check", action="store_true")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--check", action="store_true")
+    group.add_argument("--fingerprints", action="store_true")
     p.set_defaults(func=_deps)
     p = sub.add_parser(
         "docs",

@@ -82,14 +82,22 @@ def _md5(path: Path) -> str:
 
 
 def code_check(root: Path, entry: dict) -> tuple[list[str], list[str]]:
-    """(matching, differing) code files among a stage's recorded dependencies (src/, notebooks/)."""
+    """(matching, differing) code files among a stage's recorded dependencies: its notebook, and the modules its
+    code fingerprint (``results/code/<stage>.txt``) lists when the fingerprint it ran with is this checkout's
+    (else the fingerprint is the differing file: a module it imports changed since it ran)."""
+    from lesionlab.pipeline.stagedeps import FINGERPRINTS
+
     same, differ = [], []
     for dep in entry.get("deps", []):
         path = dep["path"]
-        if not path.startswith(("src/", "notebooks/")) or str(dep.get("md5", "")).endswith(".dir"):
+        if not path.startswith(("src/", "notebooks/", FINGERPRINTS + "/")) or str(dep.get("md5", "")).endswith(".dir"):
             continue
         f = root / path
-        (same if f.is_file() and _md5(f) == dep.get("md5") else differ).append(path)
+        matches = f.is_file() and _md5(f) == dep.get("md5")
+        if path.startswith(FINGERPRINTS + "/") and matches:
+            same += [line.split("  ", 1)[1] for line in f.read_text().splitlines() if line and not line.startswith("#")]
+        else:
+            (same if matches else differ).append(path)
     return same, differ
 
 
