@@ -140,8 +140,9 @@ def test_a_new_family_is_one_module_its_params_and_its_stage(tmp_path):
     (repo / "src/lesionlab/models/families/prior.py").write_text(PRIOR_FAMILY)  # the module
     dvc = (repo / "dvc.yaml").read_text()
     (repo / "dvc.yaml").write_text(dvc.replace("  ensemble:", PRIOR_STAGE + "  ensemble:", 1))  # the stage
-    run([sys.executable, "-m", "lesionlab", "deps"], repo, env)  # its src deps, generated like every stage's
-    assert "src/lesionlab/models/families/prior.py" in (repo / "dvc.yaml").read_text()
+    run([sys.executable, "-m", "lesionlab", "deps"], repo, env)  # its code fingerprint, like every stage's
+    assert "- results/code/prior.txt" in (repo / "dvc.yaml").read_text()
+    assert "src/lesionlab/models/families/prior.py" in (repo / "results/code/prior.txt").read_text()
     run([sys.executable, "-m", "lesionlab", "deps", "--check"], repo, env)
 
     # nothing else was touched
