@@ -179,6 +179,14 @@ def over_runs(per_run: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (np.where(ok, d, 0.0) * w).sum(axis=1) / total, np.nan)
 
 
+def draws_over_runs(name: str, per_run: list[np.ndarray], n_resamples: int, seed: int) -> np.ndarray:
+    """A row's per-resample draws of one metric: its run's, or the mean over its runs drawn per resample
+    (:func:`run_weights`, :func:`over_runs`)."""
+    if len(per_run) == 1:
+        return per_run[0]
+    return over_runs(per_run, run_weights(name, len(per_run), n_resamples, seed))
+
+
 def runs_mean(values: list[float]) -> float:
     v = np.asarray(values, dtype=float)
     return float(np.nanmean(v)) if np.isfinite(v).any() else np.nan

@@ -285,7 +285,7 @@ def external_leaderboard(
     runs (each run with its own operating point, internal value from ``replicates``), and its CI resamples the runs
     as well as the external lesions (:func:`lesionlab.evaluation.compare.over_runs`)."""
     from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_mean
-    from lesionlab.evaluation.compare import over_runs, run_weights, runs_mean
+    from lesionlab.evaluation.compare import draws_over_runs, runs_mean
 
     classes = list(classes)
     table = external["data"].table.set_index("image_id")
@@ -306,13 +306,12 @@ def external_leaderboard(
             _scored_run(frame, frame_in, classes, lesion_of, weights, temperatures.get(row, 1.0), uncertainty)
             for frame, frame_in in zip(frames, inside)
         ]
-        chosen = run_weights(row, len(scored), n_resamples, seed) if len(scored) > 1 else None
         out = {"dataset": name, "variant": row, "n_runs": len(scored), "n_images": len(ids)}
         out["n_lesions"] = len(set(groups))
         out["operating_target"] = scored[0][2]["operating_target"]
         for metric in scored[0][0]:
             out[metric] = runs_mean([s[0][metric] for s in scored])
-            draws = scored[0][1][metric] if chosen is None else over_runs([s[1][metric] for s in scored], chosen)
+            draws = draws_over_runs(row, [s[1][metric] for s in scored], n_resamples, seed)
             out[f"{metric}_lo"], out[f"{metric}_hi"] = percentile_ci(draws, ci)
         for key in [k for k in scored[0][2] if k != "operating_target"]:
             out[key] = runs_mean([s[2][key] for s in scored])
@@ -441,7 +440,7 @@ def external_paired(
     over its runs, its runs resampled too, as on the internal split)."""
     from lesionlab.data.taxonomy import binary_view_reason, malignant_classes
     from lesionlab.evaluation.bootstrap import percentile_ci, resample_weights, weighted_auc
-    from lesionlab.evaluation.compare import over_runs, run_weights, runs_mean
+    from lesionlab.evaluation.compare import draws_over_runs, runs_mean
     from lesionlab.evaluation.metrics import binary_auc
 
     classes = list(classes)
@@ -467,9 +466,7 @@ def external_paired(
             for r in (a, b):
                 scores = [f[[f"p_{classes[i]}" for i in idx]].to_numpy(dtype=float).sum(axis=1) for f in frames[r]]
                 point[r] = runs_mean([binary_auc(positive, sc) for sc in scores])
-                per_run = [weighted_auc(weights, positive, sc) for sc in scores]
-                chosen = run_weights(r, len(per_run), n_resamples, seed)
-                draws[r] = per_run[0] if len(per_run) == 1 else over_runs(per_run, chosen)
+                draws[r] = draws_over_runs(r, [weighted_auc(weights, positive, sc) for sc in scores], n_resamples, seed)
             lo, hi = percentile_ci(draws[a] - draws[b], ci)
             rows.append(
                 {
