@@ -10,8 +10,8 @@ How DVC sees it: the first stage, ``code`` (``lesionlab deps --fingerprints``), 
 writes one **fingerprint** per stage, ``results/code/<stage>.txt``: the md5 and path of every module that stage's
 command can import, computed from the code as it is when the pipeline runs (a new module or import is in it at
 once). Each stage depends on its fingerprint, not on ~60 module files: a change to a module re-runs exactly the
-stages whose fingerprint lists it, and a no-op ``dvc status`` checks one file per stage instead of ~60 (about
-0.7 ms per dependency on a 2-core CPU, ~4,000 of them with the seed replicates).
+stages whose fingerprint lists it, and a no-op ``dvc status`` checks one file per stage instead of ~60 (measured on
+the 74-stage HAM10000 pipeline, 2,874 module deps: 5.6-5.8 s -> 5.0-5.4 s on a 2-core CPU).
 
 ``lesionlab deps`` brings dvc.yaml in line (each stage depends on ``results/code/<stage>.txt`` and on no module
 file; ``code`` on the package and the notebooks) and writes the fingerprints; ``lesionlab deps --check`` lists
