@@ -24,6 +24,12 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch):
     monkeypatch.setattr(compute, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
     run = compute.resolve(ComputeParams(device="cpu"))
     assert run.precision == "bfloat16" and "avx512_bf16" in run.reason
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # another CPU seen on this one: oneDNN has no bfloat16
+    capped = compute.resolve(ComputeParams(device="cpu"))
+    assert capped.precision == "float32" and "ONEDNN_MAX_CPU_ISA=AVX2" in capped.reason
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    assert compute.resolve(ComputeParams(device="cpu")).precision == "bfloat16"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     forced = compute.resolve(ComputeParams(device="cpu", precision="float32"))
     assert forced.precision == "float32" and forced.reason.startswith("set in params")
     assert forced.to_dict() == {

@@ -94,3 +94,34 @@ def test_steps_and_spread_tables_come_from_the_comparisons_files(tmp_path):
         ]
     ).to_csv(tmp_path / "seeds.csv", index=False)
     assert "| `x` | 3 | 0.500 ± 0.040 | 0.450–0.550 |" in render("spread seeds.csv", tmp_path)
+
+
+def test_the_bench_table_sets_two_records_side_by_side_and_names_a_changed_input_size(tmp_path):
+    import json
+
+    def record(date, cold, noop, cnn, finetune_label, finetune):
+        return {
+            "date": date,
+            "git_commit": "abc",
+            "cold_stages": {"prepare": {}, "train@cnn": {}},
+            "figures": {"cold_pipeline": {"median": cold}, "noop_repro": {"median": noop}},
+            "training_images_per_second": {"CNN (Keras)": {"median": cnn}, finetune_label: {"median": finetune}},
+            "cold_by_family": {"Grad-CAM": 180.0},
+        }
+
+    (tmp_path / "before.json").write_text(
+        json.dumps(record("2026-11-23 22:12 UTC", 1200.0, 3.0, 600.0, "fine-tune full (PyTorch, 96 px)", 50.0))
+    )
+    (tmp_path / "after.json").write_text(
+        json.dumps(record("2026-12-02 10:00 UTC", 800.0, 1.5, 1500.0, "fine-tune full (PyTorch, 64 px)", 100.0))
+    )
+    table = doctables.render("bench before.json after.json", tmp_path)
+    assert "| default pipeline, cold (`dvc repro`, empty cache) | 1,200 s | 800 s | ×1.50 |" in table
+    assert "| `dvc repro`, nothing changed | 3.00 s | 1.50 s | ×2.00 |" in table
+    assert "| training: CNN (Keras), images/s | 600 | 1,500 | ×2.50 |" in table
+    # the same family at another input size is compared, and the cells and the ratio say so
+    assert (
+        "| training: fine-tune full (PyTorch), images/s | 50 at 96 px | 100 at 64 px | ×2.00 (another size) |" in table
+    )
+    assert "| Grad-CAM, every explained variant (s) | 180 s | 180 s | ×1.00 |" in table
+    assert "`dvc status`" not in table  # a figure neither record has is left out, not shown empty

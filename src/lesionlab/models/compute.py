@@ -7,7 +7,9 @@ why, and every training or embedding run records it (``training.json`` / ``embed
   models use the same device through Keras' torch backend: one CUDA build serves every stage.)
 - **precision** ``auto``: bfloat16 autocast where the hardware computes in bfloat16 natively (a CUDA GPU that
   supports it; a CPU with AVX512_BF16 or AMX), else float32. On a CPU without those instructions bfloat16 is
-  emulated and slower than float32, so ``auto`` keeps float32 there; ``bfloat16`` forces it anyway.
+  emulated and slower than float32, so ``auto`` keeps float32 there; ``bfloat16`` forces it anyway. A cap on
+  oneDNN's instruction set (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2``: how one sees another CPU's behaviour on this
+  one) below the bfloat16 ISAs counts as a CPU without them.
 - **channels_last**: convolutions on NHWC memory (oneDNN's and cuDNN's fast path; ``make bench`` measures it).
 
 Imports torch only inside the functions.
@@ -16,11 +18,25 @@ Imports torch only inside the functions.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 #: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: oneDNN ISA names (``ONEDNN_MAX_CPU_ISA``) whose cap still includes bfloat16 arithmetic (DEFAULT / ALL: no cap)
+BF16_ISA_CAPS = (
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+    "DEFAULT",
+    "ALL",
+)
 
 
 def cpu_flags() -> set[str]:
@@ -43,6 +59,9 @@ def native_bf16(device: str) -> tuple[bool, str]:
         ok = bool(torch.cuda.is_bf16_supported())
         return ok, f"{torch.cuda.get_device_name(0)}: bfloat16 {'supported' if ok else 'not supported'}"
     flags = cpu_flags() & set(BF16_CPU_FLAGS)
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if flags and cap and cap not in BF16_ISA_CAPS:
+        return False, f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below bfloat16 (it would be emulated)"
     if flags:
         return True, "CPU has " + ", ".join(sorted(flags))
     return False, "CPU has neither " + " nor ".join(BF16_CPU_FLAGS) + " (bfloat16 would be emulated)"

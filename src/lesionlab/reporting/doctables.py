@@ -6,11 +6,12 @@ A generated table sits between two markers::
     ...
     <!-- end table -->
 
-Four kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``), ``columns``
+Five kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``), ``columns``
 (every row in the file's order, the named columns; ``name:ci`` adds the column's 95 % CI, ``bold=a,b`` marks the
 best value of those columns), ``steps`` (a ``paired.csv``'s ablation steps with their verdicts; ``metric=`` and
 ``comparison=preprocessing`` pick other rows, also of a ``paired_external.csv``) and ``spread``
-(a ``seeds.csv``: each row's runs, mean ± sd, min–max)::
+(a ``seeds.csv``: each row's runs, mean ± sd, min–max) and ``bench`` (two ``make bench`` records, before → after:
+``<!-- table: bench reports/bench-2026-11-23.json reports/bench.json -->``)::
 
     <!-- table: columns reports/ham10000/leaderboard_binary.csv malignant_auc:ci sensitivity_at_90_specificity -->
 
@@ -136,6 +137,65 @@ def spread_table(csv: Path, metric: str = "balanced_accuracy") -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the ``bench`` table's time rows: (label, key in the record's ``figures``)
+BENCH_SECONDS = [
+    ("default pipeline, cold (`dvc repro`, empty cache)", "cold_pipeline"),
+    ("`dvc repro`, nothing changed", "noop_repro"),
+    ("`dvc status`, nothing changed", "dvc_status"),
+    ("per-notebook overhead (process + papermill + kernel + nbconvert)", "notebook_overhead"),
+]
+_PX = re.compile(r",? (\d+) px")
+
+
+def _bench_config(record: dict) -> str:
+    stages = record.get("cold_stages") or {}
+    return f"{record.get('date', '?')[:10]}, commit `{record.get('git_commit', '?')}`: {len(stages)} stages"
+
+
+def _bench_families(record: dict) -> dict[str, tuple[float, str]]:
+    """Training throughput per family, keyed by the family's label without its input size: (images/s, size)."""
+    out = {}
+    for label, fig in (record.get("training_images_per_second") or {}).items():
+        size = _PX.search(label)
+        out[_PX.sub("", label)] = (fig["median"], f" at {size.group(1)} px" if size else "")
+    return out
+
+
+def bench_table(before_json: Path, after_json: Path) -> str:
+    """Two ``make bench`` records side by side: each time figure and each family's training throughput, before →
+    after, with the speed-up (before ÷ after for a time, after ÷ before for images/s: > 1 is faster). A family
+    measured at another input size says so in its cells."""
+    import json
+
+    before, after = (json.loads(Path(p).read_text()) for p in (before_json, after_json))
+    lines = [
+        "| measure | before | after | speed-up |",
+        "|---|---:|---:|---:|",
+        f"| run | {_bench_config(before)} | {_bench_config(after)} | |",
+    ]
+    for label, key in BENCH_SECONDS:
+        a, b = (r.get("figures", {}).get(key, {}).get("median") for r in (before, after))
+        if a is None or b is None:
+            continue
+        fmt = "{:,.0f} s" if max(a, b) >= 100 else "{:.2f} s"
+        lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | ×{a / b:.2f} |")
+    families_before, families_after = _bench_families(before), _bench_families(after)
+    for family, (b_ips, b_px) in families_before.items():
+        if family not in families_after:
+            continue
+        a_ips, a_px = families_after[family]
+        lines.append(
+            f"| training: {family}, images/s | {b_ips:,.0f}{b_px} | {a_ips:,.0f}{a_px} | ×{a_ips / b_ips:.2f}"
+            + (" (another size)" if a_px != b_px else "")
+            + " |"
+        )
+    for family in ("Grad-CAM",):
+        a, b = ((r.get("cold_by_family") or {}).get(family) for r in (before, after))
+        if a and b:
+            lines.append(f"| {family}, every explained variant (s) | {a:,.0f} s | {b:,.0f} s | ×{a / b:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(spec: str, root: Path) -> str:
     kind, path, *options = spec.split()
     opts = dict(o.split("=", 1) for o in options if "=" in o)
@@ -143,12 +203,14 @@ def render(spec: str, root: Path) -> str:
         return steps_table(root / path, opts.get("metric", "balanced_accuracy"), opts.get("comparison", "step"))
     if kind == "spread":
         return spread_table(root / path)
+    if kind == "bench":
+        return bench_table(root / path, root / options[0])
     if kind == "columns":
         return columns_table(
             root / path, [o for o in options if "=" not in o], tuple(filter(None, opts.get("bold", "").split(",")))
         )
     if kind != "leaderboard":
-        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard, columns, steps, spread)")
+        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard, columns, steps, spread, bench)")
     return leaderboard_table(
         root / path,
         int(opts["top"]) if "top" in opts else None,
