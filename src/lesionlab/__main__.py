@@ -1,5 +1,7 @@
 import sys
 
-from lesionlab.cli import main
+from lesionlab.cli import main, quick_exit
 
-sys.exit(main())
+status = main()
+quick_exit(status)  # a stage that loaded TensorFlow or PyTorch: skip their ~1.3 s teardown (cli.quick_exit)
+sys.exit(status)
