@@ -105,7 +105,11 @@ def test_the_bench_table_sets_two_records_side_by_side_and_names_a_changed_input
             "git_commit": "abc",
             "cold_stages": {"prepare": {}, "train@cnn": {}},
             "figures": {"cold_pipeline": {"median": cold}, "noop_repro": {"median": noop}},
-            "training_images_per_second": {"CNN (Keras)": {"median": cnn}, finetune_label: {"median": finetune}},
+            "training_images_per_second": {
+                "CNN (Keras)": {"median": cnn},
+                finetune_label: {"median": finetune},
+                "linear probe (PyTorch head)": {"median": 30000.0},
+            },
             "cold_by_family": {"Grad-CAM": 180.0},
         }
 
@@ -125,3 +129,6 @@ def test_the_bench_table_sets_two_records_side_by_side_and_names_a_changed_input
     )
     assert "| Grad-CAM, every explained variant (s) | 180 s | 180 s | ×1.00 |" in table
     assert "`dvc status`" not in table  # a figure neither record has is left out, not shown empty
+    brief = doctables.render("bench before.json after.json brief", tmp_path)
+    assert "CNN (Keras)" in brief and "fine-tune full" in brief and "nothing changed" in brief
+    assert "linear probe" in table and "linear probe" not in brief and "Grad-CAM" in brief

@@ -11,7 +11,7 @@ Five kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``
 best value of those columns), ``steps`` (a ``paired.csv``'s ablation steps with their verdicts; ``metric=`` and
 ``comparison=preprocessing`` pick other rows, also of a ``paired_external.csv``) and ``spread``
 (a ``seeds.csv``: each row's runs, mean ± sd, min–max) and ``bench`` (two ``make bench`` records, before → after:
-``<!-- table: bench reports/bench-2026-11-23.json reports/bench.json -->``)::
+``<!-- table: bench reports/bench-2026-11-23.json reports/bench.json -->``, ``brief`` for fewer rows)::
 
     <!-- table: columns reports/ham10000/leaderboard_binary.csv malignant_auc:ci sensitivity_at_90_specificity -->
 
@@ -161,10 +161,15 @@ def _bench_families(record: dict) -> dict[str, tuple[float, str]]:
     return out
 
 
-def bench_table(before_json: Path, after_json: Path) -> str:
+#: the rows a ``brief`` bench table keeps: these time figures and the families whose label starts so
+BENCH_BRIEF_TIMES, BENCH_BRIEF_FAMILIES = ("cold_pipeline", "noop_repro"), ("CNN", "fine-tune")
+
+
+def bench_table(before_json: Path, after_json: Path, brief: bool = False) -> str:
     """Two ``make bench`` records side by side: each time figure and each family's training throughput, before →
     after, with the speed-up (before ÷ after for a time, after ÷ before for images/s: > 1 is faster). A family
-    measured at another input size says so in its cells."""
+    measured at another input size says so in its cells. ``brief``: the cold pipeline, the no-op, the CNN and
+    fine-tune throughputs and Grad-CAM only (the README's version)."""
     import json
 
     before, after = (json.loads(Path(p).read_text()) for p in (before_json, after_json))
@@ -174,6 +179,8 @@ def bench_table(before_json: Path, after_json: Path) -> str:
         f"| run | {_bench_config(before)} | {_bench_config(after)} | |",
     ]
     for label, key in BENCH_SECONDS:
+        if brief and key not in BENCH_BRIEF_TIMES:
+            continue
         a, b = (r.get("figures", {}).get(key, {}).get("median") for r in (before, after))
         if a is None or b is None:
             continue
@@ -181,7 +188,7 @@ def bench_table(before_json: Path, after_json: Path) -> str:
         lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | ×{a / b:.2f} |")
     families_before, families_after = _bench_families(before), _bench_families(after)
     for family, (b_ips, b_px) in families_before.items():
-        if family not in families_after:
+        if family not in families_after or (brief and not family.startswith(BENCH_BRIEF_FAMILIES)):
             continue
         a_ips, a_px = families_after[family]
         lines.append(
@@ -204,7 +211,7 @@ def render(spec: str, root: Path) -> str:
     if kind == "spread":
         return spread_table(root / path)
     if kind == "bench":
-        return bench_table(root / path, root / options[0])
+        return bench_table(root / path, root / options[0], brief="brief" in options)
     if kind == "columns":
         return columns_table(
             root / path, [o for o in options if "=" not in o], tuple(filter(None, opts.get("bold", "").split(",")))
