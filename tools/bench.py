@@ -729,9 +729,12 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)
     if not args.no_docs:
+        from lesionlab.reporting import doctables
+
         update_readme(root / "docs" / "cost.md", table)
+        doctables.update(root)  # the generated before/after tables that read reports/bench.json (README, cost.md)
     print(table)
-    print(f"[bench] wrote {out}" + ("" if args.no_docs else " and the table in docs/cost.md"))
+    print(f"[bench] wrote {out}" + ("" if args.no_docs else " and the tables in docs/cost.md and README.md"))
     return 0
 
 
