@@ -20,6 +20,7 @@ from lesionlab.config import AugmentParams, BackboneParams
 from lesionlab.models import keras_common
 from lesionlab.models.backbones import BackboneSpec
 from lesionlab.models.fitting import BestEpoch, class_weight_dict
+from lesionlab.models.keras_augment import augmenter
 from lesionlab.models.keras_common import compute_of, early_stopping, load_keras
 from lesionlab.models.tta import N_VIEWS, dihedral, predict_with_tta
 from lesionlab.models.weights import WeightsRecord
@@ -73,10 +74,10 @@ def build_model(
     x = inputs
     if cache_size != cfg.image_size:
         x = layers.Resizing(cfg.image_size, cfg.image_size, name="resize")(x)
-    if cfg.augment:
-        x = layers.RandomFlip("horizontal_and_vertical", seed=seed)(x)
-        if aug.rotation:
-            x = layers.RandomRotation(aug.rotation, fill_mode="reflect", seed=seed + 1)(x)
+    if cfg.augment:  # flips and rotation only (a pretrained backbone's input statistics stay as they were)
+        geometry = augmenter(keras, aug.model_copy(update={"zoom": 0.0, "translate": 0.0}), seed, geometry_only=True)
+        if geometry is not None:
+            x = geometry(x)
     x = _preprocess_layer(keras, spec)(x)
     x = base(x, training=False)  # BatchNorm in inference mode, trainable or not
     x = layers.Dropout(cfg.dropout, seed=seed + 2)(x)

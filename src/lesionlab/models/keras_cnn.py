@@ -1,9 +1,9 @@
 """The baseline CNN of the ablation ladder, in Keras 3 (TensorFlow or PyTorch backend): one builder, flags for
 each rung.
 
-Rungs (params.yaml ``variants:``): augmentation (flips, rotations, zoom, shifts,
-brightness/contrast), class weights, BatchNorm, ELU, batch size. Early stopping
-watches the validation *balanced* accuracy and restores the best weights.
+Rungs (params.yaml ``variants:``): augmentation (flips, rotation, zoom, shifts in one affine resampling,
+then brightness/contrast: :mod:`lesionlab.models.keras_augment`), class weights, BatchNorm, ELU, batch size.
+Early stopping watches the validation *balanced* accuracy and restores the best weights.
 
 TensorFlow is imported inside the functions: importing this module costs nothing.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from lesionlab.config import AugmentParams, TrainParams
 from lesionlab.models.fitting import BestEpoch, FitResult, class_weight_dict
+from lesionlab.models.keras_augment import augmenter
 from lesionlab.models.keras_common import early_stopping, load_keras, predict  # noqa: F401  (predict: this family's)
 
 #: BatchNorm's moving-average momentum. Keras' default (0.99) needs hundreds of steps before the
@@ -26,21 +27,9 @@ def build_cnn(cfg: TrainParams, aug: AugmentParams, image_size: int, n_classes: 
     layers = keras.layers
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
-    if cfg.augment:
-        blocks = []
-        if aug.flip:
-            blocks.append(layers.RandomFlip("horizontal_and_vertical", seed=seed))
-        if aug.rotation:
-            blocks.append(layers.RandomRotation(aug.rotation, fill_mode="reflect", seed=seed + 1))
-        if aug.zoom:
-            blocks.append(layers.RandomZoom(aug.zoom, fill_mode="reflect", seed=seed + 2))
-        if aug.translate:
-            blocks.append(layers.RandomTranslation(aug.translate, aug.translate, fill_mode="reflect", seed=seed + 3))
-        if aug.brightness:
-            blocks.append(layers.RandomBrightness(aug.brightness, value_range=(0.0, 1.0), seed=seed + 4))
-        if aug.contrast:
-            blocks.append(layers.RandomContrast(aug.contrast, seed=seed + 5))
-        x = keras.Sequential(blocks, name="augment")(x)
+    augment = augmenter(keras, aug, seed) if cfg.augment else None
+    if augment is not None:
+        x = augment(x)
     for i, filters in enumerate(cfg.filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not cfg.batchnorm, name=f"conv{i + 1}")(x)
         if cfg.batchnorm:

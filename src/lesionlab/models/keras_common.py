@@ -91,6 +91,10 @@ def load_keras(seed: int):
 def _seeded_keras(seed: int):
     import keras
 
+    from lesionlab.models import keras_augment
+
+    keras_augment.register(keras)  # the project's layers, so that saved models load with safe_mode on
+
     if keras.backend.backend() == "torch":
         # set_random_seed seeds TensorFlow too when it is installed, importing it; torchvision must come first
         # (imported after TensorFlow in one process, it crashes)
