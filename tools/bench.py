@@ -463,6 +463,11 @@ def run_bench(
         print(f"[bench] cold pipeline {i + 1}: {cold[-1]:.0f} s", flush=True)
     figures["cold_pipeline"] = summarize(cold, target=TARGETS["cold_pipeline"])
     fresh = _leaderboard(scratch, dataset)
+    if keep:  # the cold run's record, before the one-variant change below edits the scratch workspace
+        kept = logs / "cold-result"
+        shutil.copytree(scratch / "reports" / dataset, kept / "reports" / dataset)
+        shutil.copy2(scratch / "dvc.lock", kept / "dvc.lock")
+        print(f"[bench] the cold run's dvc.lock and reports/{dataset} kept in {kept}", flush=True)
     result["reproduced"] = reproduced(reference, fresh)
     print(f"[bench] committed leaderboard reproduced: {result['reproduced']}", flush=True)
     if reference is not None and fresh is not None:  # the reproduction check anyone can run: `lesionlab verify`
@@ -706,7 +711,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the two (or more) variants changed in the queued experiments (default: the first two probes)",
     )
     p.add_argument("--workdir", default=None, help="an empty folder for the scratch copy (default: a temp folder)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch copy and its logs")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch copy and its logs, and the cold run's dvc.lock and report in logs/cold-result/",
+    )
     p.add_argument("--out", default="reports/bench.json")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the benchmark table in docs/cost.md")
     args = p.parse_args(argv)

@@ -236,7 +236,8 @@ def _deps(args) -> int:
     root = find_project_root()
     if args.fingerprints:  # the pipeline's `code` stage
         changed = stagedeps.write_fingerprints(root)
-        print(f"[code] {stagedeps.FINGERPRINTS}/: {len(changed)} stage fingerprint(s) changed", flush=True)
+        written = f"{len(changed)} stage fingerprint(s) written, the others unchanged"
+        print(f"[code] {stagedeps.FINGERPRINTS}/: {written}", flush=True)
         return 0
     changes = stagedeps.check(root) if args.check else stagedeps.rewrite(root)
     for stage, (missing, extra) in changes.items():
