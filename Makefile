@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test lint format bench gpu-check lab check-params metrics plots exps clean-venv
+.PHONY: setup browser repro test lint format bench frontier gpu-check lab check-params metrics plots exps clean-venv
 
 setup: $(STAMP)
 
@@ -48,6 +48,13 @@ format: setup  ## apply ruff's formatting and its safe fixes
 
 bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
 	$(PY) -m tools.bench $(BENCH_ARGS)
+
+# the rest of a HAM10000 run, outside the stages the backbone choice changes: the 2026-12-02 run took 136 min,
+# of which 43 min fine-tunes and 7.5 min embeddings (its closing note); `make frontier FRONTIER_ARGS=...` to change
+FRONTIER_ARGS ?= --rest-hours 1.43 --rest-source "2026-12-02 HAM10000 run: 136 min - 43 min fine-tunes - 7.5 min embeddings"
+frontier: setup  ## HAM10000: short runs of Lite0/1/2 x 128/192/224 px -> reports/ham10000/frontier.json (~40 min on 2 CPUs)
+	$(PY) -m tools.frontier $(FRONTIER_ARGS)
+	$(PY) -m lesionlab docs
 
 gpu-check: setup  ## on a GPU machine: one row per neural family, tiny config, Keras on torch; fails unless all ran on cuda
 	$(PY) -m tools.gpu_check $(GPU_CHECK_ARGS)

@@ -202,6 +202,54 @@ def bench_table(before_json: Path, after_json: Path, brief: bool = False) -> str
     return "\n".join(lines) + "\n"
 
 
+def frontier_table(path: Path) -> str:
+    """``python -m tools.frontier``'s record: per backbone and input size the short run's validation balanced
+    accuracy with its lesion-bootstrap CI, the training throughput of each mode (float32 → bfloat16) and the
+    projected hours of a HAM10000 run's fine-tune and embedding stages; the proposal below, in bold in the table."""
+    import json
+
+    record = json.loads(Path(path).read_text())
+    proposal = record.get("proposal") or {}
+    lines = [
+        "| backbone | input | val balanced accuracy [95% CI] | partial fine-tune, img/s (fp32 → bf16) "
+        "| full fine-tune, img/s (fp32 → bf16) | inference, img/s | fine-tunes + embedding, projected |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in record["rows"]:
+        ips = row["train_images_per_second"]
+        modes = []
+        for strategy in ("partial", "full"):
+            fp32, bf16 = ips.get(f"{strategy}_float32"), ips.get(f"{strategy}_bfloat16")
+            modes.append(f"{fp32:,.0f} → {bf16:,.0f}" if fp32 and bf16 else f"{fp32 or bf16:,.0f}")
+        name = row["backbone"].replace("efficientnet_", "EfficientNet-").replace("lite", "Lite")
+        chosen = (row["backbone"], row["image_size"]) == (proposal.get("backbone"), proposal.get("image_size"))
+        acc = f"{row['balanced_accuracy']:.3f} [{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]"
+        infer = next(iter(row["inference_images_per_second"].values()))
+        hours = f"{row['projected']['hours']:.1f} h"
+        cells = [name, f"{row['image_size']} px", acc, *modes, f"{infer:,.0f}", hours]
+        lines.append("| " + " | ".join(f"**{c}**" if chosen else c for c in cells) + " |")
+    run = record["short_run"]
+    plan = record["plan"]
+    lines.append("")
+    lines.append(
+        f"Short runs: {run['strategy']} fine-tune, {run['epochs']} epochs on {run['train_images']:,} training images, "
+        f"scored on {run['val_images']:,} validation images (lesion-grouped split; the test split is not read); "
+        f"{record['date']}. Projection: {len(plan['strategies'])} fine-tunes × {plan['seeds']} runs × "
+        f"{plan['epochs']} epochs on {plan['n_train']:,} images, TTA {'on' if plan['tta'] else 'off'}, "
+        f"embeddings of {plan['n_images']:,} images × 8 views."
+    )
+    if proposal:
+        name = proposal["backbone"].replace("efficientnet_", "EfficientNet-").replace("lite", "Lite")
+        lines.append(
+            f"Proposed for the next HAM10000 run (budget {record['budget_hours']:g} h, of which "
+            f"{record['rest_hours']:g} h outside these stages): **{name} at {proposal['image_size']} px, "
+            f"{proposal['precision']}**, projected {proposal['projected_hours']:.1f} h in all."
+        )
+    else:
+        lines.append(f"No configuration fits the {record['budget_hours']:g} h budget.")
+    return "\n".join(lines) + "\n"
+
+
 def render(spec: str, root: Path) -> str:
     kind, path, *options = spec.split()
     opts = dict(o.split("=", 1) for o in options if "=" in o)
@@ -211,12 +259,15 @@ def render(spec: str, root: Path) -> str:
         return spread_table(root / path)
     if kind == "bench":
         return bench_table(root / path, root / options[0], brief="brief" in options)
+    if kind == "frontier":
+        return frontier_table(root / path)
     if kind == "columns":
         return columns_table(
             root / path, [o for o in options if "=" not in o], tuple(filter(None, opts.get("bold", "").split(",")))
         )
     if kind != "leaderboard":
-        raise ValueError(f"unknown generated table {kind!r} (known: leaderboard, columns, steps, spread, bench)")
+        known = "leaderboard, columns, steps, spread, bench, frontier"
+        raise ValueError(f"unknown generated table {kind!r} (known: {known})")
     return leaderboard_table(
         root / path,
         int(opts["top"]) if "top" in opts else None,
