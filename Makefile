@@ -52,7 +52,7 @@ bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 
 # the rest of a HAM10000 run, outside the stages the backbone choice changes: the 2026-12-02 run took 136 min,
 # of which 43 min fine-tunes and 7.5 min embeddings (its closing note); `make frontier FRONTIER_ARGS=...` to change
 FRONTIER_ARGS ?= --rest-hours 1.43 --rest-source "2026-12-02 HAM10000 run: 136 min - 43 min fine-tunes - 7.5 min embeddings"
-frontier: setup  ## HAM10000: short runs of Lite0/1/2 x 128/192/224 px -> reports/ham10000/frontier.json (~40 min on 2 CPUs)
+frontier: setup  ## HAM10000: short runs of Lite0/1/2 x 128/192/224 px -> reports/ham10000/frontier.json (~20 min on 2 CPUs)
 	$(PY) -m tools.frontier $(FRONTIER_ARGS)
 	$(PY) -m lesionlab docs
 

@@ -9,7 +9,7 @@ inference, and projects what the fine-tune and embedding stages of a HAM10000 ru
 cost on this machine (split sizes, epochs, seeds and TTA from the pipeline's params). The proposal is the most
 accurate configuration whose projected run fits the budget.
 
-    python -m tools.frontier --data ../shared/datasets/ham10000            # ~40 min on 2 CPU cores
+    python -m tools.frontier --data ../shared/datasets/ham10000            # ~20 min on 2 CPU cores
     python -m lesionlab docs                                                # the docs table from frontier.json
 
 Short runs rank configurations; they do not give the accuracy of a full run. Research use only, not diagnosis.
