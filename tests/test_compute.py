@@ -38,7 +38,11 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch):
         "channels_last": True,
         "keras_backend": "tensorflow",
         "reason": forced.reason,
+        "depthwise_grad_float32": False,
     }
+    # training: float32 depthwise gradients exactly where the CPU runs bfloat16 (recorded with the run)
+    assert not forced.for_training().depthwise_grad_float32
+    assert compute.resolve(ComputeParams(device="cpu", precision="bfloat16")).for_training().depthwise_grad_float32
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error(monkeypatch):
@@ -80,6 +84,59 @@ def test_channels_last_and_bfloat16_change_the_numbers_only_within_their_precisi
     assert half.dtype == np.float64 and np.allclose(half.sum(axis=1), 1)
     assert np.abs(half - plain).max() < 0.02  # bfloat16 keeps 8 bits of mantissa
     assert np.abs(half - plain).max() > 0  # and really ran in bfloat16
+
+
+def _depthwise_net(padding_module: bool):
+    """conv -> strided 3x3 depthwise (behind a padding module, as EfficientNet-Lite's 'same' padding is, or with
+    the convolution's own padding) -> frozen 5x5 depthwise -> pooled logits."""
+    torch.manual_seed(0)
+    if padding_module:
+        strided = torch.nn.Sequential(torch.nn.ZeroPad2d((0, 1, 0, 1)), torch.nn.Conv2d(8, 8, 3, 2, groups=8))
+    else:
+        strided = torch.nn.Conv2d(8, 8, 3, 2, padding=1, groups=8, bias=True)
+    frozen = torch.nn.Conv2d(8, 8, 5, padding=2, groups=8, bias=False)
+    frozen.weight.requires_grad_(False)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(), strided, torch.nn.ReLU6(), frozen,
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("padding_module", [True, False])
+def test_float32_depthwise_gradients_keep_the_forward_and_compute_the_same_gradients(padding_module):
+    import copy
+
+    from lesionlab.models.torch_models import float32_depthwise_gradients
+
+    x = torch.randn(4, 3, 12, 12).contiguous(memory_format=torch.channels_last)
+    plain, patched = _depthwise_net(padding_module), _depthwise_net(padding_module)
+    keys = list(patched.state_dict())
+    assert float32_depthwise_gradients(patched) == 1  # the trainable depthwise one; not the frozen, not the dense
+    assert float32_depthwise_gradients(patched) == 0  # once only
+    assert list(patched.state_dict()) == keys  # saved models are unchanged
+
+    def grads(net, bf16: bool):
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        out.float().square().sum().backward()
+        return out.detach().float(), {n: p.grad.clone() for n, p in net.named_parameters() if p.requires_grad}
+
+    for bf16 in (False, True):
+        (out_plain, g_plain), (out_patched, g_patched) = grads(plain, bf16), grads(patched, bf16)
+        assert torch.equal(out_plain, out_patched)  # the forward is the one autocast runs, bit for bit
+        assert g_plain.keys() == g_patched.keys()
+        for name in g_plain:
+            assert g_patched[name].dtype == g_plain[name].dtype
+            # float32: the same kernels' results; bfloat16: the patched ones computed in float32, so only close
+            scale = float(g_plain[name].abs().max())
+            tol = dict(rtol=1e-5, atol=1e-6) if not bf16 else dict(rtol=0.1, atol=0.05 * scale)
+            torch.testing.assert_close(g_patched[name], g_plain[name], **tol)
+    with torch.no_grad():  # inference takes the convolution's own forward
+        assert torch.equal(plain(x), patched(x))
+    twin = copy.deepcopy(patched)  # what AveragedModel (EMA) does: the copy's patch is bound to the copy
+    strided = twin[2][1] if padding_module else twin[2]
+    assert strided.forward.__self__ is strided
 
 
 _KERAS_RUN = textwrap.dedent(

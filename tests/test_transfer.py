@@ -48,6 +48,29 @@ def test_warmup_then_cosine_schedule():
     assert factors[-1] < 0.01
 
 
+def test_ema_follows_the_warmed_up_decay_and_takes_integer_buffers_as_they_are():
+    from torch.optim.swa_utils import AveragedModel
+
+    from lesionlab.models.torch_train import ema_average
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = AveragedModel(net, multi_avg_fn=ema_average(0.9), use_buffers=True)
+    start = net[0].weight.detach().clone()
+    ema.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.fill_(2.0)
+    net[1].num_batches_tracked += 5
+    ema.update_parameters(net)  # one update done: decay min(0.9, 2 / 11)
+    d = 2 / 11
+    torch.testing.assert_close(ema.module[0].weight, d * start + (1 - d) * (start + 1))
+    torch.testing.assert_close(ema.module[1].running_mean, torch.full((2,), (1 - d) * 2.0))  # buffers averaged too
+    assert int(ema.module[1].num_batches_tracked) == 5
+    for _ in range(200):  # later the decay is the configured one
+        ema.update_parameters(net)
+    torch.testing.assert_close(ema.module[0].weight, start + 1, atol=1e-6, rtol=0)
+
+
 def test_focal_loss_down_weights_easy_examples_and_smoothing_spreads_targets():
     from lesionlab.models.torch_train import loss_fn, soft_targets
 

@@ -78,7 +78,7 @@ def build(backbone: str, size: int, strategy: str, cfg, n_classes: int, precisio
     head = torch_models.make_head(spec.features, n_classes, cfg.head, cfg.hidden_units, cfg.dropout)
     model = torch_models.BackboneNet(spec, features, head, size)
     torch_models.apply_strategy(model, spec, strategy, cfg.trainable_blocks)
-    run = compute.resolve(compute_params(precision))
+    run = compute.resolve(compute_params(precision)).for_training()  # as the pipeline's fine-tunes train
     return run.prepare_model(model), run
 
 

@@ -11,6 +11,12 @@ why, and every training or embedding run records it (``training.json`` / ``embed
   oneDNN's instruction set (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2``: how one sees another CPU's behaviour on this
   one) below the bfloat16 ISAs counts as a CPU without them.
 - **channels_last**: convolutions on NHWC memory (oneDNN's and cuDNN's fast path; ``make bench`` measures it).
+- **depthwise gradients in float32** (training in bfloat16 on a CPU, :meth:`Compute.for_training`): PyTorch's CPU
+  backward of a bfloat16 depthwise convolution with stride 2 or a 5x5 kernel is an order of magnitude slower than
+  in float32 at EfficientNet-Lite0's shapes (seen on AVX512_BF16 and AMX CPUs), which made a full fine-tune's
+  backward five times its forward. The forward stays the bfloat16 convolution autocast
+  runs (the same numbers); only the gradients of trainable depthwise convolutions are computed in float32
+  (:func:`lesionlab.models.torch_models.float32_depthwise_gradients`).
 
 Imports torch only inside the functions.
 """
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 #: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic
@@ -74,6 +80,12 @@ class Compute:
     channels_last: bool
     keras_backend: str
     reason: str  # why this precision
+    depthwise_grad_float32: bool = False  # training: trainable depthwise convolutions' gradients in float32
+
+    def for_training(self) -> Compute:
+        """This compute for a run that trains convolutions: on a CPU in bfloat16 the depthwise convolutions'
+        gradients are computed in float32 (module docstring; recorded in the run's ``compute``)."""
+        return replace(self, depthwise_grad_float32=self.device == "cpu" and self.precision == "bfloat16")
 
     def autocast(self):
         """The context the forward passes run in: bfloat16 autocast, or nothing."""
@@ -91,6 +103,10 @@ class Compute:
         if hasattr(model, "channels_last"):
             model.channels_last = self.channels_last
         model = model.to(self.device)
+        if self.depthwise_grad_float32:
+            from lesionlab.models.torch_models import float32_depthwise_gradients
+
+            float32_depthwise_gradients(model)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def to_dict(self) -> dict:
@@ -98,7 +114,8 @@ class Compute:
 
     def describe(self) -> str:
         layout = ", channels-last" if self.channels_last else ""
-        return f"{self.device}, {self.precision}{layout} ({self.reason})"
+        grads = ", depthwise gradients in float32" if self.depthwise_grad_float32 else ""
+        return f"{self.device}, {self.precision}{layout}{grads} ({self.reason})"
 
 
 def pick_device(choice: str = "auto") -> str:

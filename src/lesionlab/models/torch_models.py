@@ -143,6 +143,86 @@ def apply_strategy(model: BackboneNet, spec: BackboneSpec, strategy: str, traina
         p.requires_grad = True
 
 
+class _Float32Gradients(torch.autograd.Function):
+    """A depthwise convolution whose forward is the one autocast runs (bfloat16 on a CPU that has it) and whose
+    backward computes in float32: PyTorch's CPU bfloat16 kernels for the input gradient of a strided depthwise
+    convolution and the weight gradient of a 5x5 one are 10-20x slower than the float32 ones
+    (:mod:`lesionlab.models.compute`)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight, bias)
+        ctx.conv = (stride, padding, dilation, groups)
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias = ctx.saved_tensors
+        stride, padding, dilation = (list(torch.nn.modules.utils._pair(v)) for v in ctx.conv[:3])
+        groups = ctx.conv[3]
+        low = grad.dtype  # the forward's compute dtype: inputs and weights as the forward saw them
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2]]
+        # channels-last float32 in: the fastest kernels for every shape measured (a padding module before the
+        # convolution may have handed it a contiguous NCHW input, whose kernels are several times slower)
+        nhwc = torch.channels_last
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad.float().contiguous(memory_format=nhwc),
+            x.to(low).float().contiguous(memory_format=nhwc),
+            weight.to(low).float().contiguous(memory_format=nhwc),
+            [bias.shape[0]] if bias is not None else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            groups,
+            mask,
+        )
+        return _like(gx, x), _like(gw, weight), _like(gb, bias), None, None, None, None
+
+
+def _like(grad, tensor):
+    return None if grad is None else grad.to(tensor.dtype)
+
+
+class _DepthwiseMode(torch.overrides.TorchFunctionMode):
+    """Inside a patched depthwise convolution's forward: its ``conv2d`` call goes through :class:`_Float32Gradients`
+    (whatever padding module or ``F.conv2d`` call the convolution class makes around it)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (F.conv2d, torch.conv2d):
+            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+            call = dict(zip(names, args), **kwargs)
+            call = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1} | call
+            x, groups = call["input"], call["groups"]
+            if groups > 1 and groups == x.shape[1] and not isinstance(call["padding"], str):
+                return _Float32Gradients.apply(*(call[n] for n in names))
+        return func(*args, **kwargs)
+
+
+def _depthwise_forward(self, x):
+    if torch.is_grad_enabled() and self.weight.requires_grad:
+        with _DepthwiseMode():
+            return type(self).forward(self, x)
+    return type(self).forward(self, x)  # inference, or frozen: the convolution as it is
+
+
+def float32_depthwise_gradients(model: nn.Module) -> int:
+    """Every trainable depthwise ``Conv2d`` of ``model`` computes its gradients in float32 (forward unchanged;
+    frozen ones and inference untouched). Patched per instance: the state dict, and so saved models, stay as they
+    are. Returns how many convolutions were patched."""
+    import types
+
+    patched = 0
+    for module in model.modules():
+        depthwise = isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+        if depthwise and module.weight.requires_grad and "forward" not in vars(module):
+            module.forward = types.MethodType(_depthwise_forward, module)
+            patched += 1
+    return patched
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(all, trainable)"""
     params = list(model.parameters())

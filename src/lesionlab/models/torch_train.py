@@ -32,11 +32,18 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 def ema_average(decay: float):
     """EMA update with a warmup of the decay, min(decay, (1 + n) / (10 + n)) after n updates (as timm does):
-    early averages are not dominated by the random head of the first steps."""
+    early averages are not dominated by the random head of the first steps. A ``multi_avg_fn`` of
+    :class:`torch.optim.swa_utils.AveragedModel`: one ``foreach`` lerp over all floating-point tensors of a
+    device (a per-tensor Python loop of three operations per tensor was a few per cent of a full
+    EfficientNet-Lite0 fine-tune's step on 2 CPU cores); integer buffers (BatchNorm's batch counters) take the
+    model's values."""
 
-    def average(avg, current, n):
+    def average(averaged: list, current: list, n) -> None:
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        return d * avg + (1.0 - d) * current
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:
+            torch._foreach_copy_(averaged, current)
 
     return average
 
@@ -123,7 +130,7 @@ def fit(
     weights = None
     if cfg.class_weights:
         weights = torch.tensor(balanced_class_weights(y_train, n_classes), dtype=torch.float32, device=device)
-    ema = AveragedModel(model, avg_fn=ema_average(cfg.ema), use_buffers=True) if cfg.ema else None
+    ema = AveragedModel(model, multi_avg_fn=ema_average(cfg.ema), use_buffers=True) if cfg.ema else None
     scored = ema.module if ema is not None else model
     tracker, best_state = BestEpoch(y_val, n_classes, cfg.epochs, cfg.patience, label, progress), None
     for epoch in range(1, cfg.epochs + 1):

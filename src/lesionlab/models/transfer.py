@@ -382,7 +382,7 @@ def _torch_finetune(
 
     seed = params.base.seed
     torch_models.seed_everything(seed)
-    run = compute.resolve(params.compute)
+    run = compute.resolve(params.compute).for_training()
     device = run.device
     dist = distributed.setup(device)  # torchrun with several processes: data-parallel (DDP)
     if dist is not None:
