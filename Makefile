@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test lint format bench frontier gpu-check lab check-params metrics plots exps clean-venv
+.PHONY: setup browser repro test lint format bench bench-allocator frontier gpu-check lab check-params metrics plots exps clean-venv
 
 setup: $(STAMP)
 
@@ -48,6 +48,9 @@ format: setup  ## apply ruff's formatting and its safe fixes
 
 bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 2 CPUs) -> reports/bench.json + docs/cost.md table
 	$(PY) -m tools.bench $(BENCH_ARGS)
+
+bench-allocator: setup  ## glibc malloc defaults vs freed memory kept, same stages alternating (~12 min) -> reports/bench-allocator.json + docs/cost.md
+	$(PY) -m tools.bench_allocator
 
 # the rest of a HAM10000 run, outside the stages the backbone choice changes: the 2026-12-02 run took 136 min,
 # of which 43 min fine-tunes and 7.5 min embeddings (its closing note); `make frontier FRONTIER_ARGS=...` to change

@@ -144,3 +144,52 @@ def test_committed_benchmark_matches_the_readme():
         f = result["figures"][key]
         assert f["n"] >= 1 and f["min"] <= f["median"] <= f["max"], key
     assert bench.markdown_table(result) in (REPO / "docs" / "cost.md").read_text()
+
+
+def _allocator_run(stage, allocator, wall, epochs, rss, bacc=0.7):
+    return {
+        "stage": stage,
+        "allocator": allocator,
+        "wall_seconds": wall,
+        "epoch_seconds": epochs,
+        "peak_rss_mib": rss,
+        "images_per_second": 1000 / epochs,
+        "metrics": {"balanced_accuracy": bacc},
+    }
+
+
+def test_the_allocator_benchmark_reports_medians_speedups_and_whether_the_metrics_held(tmp_path):
+    from tools import bench_allocator
+
+    runs = [
+        _allocator_run("backbone@a", "system", 130.0, 100.0, 1000.0),
+        _allocator_run("backbone@a", "keep", 110.0, 80.0, 1050.0),
+        _allocator_run("backbone@a", "system", 120.0, 110.0, 1000.0),
+        _allocator_run("backbone@a", "keep", 112.0, 90.0, 1050.0),
+        _allocator_run("train@b", "system", 20.0, 10.0, 500.0),
+        _allocator_run("train@b", "keep", 20.0, 10.0, 500.0, bacc=0.71),
+    ]
+    a, b = bench_allocator.summarize(runs)
+    assert a["stage"] == "backbone@a" and a["runs_per_allocator"] == 2
+    assert a["median"]["system"]["epoch_seconds"] == 105.0 and a["epoch_speedup"] == round(105 / 85, 3)
+    assert a["wall_speedup"] == round(125 / 111, 3) and a["peak_rss_change"] == 0.05
+    assert a["images_per_second"]["keep"] == [1000 / 90, (1000 / 80 + 1000 / 90) / 2, 1000 / 80]
+    assert a["same_metrics"] is True and b["same_metrics"] is False  # a metric that moved is reported, not hidden
+    bench = {
+        "date": "2026-12-06T08:00:00+00:00",
+        "git_commit": "abc1234",
+        "cpu": "Some <CPU>",
+        "machine": {"cpus": 2},
+        "runs_per_allocator": 2,
+        "stages": [a, b],
+    }
+    table = bench_allocator.markdown_table(bench)
+    assert "| `backbone@a` | 10 (9–10) | 12 (11–12) | ×1.24 | ×1.13 | +5% | yes |" in table
+    assert "| `train@b` |" in table and "| **no** |" in table
+    doc = tmp_path / "cost.md"
+    doc.write_text(f"before\n{bench_allocator.DOCS_START}\nold\n{bench_allocator.DOCS_END}\nafter\n")
+    bench_allocator.update_docs(doc, table)
+    assert doc.read_text() == f"before\n{bench_allocator.DOCS_START}\n{table}\n{bench_allocator.DOCS_END}\nafter\n"
+    (tmp_path / "none.md").write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        bench_allocator.update_docs(tmp_path / "none.md", table)

@@ -4,6 +4,8 @@ channels-last layout, and Keras on either backend (TensorFlow, PyTorch) with mod
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -39,10 +41,49 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch):
         "keras_backend": "tensorflow",
         "reason": forced.reason,
         "depthwise_grad_float32": False,
+        "memory": compute.keep_freed_memory(),
     }
+    assert forced.memory  # what the allocator was told is recorded with the run
     # training: float32 depthwise gradients exactly where the CPU runs bfloat16 (recorded with the run)
     assert not forced.for_training().depthwise_grad_float32
     assert compute.resolve(ComputeParams(device="cpu", precision="bfloat16")).for_training().depthwise_grad_float32
+
+
+_RSS_AFTER_FREE = """
+import sys, numpy as np
+from lesionlab.models import compute
+def rss_kib():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1])
+print(compute.keep_freed_memory())
+block = np.ones(256 << 20, np.uint8)  # 256 MiB, touched
+held = rss_kib()
+del block
+print((held - rss_kib()) // 1024)  # MiB given back to the kernel by the free
+"""
+
+
+def _after_free(malloc: str) -> tuple[str, int]:
+    env = dict(os.environ, LESIONLAB_MALLOC=malloc)
+    out = subprocess.run([sys.executable, "-c", _RSS_AFTER_FREE], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    said, given_back = out.stdout.strip().rsplit("\n", 1)
+    return said, int(given_back)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_runs_keep_freed_memory_for_their_next_allocations_unless_told_not_to():
+    # glibc's default: a large block is its own mmap, unmapped when freed (the next one faults in fresh pages)
+    said, given_back = _after_free("system")
+    assert said == "system allocator (LESIONLAB_MALLOC=system)" and given_back >= 200
+    said, given_back = _after_free("keep")  # the default of every run: the freed block stays for the next one
+    assert said.startswith("glibc ") and "freed memory kept" in said and given_back < 16
+
+
+def test_an_unknown_allocator_choice_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(compute, "_memory_choice", None)
+    monkeypatch.setenv("LESIONLAB_MALLOC", "jemalloc")
+    with pytest.raises(ValueError, match="LESIONLAB_MALLOC='jemalloc'"):
+        compute.keep_freed_memory()
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error(monkeypatch):

@@ -126,11 +126,12 @@ def device_name() -> str:
 
 def compute_of(cfg, seed: int = 0):
     """What a Keras stage runs with (recorded like the PyTorch stages'): float32, Keras' own memory layout."""
-    from lesionlab.models.compute import Compute
+    from lesionlab.models.compute import Compute, keep_freed_memory
 
+    memory = keep_freed_memory()
     backend = use_backend(getattr(cfg, "keras_backend", "tensorflow"))
     load_keras(seed)
-    return Compute(device_name(), "float32", False, backend, f"Keras on {backend}: float32")
+    return Compute(device_name(), "float32", False, backend, f"Keras on {backend}: float32", memory=memory)
 
 
 def predict(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:

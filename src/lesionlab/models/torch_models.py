@@ -146,7 +146,7 @@ def apply_strategy(model: BackboneNet, spec: BackboneSpec, strategy: str, traina
 class _Float32Gradients(torch.autograd.Function):
     """A depthwise convolution whose forward is the one autocast runs (bfloat16 on a CPU that has it) and whose
     backward computes in float32: PyTorch's CPU bfloat16 kernels for the input gradient of a strided depthwise
-    convolution and the weight gradient of a 5x5 one are 10-20x slower than the float32 ones
+    convolution and the weight gradient of a 5x5 one are an order of magnitude slower than the float32 ones
     (:mod:`lesionlab.models.compute`)."""
 
     @staticmethod

@@ -495,6 +495,7 @@ def inference_compute(record, device: str) -> compute.Compute:
         channels_last=bool(ran.get("channels_last", False)),
         keras_backend=ran.get("keras_backend", "tensorflow"),
         reason="as its stage ran it (training record)",
+        memory=compute.keep_freed_memory(),
     )
 
 
