@@ -175,7 +175,7 @@ def test_the_allocator_benchmark_reports_medians_speedups_and_whether_the_metric
     assert a["wall_speedup"] == round(125 / 111, 3) and a["peak_rss_change"] == 0.05
     assert a["images_per_second"]["keep"] == [1000 / 90, (1000 / 80 + 1000 / 90) / 2, 1000 / 80]
     assert a["same_metrics"] is True and b["same_metrics"] is False  # a metric that moved is reported, not hidden
-    bench = {
+    result = {
         "date": "2026-12-06T08:00:00+00:00",
         "git_commit": "abc1234",
         "cpu": "Some <CPU>",
@@ -183,13 +183,13 @@ def test_the_allocator_benchmark_reports_medians_speedups_and_whether_the_metric
         "runs_per_allocator": 2,
         "stages": [a, b],
     }
-    table = bench_allocator.markdown_table(bench)
+    table = bench_allocator.markdown_table(result)
     assert "| `backbone@a` | 10 (9–10) | 12 (11–12) | ×1.24 | ×1.13 | +5% | yes |" in table
     assert "| `train@b` |" in table and "| **no** |" in table
     doc = tmp_path / "cost.md"
     doc.write_text(f"before\n{bench_allocator.DOCS_START}\nold\n{bench_allocator.DOCS_END}\nafter\n")
-    bench_allocator.update_docs(doc, table)
+    bench.update_readme(doc, table, bench_allocator.DOCS_START, bench_allocator.DOCS_END)
     assert doc.read_text() == f"before\n{bench_allocator.DOCS_START}\n{table}\n{bench_allocator.DOCS_END}\nafter\n"
     (tmp_path / "none.md").write_text("no markers")
-    with pytest.raises(SystemExit, match="markers"):
-        bench_allocator.update_docs(tmp_path / "none.md", table)
+    with pytest.raises(ValueError, match="markers"):
+        bench.update_readme(tmp_path / "none.md", table, bench_allocator.DOCS_START, bench_allocator.DOCS_END)

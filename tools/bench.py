@@ -679,14 +679,14 @@ def markdown_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the bench markers (which must exist) with ``table``."""
+def update_readme(readme: Path, table: str, start: str = README_START, end: str = README_END) -> None:
+    """Replace the text between the ``start`` and ``end`` markers (which must exist) with ``table``."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme}: no {README_START} ... {README_END} markers to put the benchmark table between")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    if start not in text or end not in text:
+        raise ValueError(f"{readme}: no {start} ... {end} markers to put the benchmark table between")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:

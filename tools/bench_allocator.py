@@ -25,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.bench import bench_env, machine, snapshot
+from tools.bench import bench_env, machine, snapshot, update_readme
 
 DOCS_START, DOCS_END = "<!-- allocator:start -->", "<!-- allocator:end -->"
 #: the stages measured by default: the full fine-tune (where it matters most) and a Keras CNN
@@ -127,14 +127,6 @@ def markdown_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
-def update_docs(doc: Path, table: str) -> None:
-    text = doc.read_text()
-    if DOCS_START not in text or DOCS_END not in text:
-        raise SystemExit(f"{doc}: no {DOCS_START} ... {DOCS_END} markers to put the table between")
-    head, rest = text.split(DOCS_START, 1)
-    doc.write_text(f"{head}{DOCS_START}\n{table}\n{DOCS_END}{rest.split(DOCS_END, 1)[1]}")
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -197,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(bench)
     print(table)
     if not args.no_docs:
-        update_docs(root / "docs" / "cost.md", table)
+        update_readme(root / "docs" / "cost.md", table, DOCS_START, DOCS_END)
     return 0 if all(row["same_metrics"] for row in bench["stages"]) else 1
 
 
