@@ -137,6 +137,24 @@ def test_readme_table_is_replaced_between_the_markers(tmp_path):
         bench.update_readme(readme, table)
 
 
+def test_the_one_run_cold_copy_sets_only_the_replicate_seeds():
+    from lesionlab.config import parse_params, read_yaml
+
+    text = "base:\n  seed: 42\n  replicate_seeds: [43, 44] # runs\nother:\n  replicate_seeds: [1]\n"
+    assert bench.one_run_params(text) == text.replace("[43, 44]", "[]", 1)
+    committed = (REPO / "params.yaml").read_text()
+    out = bench.one_run_params(committed)
+    assert len(out.splitlines()) == len(committed.splitlines())
+    changed = [a for a, b in zip(out.splitlines(), committed.splitlines()) if a != b]
+    assert len(changed) == 1 and changed[0].startswith("  replicate_seeds: [] ")  # its comment kept
+    one, default = (
+        parse_params(read_yaml(t, "params.yaml"), source="params.yaml", root=REPO) for t in (out, committed)
+    )
+    assert one.base.replicate_seeds == [] and default.base.replicate_seeds
+    with pytest.raises(ValueError, match="replicate_seeds"):
+        bench.one_run_params("base:\n  seed: 42\n")
+
+
 def test_committed_benchmark_matches_the_readme():
     """reports/bench.json is what `make bench` wrote; docs/cost.md shows its table, not a hand-edited one."""
     result = json.loads((REPO / "reports" / "bench.json").read_text())

@@ -120,7 +120,8 @@ def test_the_bench_table_sets_two_records_side_by_side_and_names_a_changed_input
         json.dumps(record("2026-12-02 10:00 UTC", 800.0, 1.5, 1500.0, "fine-tune full (PyTorch, 64 px)", 100.0))
     )
     table = doctables.render("bench before.json after.json", tmp_path)
-    assert "| default pipeline, cold (`dvc repro`, empty cache) | 1,200 s | 800 s | ×1.50 |" in table
+    assert "| default pipeline, cold, one run per model (`dvc repro`, empty cache) | 1,200 s | 800 s | ×1.50 |" in table
+    assert "with the seed replicates" not in table  # neither run had them
     assert "| `dvc repro`, nothing changed | 3.00 s | 1.50 s | ×2.00 |" in table
     assert "| training: CNN (Keras), images/s | 600 | 1,500 | ×2.50 |" in table
     # the same family at another input size is compared, and the cells and the ratio say so
@@ -132,3 +133,26 @@ def test_the_bench_table_sets_two_records_side_by_side_and_names_a_changed_input
     brief = doctables.render("bench before.json after.json brief", tmp_path)
     assert "CNN (Keras)" in brief and "fine-tune full" in brief and "nothing changed" in brief
     assert "linear probe" in table and "linear probe" not in brief and "Grad-CAM" in brief
+
+
+def test_the_bench_table_compares_cold_runs_like_with_like(tmp_path):
+    """A run with seed replicates is not compared with one without: its one-run cold figure is, and its cold
+    figure with the replicates stands alone."""
+    import json
+
+    before = {"date": "2026-11-23", "cold_stages": {"train@cnn": {}}, "figures": {"cold_pipeline": {"median": 1154}}}
+    after = {
+        "date": "2026-12-06",
+        "cold_stages": {"train@cnn": {}, "train@cnn.seed43": {}},
+        "figures": {"cold_pipeline": {"median": 1500}, "cold_pipeline_one_run": {"median": 577}},
+    }
+    (tmp_path / "before.json").write_text(json.dumps(before))
+    (tmp_path / "after.json").write_text(json.dumps(after))
+    table = doctables.render("bench before.json after.json brief", tmp_path)
+    assert "| default pipeline, cold, one run per model (`dvc repro`, empty cache) | 1,154 s | 577 s | ×2.00 |" in table
+    assert "| default pipeline, cold, with the seed replicates | – | 1,500 s | |" in table
+    # a later record without the one-run figure has no like-for-like cold row
+    del after["figures"]["cold_pipeline_one_run"]
+    (tmp_path / "after.json").write_text(json.dumps(after))
+    table = doctables.render("bench before.json after.json", tmp_path)
+    assert "one run per model" not in table and "| 1,500 s |" in table
