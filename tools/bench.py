@@ -496,7 +496,8 @@ def run_bench(
         seconds, records = cold_one_run(scratch, dataset, logs)
         figures["cold_pipeline_one_run"] = summarize([seconds], target=TARGETS["cold_pipeline_one_run"])
         result["cold_one_run_stages"] = {r["stage"]: r["wall_seconds"] for r in records}
-        # the same first runs timed again: on a shared VM two cold runs minutes apart can differ this much
+        # the first runs' throughput in this cold run too: on a shared VM two cold runs can differ (2026-12-06: CNN
+        # epochs 1,538 vs 942 img/s median, minutes apart), so one figure alone can mislead
         result["training_images_per_second_one_run"] = {
             k: summarize(v, unit="images/s") for k, v in training_throughput(scratch, dataset, params).items()
         }
