@@ -155,6 +155,31 @@ def test_the_one_run_cold_copy_sets_only_the_replicate_seeds():
         bench.one_run_params("base:\n  seed: 42\n")
 
 
+def test_the_one_run_cold_run_runs_with_one_seed_and_puts_params_and_lock_back(tmp_path, monkeypatch):
+    scratch, logs = tmp_path / "repo", tmp_path / "logs"
+    scratch.mkdir()
+    logs.mkdir()
+    params = "base:\n  seed: 42\n  replicate_seeds: [43, 44]\n"
+    (scratch / "params.yaml").write_text(params)
+    (scratch / "dvc.lock").write_text("schema: '2.0'\n")
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=scratch, check=True)
+    seen = {}
+
+    def fake_repro(cmd, cwd, env, log=None, progress=None):
+        seen["params"] = (cwd / "params.yaml").read_text()
+        (cwd / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # what dvc repro would rewrite
+        Path(env[timing.ENV]).write_text(json.dumps({"stage": "train@cnn", "wall_seconds": 2.5}) + "\n")
+        return 3.0
+
+    monkeypatch.setattr(bench, "_timed", fake_repro)
+    seconds, records = bench.cold_one_run(scratch, "synthetic", logs)
+    assert seen["params"] == params.replace("[43, 44]", "[]")
+    assert (scratch / "params.yaml").read_text() == params and (scratch / "dvc.lock").read_text() == "schema: '2.0'\n"
+    assert seconds == 3.0 and records == [{"stage": "train@cnn", "wall_seconds": 2.5}]
+    assert (logs / "cold-one-run.jsonl").exists()
+
+
 def test_committed_benchmark_matches_the_readme():
     """reports/bench.json is what `make bench` wrote; docs/cost.md shows its table, not a hand-edited one."""
     result = json.loads((REPO / "reports" / "bench.json").read_text())

@@ -169,23 +169,28 @@ def one_run_params(text: str) -> str:
     return out
 
 
+def cold_repro(scratch: Path, dataset: str, logs: Path, name: str, progress: str) -> tuple[float, list[dict]]:
+    """``dvc repro`` from nothing (:func:`make_cold`): its wall seconds and every stage's timing record
+    (``logs/<name>.jsonl``, output in ``logs/<name>.log``)."""
+    make_cold(scratch, dataset)
+    timings = logs / f"{name}.jsonl"
+    seconds = _timed(["dvc", "repro"], scratch, bench_env(scratch, timings), logs / f"{name}.log", progress=progress)
+    return seconds, read_records(timings)
+
+
 def cold_one_run(scratch: Path, dataset: str, logs: Path) -> tuple[float, list[dict]]:
     """A cold ``dvc repro`` with ``base.replicate_seeds: []``; params.yaml and dvc.lock are put back after it."""
     params = scratch / "params.yaml"
     original = params.read_text()
-    make_cold(scratch, dataset)
     params.write_text(one_run_params(original))
-    timings = logs / "cold-one-run.jsonl"
     try:
         print("[bench] cold pipeline, one run per model (base.replicate_seeds: [])", flush=True)
-        seconds = _timed(
-            ["dvc", "repro"], scratch, bench_env(scratch, timings), logs / "cold-one-run.log", progress="one run"
-        )
+        seconds, records = cold_repro(scratch, dataset, logs, "cold-one-run", "one run")
     finally:
         params.write_text(original)
         _git(scratch, "checkout", "--", "dvc.lock")
     print(f"[bench] cold pipeline, one run per model: {seconds:.0f} s", flush=True)
-    return seconds, read_records(timings)
+    return seconds, records
 
 
 def bench_env(scratch: Path, timings: Path) -> dict:
@@ -403,6 +408,11 @@ def training_throughput(scratch: Path, dataset: str, params) -> dict[str, list[f
     return out
 
 
+def throughput_figures(scratch: Path, dataset: str, params) -> dict[str, dict]:
+    """:func:`training_throughput` summarised per family (median, min, max, n)."""
+    return {k: summarize(v, unit="images/s") for k, v in training_throughput(scratch, dataset, params).items()}
+
+
 def peak_memory(records: list[dict], params) -> dict[str, list[float]]:
     """Per family: peak resident memory of each stage (the kernel's for notebook stages), MiB."""
     out: dict[str, list[float]] = {}
@@ -498,19 +508,14 @@ def run_bench(
         result["cold_one_run_stages"] = {r["stage"]: r["wall_seconds"] for r in records}
         # the first runs' throughput in this cold run too: on a shared VM two cold runs can differ (2026-12-06: CNN
         # epochs 1,538 vs 942 img/s median, minutes apart), so one figure alone can mislead
-        result["training_images_per_second_one_run"] = {
-            k: summarize(v, unit="images/s") for k, v in training_throughput(scratch, dataset, params).items()
-        }
+        result["training_images_per_second_one_run"] = throughput_figures(scratch, dataset, params)
 
     # cold
     cold, cold_records = [], []
     for i in range(cold_repeats):
-        make_cold(scratch, dataset)
-        timings = logs / f"cold-{i + 1}.jsonl"
-        env = bench_env(scratch, timings)
         print(f"[bench] cold pipeline {i + 1}/{cold_repeats} (dvc repro, empty cache)", flush=True)
-        cold.append(_timed(["dvc", "repro"], scratch, env, logs / f"cold-{i + 1}.log", progress="cold pipeline"))
-        cold_records = read_records(timings)
+        seconds, cold_records = cold_repro(scratch, dataset, logs, f"cold-{i + 1}", "cold pipeline")
+        cold.append(seconds)
         print(f"[bench] cold pipeline {i + 1}: {cold[-1]:.0f} s", flush=True)
     figures["cold_pipeline"] = summarize(cold, target=TARGETS["cold_pipeline"])
     fresh = _leaderboard(scratch, dataset)
@@ -607,9 +612,7 @@ def run_bench(
     }
 
     # training throughput and memory
-    result["training_images_per_second"] = {
-        k: summarize(v, unit="images/s") for k, v in training_throughput(scratch, dataset, params).items()
-    }
+    result["training_images_per_second"] = throughput_figures(scratch, dataset, params)
     result["peak_memory_mib"] = {k: summarize(v, unit="MiB") for k, v in peak_memory(cold_records, params).items()}
 
     # scale-out
