@@ -236,3 +236,13 @@ def test_the_allocator_benchmark_reports_medians_speedups_and_whether_the_metric
     (tmp_path / "none.md").write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         bench.update_readme(tmp_path / "none.md", table, bench_allocator.DOCS_START, bench_allocator.DOCS_END)
+
+
+def test_the_one_variant_change_subtracts_every_training_run_of_the_variant():
+    """With seed replicates a changed variant retrains once per seed: the overhead leaves out all of them, and is
+    not figured when a run is missing from the records."""
+    records = {"train@cnn_aug": 30.0, "train@cnn_aug.seed43": 25.0, "train@cnn_aug.seed44": 20.5, "compare": 9.0}
+    runs = ["cnn_aug", "cnn_aug.seed43", "cnn_aug.seed44"]
+    assert bench.variant_training_seconds(records, runs) == 75.5
+    assert bench.variant_training_seconds(records, ["cnn_aug"]) == 30.0
+    assert bench.variant_training_seconds({"train@cnn_aug": 30.0}, runs) is None

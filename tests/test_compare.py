@@ -117,6 +117,49 @@ def test_resampled_metrics_equal_the_metrics_of_the_resampled_rows():
         assert mean[b] == pytest.approx(np.nanmean(values[rows]), abs=1e-12)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.03, 0.5, 0.97, 1.0])
+def test_the_weighted_auc_equals_the_auc_of_each_resample_whichever_outcome_is_rarer(share):
+    """weighted_auc looks the rarer outcome up in the other's cumulative weights (positives or negatives):
+    both ways, and with one outcome absent, it is the AUC of the explicitly resampled rows, ties one half."""
+    from lesionlab.evaluation.bootstrap import group_resamples, resample_weights, weighted_auc
+    from lesionlab.evaluation.metrics import binary_auc
+
+    rng = np.random.default_rng(4)
+    n = 120
+    groups, positive = rng.integers(0, 70, n), rng.random(n) < share
+    score = np.round(rng.random(n) + 0.3 * positive, 1)  # many ties
+    auc = weighted_auc(resample_weights(groups, 30, seed=2), positive, score)
+    scored = 0
+    for b, rows in enumerate(group_resamples(groups, 30, seed=2)):
+        if 0 < positive[rows].sum() < len(rows):
+            assert auc[b] == pytest.approx(binary_auc(positive[rows], score[rows]), abs=1e-12)
+            scored += 1
+        else:
+            assert np.isnan(auc[b])
+    assert (scored > 20) == (0 < share < 1)  # the one-outcome samples are NaN throughout
+
+
+def test_tables_sharing_a_draw_cache_score_each_row_once_with_the_same_numbers(labels):
+    """The comparison passes one ``cache`` to every table: each row's draws are computed once per task, and the
+    tables are exactly those computed without it."""
+    lesion_of = {f"i{n}": f"L{n // 2}" for n in range(len(labels))}
+    preds = {"a": _preds(labels, 0.2, 1), "b": _preds(labels, 0.3, 2)}
+    reps = {"a": _replicated(labels, [0.2, 0.25], 5)}
+    kw = dict(n_resamples=200, seed=0, replicates=reps)
+    cache: dict = {}
+    board = compare.leaderboard(preds, HAM10000_CLASSES, lesion_of, cache=cache, **kw)
+    assert set(cache) == {("a", "diagnosis"), ("b", "diagnosis")}
+    first = cache[("a", "diagnosis")]
+    paired = compare.paired_differences(preds, HAM10000_CLASSES, lesion_of, [["b", "a"]], cache=cache, **kw)
+    binary = compare.task_leaderboard(preds, HAM10000_CLASSES, lesion_of, "binary", cache=cache, **kw)
+    assert cache[("a", "diagnosis")] is first and len(cache) == 4  # reused, not recomputed; binary added
+    pd.testing.assert_frame_equal(board, compare.leaderboard(preds, HAM10000_CLASSES, lesion_of, **kw))
+    pd.testing.assert_frame_equal(
+        paired, compare.paired_differences(preds, HAM10000_CLASSES, lesion_of, [["b", "a"]], **kw)
+    )
+    pd.testing.assert_frame_equal(binary, compare.task_leaderboard(preds, HAM10000_CLASSES, lesion_of, "binary", **kw))
+
+
 @pytest.mark.parametrize("task", ["diagnosis", "binary", "triage"])
 def test_task_metrics_from_the_resample_matrix_equal_the_metrics_of_each_resample(task):
     """The leaderboards' CIs come from weighted metrics; each draw must equal the task's own metric function

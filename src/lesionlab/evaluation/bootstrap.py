@@ -76,20 +76,26 @@ def weighted_balanced_accuracy(weights: np.ndarray, y: np.ndarray, predicted: np
 
 
 def weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Per resample: the Mann-Whitney AUC (ties count one half) of the resampled rows; NaN without both outcomes."""
+    """Per resample: the Mann-Whitney AUC (ties count one half) of the resampled rows; NaN without both outcomes.
+
+    The larger outcome's weights are summed cumulatively in score order once; each row of the other outcome
+    looks up the weight scoring below it and tied with it (binary search). With integer multiplicities every sum
+    is exact, so the result does not depend on the order of summation."""
     positive = np.asarray(positive, dtype=bool)
-    order = np.argsort(score, kind="mergesort")
-    s, pos = np.asarray(score)[order], positive[order]
-    w = weights[:, order]
-    neg_cum = np.cumsum(w * ~pos, axis=1)
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # tie groups are runs of equal scores
-    ends = np.r_[starts[1:], len(s)] - 1
-    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))[pos]
-    before = np.where(starts > 0, neg_cum[:, np.maximum(starts - 1, 0)], 0.0)
-    tied = neg_cum[:, ends] - before
-    w_pos = w[:, pos]
-    n_pos, n_neg = w_pos.sum(axis=1), neg_cum[:, -1] if len(s) else np.zeros(len(w))
-    num = (w_pos * (before[:, group] + 0.5 * tied[:, group])).sum(axis=1)
+    score, weights = np.asarray(score), np.asarray(weights, dtype=float)
+    pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+    swap = len(pos) > len(neg)  # then the negatives are looked up in the positives' cumulative sums
+    ref, probe = (pos, neg) if swap else (neg, pos)
+    order = ref[np.argsort(score[ref], kind="mergesort")]
+    cum = np.zeros((len(weights), len(order) + 1))
+    np.cumsum(weights[:, order], axis=1, out=cum[:, 1:])
+    lo = np.searchsorted(score[order], score[probe], side="left")
+    hi = np.searchsorted(score[order], score[probe], side="right")
+    w_probe = weights[:, probe]
+    won = (w_probe * (cum[:, lo] + 0.5 * (cum[:, hi] - cum[:, lo]))).sum(axis=1)  # pairs the probe side outscores
+    n_probe, n_ref = w_probe.sum(axis=1), cum[:, -1]
+    n_pos, n_neg = (n_ref, n_probe) if swap else (n_probe, n_ref)
+    num = n_pos * n_neg - won if swap else won
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), num / (n_pos * n_neg), np.nan)
 

@@ -244,6 +244,7 @@ def leaderboard(
     extra: dict[str, dict] | None = None,
     weights: np.ndarray | None = None,
     replicates: dict[str, list[pd.DataFrame]] | None = None,
+    cache: dict | None = None,
 ) -> pd.DataFrame:
     """One row per variant: headline test metrics with ``_lo``/``_hi`` bootstrap CI columns.
 
@@ -252,7 +253,16 @@ def leaderboard(
     CI that resamples runs and lesions, and its runs' spread (``n_runs``, ``balanced_accuracy_sd``).
     """
     board = task_leaderboard(
-        preds, classes, lesion_of, "diagnosis", n_resamples, ci, seed, weights=weights, replicates=replicates
+        preds,
+        classes,
+        lesion_of,
+        "diagnosis",
+        n_resamples,
+        ci,
+        seed,
+        weights=weights,
+        replicates=replicates,
+        cache=cache,
     )
     eces = {
         name: runs_mean(
@@ -290,6 +300,7 @@ def task_leaderboard(
     seed: int = 0,
     weights: np.ndarray | None = None,
     replicates: dict[str, list[pd.DataFrame]] | None = None,
+    cache: dict | None = None,
 ) -> pd.DataFrame:
     """One row per variant for one task view (tasks.TASKS): test metrics + bootstrap CI columns (lesions; and runs,
     for a row with seed ``replicates``: then the value is the mean over its runs, see :func:`load_replicates`).
@@ -301,7 +312,7 @@ def task_leaderboard(
     rows = []
     for name, pred in preds.items():
         y, _, groups = split_arrays(pred, classes, lesion_of)
-        point, draws, n_runs = row_draws(name, pred, task, classes, lesion_of, weights, seed, replicates)
+        point, draws, n_runs = row_draws(name, pred, task, classes, lesion_of, weights, seed, replicates, cache)
         row = {"variant": name, "n_test_images": len(y), "n_test_lesions": len(set(groups)), "n_runs": n_runs}
         for m in names:
             row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) = point[m], percentile_ci(draws[m], ci)
@@ -318,9 +329,18 @@ def row_draws(
     weights: np.ndarray,
     seed: int,
     replicates: dict[str, list[pd.DataFrame]] | None = None,
+    cache: dict | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray], int]:
     """(point estimates, per-resample draws, number of runs) of a row's task metrics: one run's, or the mean over
-    the row's seed replicates with draws that resample runs as well as lesions (:func:`over_runs`)."""
+    the row's seed replicates with draws that resample runs as well as lesions (:func:`over_runs`).
+
+    ``cache``: a dict shared by the tables of one comparison (the same ``preds``, ``weights``, ``seed`` and
+    ``replicates``), so that a row's draws are computed once per task however many tables use them."""
+    if cache is not None:
+        key = (name, task)
+        if key not in cache:
+            cache[key] = row_draws(name, pred, task, classes, lesion_of, weights, seed, replicates)
+        return cache[key]
     statistic = task_statistic(task, classes)
     frames = (replicates or {}).get(name, [pred])
     points, per_run = [], []
@@ -430,24 +450,27 @@ def paired_differences(
     comparison: list[str] | None = None,
     weights: np.ndarray | None = None,
     replicates: dict[str, list[pd.DataFrame]] | None = None,
+    cache: dict | None = None,
 ) -> pd.DataFrame:
     """For each pair (a, b): a - b of each metric with a paired bootstrap CI (both scored on the same resampled
     lesions; a row with seed ``replicates``: the mean over its runs, its runs resampled too, independently of the
     other row's), whether the CI excludes 0, and McNemar's exact test on the first runs' right/wrong decisions.
-    ``comparison`` labels each pair (e.g. 'vs baseline')."""
+    ``comparison`` labels each pair (e.g. 'vs baseline'); ``cache``: as :func:`row_draws`."""
     weights = test_weights(preds, lesion_of, n_resamples, seed) if weights is None else weights
-    cache: dict[str, tuple] = {}
+    scores: dict[str, tuple] = {}
 
     def scored(name):
-        if name not in cache:
+        if name not in scores:
             y, p, _ = split_arrays(preds[name], classes, lesion_of)
-            point, draws, _ = row_draws(name, preds[name], "diagnosis", classes, lesion_of, weights, seed, replicates)
-            cache[name] = (
+            point, draws, _ = row_draws(
+                name, preds[name], "diagnosis", classes, lesion_of, weights, seed, replicates, cache
+            )
+            scores[name] = (
                 {m: np.array([point[m]]) for m in RESAMPLED},
                 {m: draws[m] for m in RESAMPLED},
                 p.argmax(axis=1) == y,
             )
-        return cache[name]
+        return scores[name]
 
     rows = []
     for i, (a, b) in enumerate(pairs):
