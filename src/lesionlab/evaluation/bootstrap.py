@@ -89,8 +89,8 @@ def weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -
     order = ref[np.argsort(score[ref], kind="mergesort")]
     cum = np.zeros((len(weights), len(order) + 1))
     np.cumsum(weights[:, order], axis=1, out=cum[:, 1:])
-    lo = np.searchsorted(score[order], score[probe], side="left")
-    hi = np.searchsorted(score[order], score[probe], side="right")
+    ranked = score[order]
+    lo, hi = np.searchsorted(ranked, score[probe], side="left"), np.searchsorted(ranked, score[probe], side="right")
     w_probe = weights[:, probe]
     won = (w_probe * (cum[:, lo] + 0.5 * (cum[:, hi] - cum[:, lo]))).sum(axis=1)  # pairs the probe side outscores
     n_probe, n_ref = w_probe.sum(axis=1), cum[:, -1]
