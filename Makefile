@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lesionlab-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup browser repro test lint format bench bench-allocator frontier gpu-check lab check-params metrics plots exps clean-venv
+.PHONY: setup browser repro test lint format bench bench-allocator bench-threads frontier gpu-check lab check-params metrics plots exps clean-venv
 
 setup: $(STAMP)
 
@@ -51,6 +51,9 @@ bench: setup  ## cost of the pipeline on this machine (scratch copy; ~45 min on 
 
 bench-allocator: setup  ## glibc malloc defaults vs freed memory kept, same stages alternating (~12 min) -> reports/bench-allocator.json + docs/cost.md
 	$(PY) -m tools.bench_allocator
+
+bench-threads: setup  ## Keras CNN under fixed TensorFlow thread counts and two trainings at once (~6 min) -> reports/keras-threads.json + docs/cost.md
+	$(PY) -m tools.keras_threads
 
 # the rest of a HAM10000 run, outside the stages the backbone choice changes: the 2026-12-02 run took 136 min,
 # of which 43 min fine-tunes and 7.5 min embeddings (its closing note); `make frontier FRONTIER_ARGS=...` to change

@@ -246,3 +246,19 @@ def test_the_one_variant_change_subtracts_every_training_run_of_the_variant():
     assert bench.variant_training_seconds(records, runs) == 75.5
     assert bench.variant_training_seconds(records, ["cnn_aug"]) == 30.0
     assert bench.variant_training_seconds({"train@cnn_aug": 30.0}, runs) is None
+
+
+def test_the_thread_probe_leaves_out_the_tracing_epoch_and_sums_processes_run_at_once():
+    from tools import keras_threads as kt
+
+    runs = [{"epoch_seconds": [9.0, 1.0, 2.0]}, {"epoch_seconds": [9.0, 1.0, 1.0]}]
+    alone = kt.summarize(runs)
+    assert alone["images_per_second_per_process_median"] == round(kt.N_TRAIN / 1.0, 1)
+    assert (alone["epoch_seconds_min"], alone["epoch_seconds_max"]) == (1.0, 2.0)
+    # one at a time: each run's own throughput, median over runs (3 s and 2 s for two epochs)
+    assert alone["images_per_second_combined_median"] == round((2 * kt.N_TRAIN / 3 + kt.N_TRAIN) / 2, 1)
+    # two at once: both runs' images over the slower one's time
+    paired = kt.summarize(runs, concurrent=2)
+    assert paired["images_per_second_combined_median"] == round(4 * kt.N_TRAIN / 3, 1)
+    with pytest.raises(ValueError, match="two epochs"):
+        kt.summarize([{"epoch_seconds": [3.0]}])
