@@ -117,6 +117,13 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
+def source_commit(root: Path) -> str:
+    """The checkout's short commit, ``-dirty`` when a tracked file is modified or an untracked one is not ignored
+    (what :func:`snapshot` would copy on top of the commit)."""
+    commit = _git(root, "rev-parse", "--short", "HEAD").strip()
+    return commit + ("-dirty" if _git(root, "status", "--porcelain").strip() else "")
+
+
 def snapshot(root: Path, scratch: Path) -> str:
     """A git repository at ``scratch`` holding the checkout's files as they are on disk (committed, modified and
     untracked-but-not-ignored), with no DVC cache; returns the source commit (``-dirty`` with local changes)."""

@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.bench import _git, machine, update_readme
+from tools.bench import machine, source_commit, update_readme
 from tools.bench_allocator import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     results["two_1x1_at_once"] = summarize(runs, concurrent=2)
     record = {
         "date": datetime.now(UTC).isoformat(timespec="minutes"),
-        "git_commit": _git(ROOT, "rev-parse", "--short", "HEAD").strip()
-        + ("-dirty" if _git(ROOT, "status", "--porcelain", "--untracked-files=no").strip() else ""),
+        "git_commit": source_commit(ROOT),
         "machine": machine(),
         "cpu": cpu_name(),
         "model": "keras_cnn.build_cnn, cnn_batchnorm configuration, 48 px, batch 32, random images",
