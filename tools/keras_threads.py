@@ -5,9 +5,12 @@
 
 Each setting trains the project's BatchNorm CNN (``keras_cnn.build_cnn``, the ladder's cnn_batchnorm
 configuration) on random 48 px images the size of the synthetic train split, in a fresh process per run, and
-records every epoch's time. The settings: TensorFlow's default pools; intra-op x inter-op threads fixed at 1x1,
-2x1, 1x2 and 2x2; and two 1x1 trainings at once, whose combined images/s is what a pipeline running two
-seed replicates side by side would get. The first epoch (graph tracing) is left out of the figures. This is
+records every epoch's time. The settings, each fed the training arrays as ``model.fit`` takes them (Keras'
+array adapter): TensorFlow's default pools; intra-op x inter-op threads fixed at 1x1, 2x1, 1x2 and 2x2; two 1x1
+trainings at once, whose combined images/s is what a pipeline running two seed replicates side by side would
+get. Then ``pipeline``: default pools, fed by the project's own tf.data pipeline
+(``keras_common.training_batches``: one private tf.data thread, no autotuning), which is what the ladder's
+training stages use. The first epoch (graph tracing) is left out of the figures. This is
 a measurement for the design of the training stages, not a test: nothing here changes what the pipeline does.
 The summary table is written between the ``keras-threads`` markers of docs/cost.md.
 """
@@ -30,10 +33,18 @@ from tools.bench_allocator import cpu_name
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_START, DOCS_END = "<!-- keras-threads:start -->", "<!-- keras-threads:end -->"
 N_TRAIN = 905  # images in the synthetic default's train split
-SETTINGS = {"default": None, "1x1": (1, 1), "2x1": (2, 1), "1x2": (1, 2), "2x2": (2, 2)}
+#: setting -> (TensorFlow intra-op x inter-op threads or None for its default, what fit is fed)
+SETTINGS = {
+    "default": (None, "arrays"),
+    "1x1": ((1, 1), "arrays"),
+    "2x1": ((2, 1), "arrays"),
+    "1x2": ((1, 2), "arrays"),
+    "2x2": ((2, 2), "arrays"),
+    "pipeline": (None, "pipeline"),
+}
 
 
-def worker(threads: tuple[int, int] | None, epochs: int, seed: int) -> dict:
+def worker(threads: tuple[int, int] | None, feed: str, epochs: int, seed: int) -> dict:
     """Train once in this process; the epoch times in seconds."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -41,7 +52,7 @@ def worker(threads: tuple[int, int] | None, epochs: int, seed: int) -> dict:
     from lesionlab.config import AugmentParams
     from lesionlab.models import keras_cnn
     from lesionlab.models.families.cnn import TrainParams
-    from lesionlab.models.keras_common import load_keras
+    from lesionlab.models.keras_common import load_keras, training_batches
 
     keras = load_keras(seed)
     import tensorflow as tf
@@ -63,7 +74,11 @@ def worker(threads: tuple[int, int] | None, epochs: int, seed: int) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t0)
 
-    model.fit(x, y, batch_size=cfg.batch_size, epochs=epochs, verbose=0, shuffle=True, callbacks=[EpochClock()])
+    if feed == "pipeline":
+        batches = training_batches(x, y, cfg.batch_size, seed)
+        model.fit(batches, epochs=epochs, shuffle=False, verbose=0, callbacks=[EpochClock()])
+    else:
+        model.fit(x, y, batch_size=cfg.batch_size, epochs=epochs, verbose=0, shuffle=True, callbacks=[EpochClock()])
     return {"epoch_seconds": [round(t, 4) for t in times]}
 
 
@@ -111,14 +126,16 @@ def markdown_table(record: dict) -> str:
         f"({record['machine']['cpus']} cores), {record['repeats']} runs per setting of {record['epochs']} epochs, "
         "first epoch left out; `reports/keras-threads.json`:",
         "",
-        "| TensorFlow threads (intra-op × inter-op) | processes at once | images/s per process (median epoch) "
-        "| epoch time min–max | images/s, all processes together |",
-        "|---|---|---|---|---|",
+        "| fit fed | TensorFlow threads (intra-op × inter-op) | processes at once "
+        "| images/s per process (median epoch) | epoch time min–max | images/s, all processes together |",
+        "|---|---|---|---|---|---|",
     ]
+    feeds = {"arrays": "the arrays (Keras' adapter)", "pipeline": "tf.data pipeline (`training_batches`)"}
     for name, s in record["settings"].items():
-        label = {"default": "TensorFlow's default", "two_1x1_at_once": "1×1"}.get(name, name.replace("x", "×"))
+        threads, feed = SETTINGS.get(name, ((1, 1), "arrays"))  # two_1x1_at_once: two 1x1 runs on the arrays
+        label = "TensorFlow's default" if threads is None else f"{threads[0]}×{threads[1]}"
         lines.append(
-            f"| {label} | {s['processes_at_once']} | {s['images_per_second_per_process_median']:,.0f} "
+            f"| {feeds[feed]} | {label} | {s['processes_at_once']} | {s['images_per_second_per_process_median']:,.0f} "
             f"| {s['epoch_seconds_min']:.2f}–{s['epoch_seconds_max']:.2f} s "
             f"| {s['images_per_second_combined_median']:,.0f} |"
         )
@@ -137,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         ap.error("--epochs must be at least 2 (the first epoch is tracing and is left out)")
     if args.worker:
-        print(json.dumps(worker(SETTINGS[args.worker], args.epochs, args.seed)))
+        print(json.dumps(worker(*SETTINGS[args.worker], args.epochs, args.seed)))
         return 0
     results = {}
     for setting in SETTINGS:

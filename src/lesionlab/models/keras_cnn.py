@@ -10,10 +10,17 @@ TensorFlow is imported inside the functions: importing this module costs nothing
 
 from __future__ import annotations
 
+import numpy as np
+
 from lesionlab.config import AugmentParams, TrainParams
 from lesionlab.models.fitting import BestEpoch, FitResult, class_weight_dict
 from lesionlab.models.keras_augment import augmenter
-from lesionlab.models.keras_common import early_stopping, load_keras, predict  # noqa: F401  (predict: this family's)
+from lesionlab.models.keras_common import (  # noqa: F401  (predict: this family's)
+    early_stopping,
+    load_keras,
+    predict,
+    training_batches,
+)
 
 #: BatchNorm's moving-average momentum. Keras' default (0.99) needs hundreds of steps before the
 #: inference statistics settle; with ~30 steps per epoch that made the first validation epochs
@@ -65,16 +72,22 @@ def fit(
         y_val, n_classes, cfg.epochs, cfg.patience, progress=progress, n_params=int(model.count_params())
     )
     stopper = early_stopping(keras, tracker, x_val, len(x_train))
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        class_weight=class_weight_dict(y_train, n_classes) if cfg.class_weights else None,
-        shuffle=True,
-        verbose=0,
-        callbacks=[stopper],
-    )
+    weights = class_weight_dict(y_train, n_classes) if cfg.class_weights else None
+    per_image = None if weights is None else np.array([weights[int(c)] for c in y_train], dtype=np.float32)
+    batches = training_batches(x_train, y_train, cfg.batch_size, seed, per_image)
+    if batches is not None:  # TensorFlow: the project's tf.data pipeline (keras_common.training_batches)
+        model.fit(batches, epochs=cfg.epochs, shuffle=False, verbose=0, callbacks=[stopper])  # shuffled by the pipeline
+    else:
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
+            class_weight=weights,
+            shuffle=True,
+            verbose=0,
+            callbacks=[stopper],
+        )
     if stopper.best_weights is not None:
         model.set_weights(stopper.best_weights)
     return tracker.result

@@ -1,6 +1,6 @@
 """What every Keras model of the project shares: the backend (``compute.keras_backend``: TensorFlow or PyTorch),
 the seeded, deterministic Keras module, early stopping (:class:`lesionlab.models.fitting.BestEpoch` as a Keras
-callback) and batched inference.
+callback), the training input pipeline (:func:`training_batches`) and batched inference.
 
 Keras 3 fixes its backend when it is first imported (``$KERAS_BACKEND``): a stage calls :func:`use_backend`
 before anything imports Keras, and a second backend in the same process is refused with the reason.
@@ -143,6 +143,37 @@ def predict(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sample_weight=None):
+    """What ``model.fit`` trains on: on TensorFlow, a ``tf.data`` pipeline of the arrays, reshuffled every epoch
+    (seeded), in batches of ``batch_size`` with a last short batch, with one batch prefetched on a private pool of
+    one thread and tf.data's autotuning off; on PyTorch, ``None`` (fit takes the arrays, shuffled by Keras).
+
+    Why not the arrays themselves on TensorFlow: Keras' array adapter builds its pipeline with autotuned
+    parallelism, whose threads compete with the training step's for the cores. On the 2-core development CPU
+    that made epochs alternate between a fast and a twice as slow time (the step waiting on whichever core was
+    shared); this pipeline keeps them at the fast one (``make bench-threads``: the ``keras arrays`` and
+    ``pipeline`` rows of docs/cost.md). ``sample_weight`` (per image: the class weights) rides along as the
+    pipeline's third element, which Keras weighs the loss with exactly as it does ``class_weight``."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    tensors = (x, y) if sample_weight is None else (x, y, np.asarray(sample_weight, dtype=np.float32))
+    batches = (
+        tf.data.Dataset.from_tensor_slices(tensors)
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(1)
+    )
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.autotune.enabled = False
+    options.deterministic = True
+    return batches.with_options(options)
 
 
 def early_stopping(
