@@ -530,7 +530,11 @@ def run_bench(
         kept = logs / "cold-result"
         shutil.copytree(scratch / "reports" / dataset, kept / "reports" / dataset)
         shutil.copy2(scratch / "dvc.lock", kept / "dvc.lock")
-        print(f"[bench] the cold run's dvc.lock and reports/{dataset} kept in {kept}", flush=True)
+        for name in _git(scratch, "ls-files", f"results/{dataset}").splitlines():  # the git-tracked outputs
+            if (scratch / name).is_file():  # (metrics, histories, dvclive logs: dvc.lock records their hashes)
+                (kept / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(scratch / name, kept / name)
+        print(f"[bench] the cold run's dvc.lock, reports/{dataset} and tracked results kept in {kept}", flush=True)
     result["reproduced"] = reproduced(reference, fresh)
     print(f"[bench] committed leaderboard reproduced: {result['reproduced']}", flush=True)
     if reference is not None and fresh is not None:  # the reproduction check anyone can run: `lesionlab verify`
@@ -783,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--keep",
         action="store_true",
-        help="keep the scratch copy and its logs, and the cold run's dvc.lock and report in logs/cold-result/",
+        help="keep the scratch copy and its logs, and the cold run's dvc.lock, report and git-tracked results "
+        "in logs/cold-result/",
     )
     p.add_argument(
         "--one-run",
