@@ -153,8 +153,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, s
     Why not the arrays themselves on TensorFlow: Keras' array adapter builds its pipeline with autotuned
     parallelism, whose threads compete with the training step's for the cores. On the 2-core development CPU
     that made epochs alternate between a fast and a twice as slow time (the step waiting on whichever core was
-    shared); this pipeline keeps them at the fast one (``make bench-threads``: the ``keras arrays`` and
-    ``pipeline`` rows of docs/cost.md). ``sample_weight`` (per image: the class weights) rides along as the
+    shared); this pipeline keeps them near the fast one (``make bench-threads``: docs/cost.md's rows fed "the
+    arrays" against the "tf.data pipeline" row). ``sample_weight`` (per image: the class weights) rides along as the
     pipeline's third element, which Keras weighs the loss with exactly as it does ``class_weight``."""
     import keras
 
