@@ -262,3 +262,43 @@ def test_the_thread_probe_leaves_out_the_tracing_epoch_and_sums_processes_run_at
     assert paired["images_per_second_combined_median"] == round(4 * kt.N_TRAIN / 3, 1)
     with pytest.raises(ValueError, match="two epochs"):
         kt.summarize([{"epoch_seconds": [3.0]}])
+
+
+def test_the_cold_split_puts_seed_replicates_in_their_family_and_counts_training_apart(tmp_path):
+    """A replicate stage (train@cnn_aug.seed43) is in its row's family; each family's training is the sum of its
+    runs' train_seconds, the rest of its stages' wall time is theirs, and DVC's share is what no stage accounts for."""
+    from lesionlab.config import load_params
+    from lesionlab.reporting.doctables import cold_split_table
+
+    params = load_params(REPO / "params.yaml")
+    assert bench.family("train@cnn_aug.seed43", params) == bench.family("train@cnn_aug", params)
+    assert bench.family("backbone@lite0_full.seed44", params) == bench.family("backbone@lite0_full", params)
+    metrics = tmp_path / "results" / "synthetic" / "metrics"
+    metrics.mkdir(parents=True)
+    for name, seconds in (("cnn_aug", 12.0), ("cnn_aug.seed43", 10.5), ("lite0_full", 70.0)):
+        (metrics / f"{name}.json").write_text(json.dumps({"train_seconds": seconds, "balanced_accuracy": 0.5}))
+    records = [
+        {"stage": "prepare", "wall_seconds": 20.0},
+        {"stage": "train@cnn_aug", "wall_seconds": 22.0},
+        {"stage": "train@cnn_aug.seed43", "wall_seconds": 18.5},
+        {"stage": "backbone@lite0_full", "wall_seconds": 90.0},
+    ]
+    split = bench.cold_split(tmp_path, "synthetic", params, records, total=160.0)
+    cnn = split["families"][bench.family("train@cnn_aug", params)]
+    assert cnn == {"stages": 2, "wall_seconds": 40.5, "train_seconds": 22.5}
+    assert split["families"][bench.family("prepare", params)] == {
+        "stages": 1,
+        "wall_seconds": 20.0,
+        "train_seconds": 0.0,
+    }
+    assert split["between_stages_seconds"] == 9.5 and split["total_seconds"] == 160.0
+    record = tmp_path / "bench.json"
+    record.write_text(json.dumps({"date": "2026-12-07", "git_commit": "abc", "cold_split": split}))
+    table = cold_split_table(record)
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith(f"| {bench.family('backbone@lite0_full', params)} | 1 | 90 | 70 | 20 (20.0 a stage) |")
+    assert f"| {bench.family('train@cnn_aug', params)} | 2 | 40 | 22 | 18 (9.0 a stage) |" in table
+    assert "| between stages (DVC: hashing, dvc.lock rewritten after each stage) | – | 10 |" in table  # 9.5 rounds
+    assert "| **cold run** | 4 | **160** | 92 (58%) | 68 (42%, stages and DVC) |" in table
+    record.write_text(json.dumps({"date": "2026-11-23"}))
+    assert "no `cold_split`" in cold_split_table(record)

@@ -20,7 +20,7 @@ import yaml
 from conftest import REPO
 
 from lesionlab.config import ParamsError, load_params, parse_params, prune_parents
-from lesionlab.models.tta import N_VIEWS, dihedral
+from lesionlab.models.tta import N_VIEWS, average_views, dihedral, predict_with_tta
 from lesionlab.pipeline.contracts import read_predictions
 
 # --- pieces ----------------------------------------------------------------------------------
@@ -36,6 +36,44 @@ def test_dihedral_views_are_the_8_distinct_symmetries():
     assert all(v.flags.writeable for v in views)
     with pytest.raises(ValueError):
         dihedral(batch, 8)
+
+
+def test_tta_averages_the_8_views_of_the_scored_rows_and_predicts_each_view_once():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 6, 6, 3), dtype=np.uint8)
+    scored = np.array([False, True, True, False, True, True, False])
+    seen = []
+
+    def predict(x):  # a per-image function of the pixels that tells views apart: a row's result ignores its batch
+        seen.append(len(x))
+        w = np.arange(x[0].size, dtype=np.float64).reshape(x.shape[1:])
+        score = (x.astype(np.float64) * w).sum(axis=(1, 2, 3))
+        return np.stack([score, -score], axis=1)
+
+    proba, proba_tta = predict_with_tta(predict, images, scored, True)
+    assert seen == [7] + [4] * (N_VIEWS - 1)  # every row once, then views 1..7 of the scored rows only
+    assert np.array_equal(proba, predict(images))
+    assert np.allclose(proba_tta[scored], average_views(predict, images[scored], True))
+    assert np.array_equal(proba_tta[~scored], proba[~scored])  # train rows keep their single view
+    assert not np.allclose(proba_tta[scored], proba[scored])
+    assert predict_with_tta(predict, images, scored, False)[1] is None
+
+
+def test_deterministic_algorithms_skip_the_inductor_import_and_hand_inductor_the_flag():
+    code = (
+        "import sys, torch\n"
+        "from lesionlab.models.torch_models import deterministic_algorithms\n"
+        "deterministic_algorithms()\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "print('inductor loaded:', 'torch._inductor' in sys.modules)\n"
+        "import torch._inductor.config as c\n"
+        "assert c.deterministic is True\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "inductor loaded: False" in out.stdout
 
 
 def test_warmup_then_cosine_schedule():

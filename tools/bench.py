@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -361,10 +362,11 @@ def micro_benchmarks(scratch: Path, env: dict, dataset: str, repeats: int) -> di
 
 
 def family(stage: str, params) -> str:
-    """The model family (and framework) of a stage, for throughput and memory."""
+    """The model family (and framework) of a stage, its seed replicates included, for throughput, memory and time."""
     from lesionlab.models.families import FAMILIES
 
     kind, _, name = stage.partition("@")
+    name = re.sub(r"\.seed\d+$", "", name)  # a seed replicate (train@cnn_aug.seed43) belongs to its row's family
     for fam in FAMILIES.values():
         if kind in (fam.stage, fam.stage_name) and name in getattr(params, fam.section) and fam.describe:
             return fam.describe(params, name)
@@ -378,6 +380,24 @@ def family(stage: str, params) -> str:
         "eda": "EDA",
         "split": "split",
     }.get(kind, kind)
+
+
+def cold_split(scratch: Path, dataset: str, params, records: list[dict], total: float) -> dict:
+    """Where a cold run's time goes: per family, its stages, their wall time and the part of it the trainers
+    report as training (``train_seconds`` of each run's metrics file: the epochs, validation included); the rest
+    of a stage is its process start, imports, data loading, predictions and writing. ``between_stages``: the
+    cold run's wall time outside every stage's own process (DVC's hashing and its dvc.lock rewrite per stage)."""
+    families: dict[str, dict] = {}
+    for r in records:
+        kind, _, name = r["stage"].partition("@")
+        metrics = scratch / "results" / dataset / "metrics" / f"{name}.json"
+        train = json.loads(metrics.read_text()).get("train_seconds") if name and metrics.is_file() else None
+        row = families.setdefault(family(r["stage"], params), {"stages": 0, "wall_seconds": 0.0, "train_seconds": 0.0})
+        row["stages"] += 1
+        row["wall_seconds"] = round(row["wall_seconds"] + r["wall_seconds"], 1)
+        row["train_seconds"] = round(row["train_seconds"] + (train or 0.0), 1)
+    inside = sum(r["wall_seconds"] for r in records)
+    return {"families": families, "between_stages_seconds": round(total - inside, 1), "total_seconds": round(total, 1)}
 
 
 def notebook_overheads(records: list[dict]) -> dict[str, float]:
@@ -555,6 +575,7 @@ def run_bench(
     for stage, seconds in stage_wall.items():
         fam = family(stage, params)
         result["cold_by_family"][fam] = round(result["cold_by_family"].get(fam, 0) + seconds, 1)
+    result["cold_split"] = cold_split(scratch, dataset, params, cold_records, cold[-1])
     env = bench_env(scratch, logs / "noop.jsonl")
 
     # no-op

@@ -98,11 +98,12 @@ def _seeded_keras(seed: int):
     if keras.backend.backend() == "torch":
         # set_random_seed seeds TensorFlow too when it is installed, importing it; torchvision must come first
         # (imported after TensorFlow in one process, it crashes)
-        import torch
         import torchvision  # noqa: F401
 
+        from lesionlab.models.torch_models import deterministic_algorithms
+
         keras.utils.set_random_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic_algorithms()
     else:
         import tensorflow as tf
 

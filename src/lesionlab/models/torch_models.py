@@ -229,6 +229,24 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
+def deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)``, without its import of ``torch._inductor``
+    (about 1 s on the 2-core CPU) when nothing has loaded Inductor yet: the same flag is set in PyTorch's core, and
+    Inductor's own ``deterministic`` switch, which the public call also sets, is handed over through
+    ``TORCHINDUCTOR_DETERMINISTIC`` (Inductor reads it when it is first imported, so ``torch.compile`` code, should
+    any load later, stays deterministic too). What it saves: in the processes that only run models (embeddings,
+    Grad-CAM, external scoring, ``lesionlab predict``); a training process loads Inductor anyway, through
+    ``torch._dynamo`` at its first optimizer."""
+    import os
+    import sys
+
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1"
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int) -> None:
     import os
     import random
@@ -238,6 +256,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -6,12 +6,14 @@ A generated table sits between two markers::
     ...
     <!-- end table -->
 
-Five kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``), ``columns``
+Kinds: ``leaderboard`` (rows by balanced accuracy, the ``top`` best plus ``include``), ``columns``
 (every row in the file's order, the named columns; ``name:ci`` adds the column's 95 % CI, ``bold=a,b`` marks the
 best value of those columns), ``steps`` (a ``paired.csv``'s ablation steps with their verdicts; ``metric=`` and
 ``comparison=preprocessing`` pick other rows, also of a ``paired_external.csv``) and ``spread``
 (a ``seeds.csv``: each row's runs, mean ± sd, min–max) and ``bench`` (two ``make bench`` records, before → after:
-``<!-- table: bench reports/bench-2026-11-23.json reports/bench.json -->``, ``brief`` for fewer rows)::
+``<!-- table: bench reports/bench-2026-11-23.json reports/bench.json -->``, ``brief`` for fewer rows) and
+``cold-split`` (one ``make bench`` record's cold run: per family, training against the rest of its stages;
+``frontier``: ``tools.frontier``'s record)::
 
     <!-- table: columns reports/ham10000/leaderboard_binary.csv malignant_auc:ci sensitivity_at_90_specificity -->
 
@@ -221,6 +223,40 @@ def bench_table(before_json: Path, after_json: Path, brief: bool = False) -> str
     return "\n".join(lines) + "\n"
 
 
+def cold_split_table(path: Path) -> str:
+    """A ``make bench`` record's cold run split by family: stages, wall time, the part its trainers report as
+    training (their epochs, validation included) and the rest of those stages (process start, imports, data,
+    predictions, writing), largest first; then the time between stages (DVC) and the whole run."""
+    import json
+
+    record = json.loads(Path(path).read_text())
+    split = record.get("cold_split")
+    if not split:
+        return f"`{path.name}` has no `cold_split` (made before `make bench` recorded it): re-run `make bench`.\n"
+    lines = [
+        "| part of the cold run | stages | seconds | training (epochs, validation included) "
+        "| rest of these stages (process, imports, data, predictions, writing) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    families = sorted(split["families"].items(), key=lambda kv: -kv[1]["wall_seconds"])
+    for name, row in families:
+        train, wall, n = row["train_seconds"], row["wall_seconds"], row["stages"]
+        rest, trained = wall - train, f"{train:,.0f}" if train else "–"
+        lines.append(f"| {name} | {n} | {wall:,.0f} | {trained} | {rest:,.0f} ({rest / n:.1f} a stage) |")
+    between = split["between_stages_seconds"]
+    stages = sum(r["stages"] for _, r in families)
+    lines.append(f"| between stages (DVC: hashing, dvc.lock rewritten after each stage) | – | {between:,.0f} | – | – |")
+    train = sum(r["train_seconds"] for _, r in families)
+    total = split["total_seconds"]
+    lines.append(
+        f"| **cold run** | {stages} | **{total:,.0f}** | {train:,.0f} ({train / total:.0%}) "
+        f"| {total - train:,.0f} ({(total - train) / total:.0%}, stages and DVC) |"
+    )
+    lines.append("")
+    lines.append(f"From `{path.name}` ({record.get('date', '?')}, commit `{record.get('git_commit', '?')}`).")
+    return "\n".join(lines) + "\n"
+
+
 def frontier_table(path: Path) -> str:
     """``python -m tools.frontier``'s record: per backbone and input size the short run's validation balanced
     accuracy with its lesion-bootstrap CI, the training throughput of each mode (float32 → bfloat16) and the
@@ -280,12 +316,14 @@ def render(spec: str, root: Path) -> str:
         return bench_table(root / path, root / options[0], brief="brief" in options)
     if kind == "frontier":
         return frontier_table(root / path)
+    if kind == "cold-split":
+        return cold_split_table(root / path)
     if kind == "columns":
         return columns_table(
             root / path, [o for o in options if "=" not in o], tuple(filter(None, opts.get("bold", "").split(",")))
         )
     if kind != "leaderboard":
-        known = "leaderboard, columns, steps, spread, bench, frontier"
+        known = "leaderboard, columns, steps, spread, bench, cold-split, frontier"
         raise ValueError(f"unknown generated table {kind!r} (known: {known})")
     return leaderboard_table(
         root / path,
