@@ -389,7 +389,7 @@ def cold_split(scratch: Path, dataset: str, params, records: list[dict], total: 
     cold run's wall time outside every stage's own process (DVC's hashing and its dvc.lock rewrite per stage)."""
     families: dict[str, dict] = {}
     for r in records:
-        kind, _, name = r["stage"].partition("@")
+        name = r["stage"].partition("@")[2]  # a run's name: its metrics file (none for eda, compare, ...)
         metrics = scratch / "results" / dataset / "metrics" / f"{name}.json"
         train = json.loads(metrics.read_text()).get("train_seconds") if name and metrics.is_file() else None
         row = families.setdefault(family(r["stage"], params), {"stages": 0, "wall_seconds": 0.0, "train_seconds": 0.0})
