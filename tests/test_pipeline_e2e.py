@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,33 @@ def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
     out = _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-q", "-m", "tiny run"], repo, env)  # `dvc exp run` needs a baseline commit
-    return repo, {"env": env, "first": out, "params": params}
+    return repo, {"env": env, "first": out, "params": params, "predictions": _predictions(repo)}
+
+
+def _predictions(repo: Path) -> dict[str, bytes]:
+    """Every trained run's predictions (first runs and seed replicates), by path."""
+    found = sorted((repo / "results/synthetic/variants").glob("*/predictions*.csv"))
+    return {str(p.relative_to(repo)): p.read_bytes() for p in found}
+
+
+def test_repro_in_two_lanes_leaves_what_a_plain_dvc_repro_leaves(tiny_repo, tmp_path):
+    """`lesionlab repro --jobs 2` (make repro): the seed replicates that ran in the second lane's copy are checked
+    out from the shared run cache, not re-run; every run's predictions are the plain run's, byte for byte; the
+    workspace ends up to date and the copy is gone."""
+    plain, ctx = tiny_repo
+    repo = tmp_path / "lanes"
+    repo.mkdir()
+    env, _ = make_repo(repo, _tiny)
+    _run([sys.executable, "-m", "lesionlab", "deps"], repo, env)
+    out = _run([sys.executable, "-m", "lesionlab", "repro", "--jobs", "2"], repo, env)
+    in_copy = sorted(set(re.findall(r"\[lane 1\] Running stage '([^']+)'", out)))
+    assert in_copy and all("_seed@" in s for s in in_copy), out[-3000:]
+    cached = set(re.findall(r"Stage '([^']+)' is cached - skipping run", out))
+    assert set(in_copy) <= cached, out[-3000:]
+    assert not set(re.findall(r"^Running stage '([^']+)'", out, re.M)) & set(in_copy)  # none ran twice
+    assert _predictions(repo) == ctx["predictions"] and len(ctx["predictions"]) > len(in_copy)
+    assert "Data and pipelines are up to date" in _run(["dvc", "status", "dvc.yaml"], repo, env)
+    assert not (repo / ".dvc/tmp/lanes/1").exists()
 
 
 def test_report_and_leaderboard_hold_every_variant(tiny_repo):

@@ -177,23 +177,31 @@ def one_run_params(text: str) -> str:
     return out
 
 
-def cold_repro(scratch: Path, dataset: str, logs: Path, name: str, progress: str) -> tuple[float, list[dict]]:
-    """``dvc repro`` from nothing (:func:`make_cold`): its wall seconds and every stage's timing record
-    (``logs/<name>.jsonl``, output in ``logs/<name>.log``)."""
+def repro_command(jobs: int) -> list[str]:
+    """What `make repro` runs: ``dvc repro`` itself, or with ``jobs`` > 1 the model runs in that many lanes."""
+    return ["dvc", "repro"] if jobs <= 1 else [sys.executable, "-m", "lesionlab", "repro", "--jobs", str(jobs)]
+
+
+def cold_repro(
+    scratch: Path, dataset: str, logs: Path, name: str, progress: str, jobs: int = 1
+) -> tuple[float, list[dict]]:
+    """The pipeline from nothing (:func:`make_cold`), as ``repro_command(jobs)`` runs it: its wall seconds and
+    every stage's timing record (``logs/<name>.jsonl``, output in ``logs/<name>.log``)."""
     make_cold(scratch, dataset)
     timings = logs / f"{name}.jsonl"
-    seconds = _timed(["dvc", "repro"], scratch, bench_env(scratch, timings), logs / f"{name}.log", progress=progress)
+    env = bench_env(scratch, timings)
+    seconds = _timed(repro_command(jobs), scratch, env, logs / f"{name}.log", progress=progress)
     return seconds, read_records(timings)
 
 
-def cold_one_run(scratch: Path, dataset: str, logs: Path) -> tuple[float, list[dict]]:
+def cold_one_run(scratch: Path, dataset: str, logs: Path, jobs: int = 1) -> tuple[float, list[dict]]:
     """A cold ``dvc repro`` with ``base.replicate_seeds: []``; params.yaml and dvc.lock are put back after it."""
     params = scratch / "params.yaml"
     original = params.read_text()
     params.write_text(one_run_params(original))
     try:
         print("[bench] cold pipeline, one run per model (base.replicate_seeds: [])", flush=True)
-        seconds, records = cold_repro(scratch, dataset, logs, "cold-one-run", "one run")
+        seconds, records = cold_repro(scratch, dataset, logs, "cold-one-run", "one run", jobs)
     finally:
         params.write_text(original)
         _git(scratch, "checkout", "--", "dvc.lock")
@@ -382,11 +390,12 @@ def family(stage: str, params) -> str:
     }.get(kind, kind)
 
 
-def cold_split(scratch: Path, dataset: str, params, records: list[dict], total: float) -> dict:
+def cold_split(scratch: Path, dataset: str, params, records: list[dict], total: float, jobs: int = 1) -> dict:
     """Where a cold run's time goes: per family, its stages, their wall time and the part of it the trainers
     report as training (``train_seconds`` of each run's metrics file: the epochs, validation included); the rest
     of a stage is its process start, imports, data loading, predictions and writing. ``between_stages``: the
-    cold run's wall time outside every stage's own process (DVC's hashing and its dvc.lock rewrite per stage)."""
+    cold run's wall time outside every stage's own process (DVC's hashing and its dvc.lock rewrite per stage); with
+    the model runs in ``jobs`` > 1 lanes the stages overlap, so it is not defined (``stage_seconds`` is their sum)."""
     families: dict[str, dict] = {}
     for r in records:
         name = r["stage"].partition("@")[2]  # a run's name: its metrics file (none for eda, compare, ...)
@@ -397,7 +406,14 @@ def cold_split(scratch: Path, dataset: str, params, records: list[dict], total: 
         row["wall_seconds"] = round(row["wall_seconds"] + r["wall_seconds"], 1)
         row["train_seconds"] = round(row["train_seconds"] + (train or 0.0), 1)
     inside = sum(r["wall_seconds"] for r in records)
-    return {"families": families, "between_stages_seconds": round(total - inside, 1), "total_seconds": round(total, 1)}
+    between = round(total - inside, 1) if jobs <= 1 else None
+    return {
+        "families": families,
+        "between_stages_seconds": between,
+        "stage_seconds": round(inside, 1),
+        "lanes": jobs,
+        "total_seconds": round(total, 1),
+    }
 
 
 def notebook_overheads(records: list[dict]) -> dict[str, float]:
@@ -507,6 +523,7 @@ def run_bench(
     keep: bool = False,
     queue_variants: list[str] | None = None,
     one_run: bool = False,
+    jobs: int = 1,
 ) -> dict:
     from lesionlab.config import load_params
 
@@ -525,12 +542,13 @@ def run_bench(
         "git_commit": commit,
         "dataset": dataset,
         "repeats": repeats,
+        "cold_command": " ".join(repro_command(jobs)).replace(sys.executable, "python"),
         "machine": machine(),
     }
     figures: dict = {}
 
     if one_run:  # first: the cold run below leaves the workspace that the later figures need
-        seconds, records = cold_one_run(scratch, dataset, logs)
+        seconds, records = cold_one_run(scratch, dataset, logs, jobs)
         figures["cold_pipeline_one_run"] = summarize([seconds], target=TARGETS["cold_pipeline_one_run"])
         result["cold_one_run_stages"] = {r["stage"]: r["wall_seconds"] for r in records}
         # the first runs' throughput in this cold run too: on a shared VM two cold runs can differ (2026-12-06: CNN
@@ -540,8 +558,9 @@ def run_bench(
     # cold
     cold, cold_records = [], []
     for i in range(cold_repeats):
-        print(f"[bench] cold pipeline {i + 1}/{cold_repeats} (dvc repro, empty cache)", flush=True)
-        seconds, cold_records = cold_repro(scratch, dataset, logs, f"cold-{i + 1}", "cold pipeline")
+        how = " ".join(repro_command(jobs)).replace(sys.executable, "python")
+        print(f"[bench] cold pipeline {i + 1}/{cold_repeats} ({how}, empty cache)", flush=True)
+        seconds, cold_records = cold_repro(scratch, dataset, logs, f"cold-{i + 1}", "cold pipeline", jobs)
         cold.append(seconds)
         print(f"[bench] cold pipeline {i + 1}: {cold[-1]:.0f} s", flush=True)
     figures["cold_pipeline"] = summarize(cold, target=TARGETS["cold_pipeline"])
@@ -575,7 +594,7 @@ def run_bench(
     for stage, seconds in stage_wall.items():
         fam = family(stage, params)
         result["cold_by_family"][fam] = round(result["cold_by_family"].get(fam, 0) + seconds, 1)
-    result["cold_split"] = cold_split(scratch, dataset, params, cold_records, cold[-1])
+    result["cold_split"] = cold_split(scratch, dataset, params, cold_records, cold[-1], jobs)
     env = bench_env(scratch, logs / "noop.jsonl")
 
     # no-op
@@ -751,6 +770,8 @@ def markdown_table(bench: dict) -> str:
         "included; n = epochs), or one figure per stage (metadata, embedding); peak = the largest resident "
         "memory of the family's stages. The cold run is one run; the queue one run per setting."
     )
+    if bench.get("cold_command"):
+        lines.append(f"The cold runs ran `{bench['cold_command']}`.")
     rp = bench.get("reproduced", {})
     if rp.get("compared"):
         lines.append(
@@ -816,6 +837,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time a cold pipeline with base.replicate_seeds: [] (one training run per model; ~12 min)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="lanes of the cold runs (`lesionlab repro --jobs N`: the CNN runs side by side); default 1 = "
+        "plain `dvc repro`, what `make repro` runs",
+    )
     p.add_argument("--out", default="reports/bench.json")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the benchmark table in docs/cost.md")
     args = p.parse_args(argv)
@@ -833,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         queue_variants=args.queue_variants,
         one_run=args.one_run,
+        jobs=args.jobs,
     )
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)

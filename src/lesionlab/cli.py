@@ -455,7 +455,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", default=None, help="the fresh leaderboard CSV (default: reports/<ds>/leaderboard.csv)")
     p.add_argument("--metrics", nargs="+", default=None, help="default: balanced_accuracy macro_auc malignant_auc")
     p.set_defaults(func=_verify)
+    p = sub.add_parser(
+        "repro",
+        help="`dvc repro` with the stale model stages (CNN, probe and fine-tune runs, metadata models) run "
+        "side by side in --jobs lanes sharing the DVC cache; same outputs and dvc.lock as a plain `dvc repro`",
+    )
+    p.add_argument("--jobs", type=int, default=2, help="lanes (default 2; 1 = a plain `dvc repro`)")
+    p.add_argument("--keep", action="store_true", help="keep the lanes' copies in .dvc/tmp/lanes/ (to debug)")
+    p.set_defaults(func=_repro)
     return parser
+
+
+def _repro(args) -> int:
+    from lesionlab.pipeline.lanes import repro
+
+    if args.jobs < 1:
+        raise ParamsError(f"`lesionlab repro --jobs {args.jobs}`: at least 1 lane")
+    return repro(find_project_root(), args.jobs, keep=args.keep)
 
 
 def _verify(args) -> int:
@@ -484,8 +500,18 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lesionlab.paths import UnsafeName
     from lesionlab.pipeline.contracts import ContractError
     from lesionlab.pipeline.guard import StageBusy
+    from lesionlab.pipeline.lanes import LaneError
 
-    return (ParamsError, DatasetError, ContractError, BackboneError, FileNotFoundError, UnsafeName, StageBusy)
+    return (
+        ParamsError,
+        DatasetError,
+        ContractError,
+        BackboneError,
+        FileNotFoundError,
+        UnsafeName,
+        StageBusy,
+        LaneError,
+    )
 
 
 def _stage_name(args) -> str:
@@ -556,4 +582,5 @@ def main(argv: list[str] | None = None) -> int:
         status = 2
         return status
     finally:
-        timing.record(args.command, _stage_name(args), status)  # only with $LESIONLAB_TIMINGS (tools/bench.py)
+        if args.command != "repro":  # its stages record themselves
+            timing.record(args.command, _stage_name(args), status)  # only with $LESIONLAB_TIMINGS (tools/bench.py)
