@@ -113,7 +113,9 @@ def test_readme_table_is_replaced_between_the_markers(tmp_path):
         "git_commit": "abc",
         "dataset": "synthetic",
         "machine": {"cpus": 2, "memory_gib": 24.0, "gpu": None},
+        "cold_command": "python -m lesionlab repro --jobs 2",
         "figures": {
+            "cold_pipeline": bench.summarize([880.0], target=900),
             "noop_repro": bench.summarize([2.5, 2.4, 2.6], floor=2.0, target=2.0),
             "cache_build": bench.summarize([900, 1000, 1100], unit="images/s", floor=500),
         },
@@ -125,6 +127,9 @@ def test_readme_table_is_replaced_between_the_markers(tmp_path):
         },
     }
     table = bench.markdown_table(result)
+    # the cold row names what ran it (`make repro`'s command)
+    cold = "| default pipeline, cold (`python -m lesionlab repro --jobs 2`, empty cache) | 880 s [880–880] (1) |"
+    assert cold in table
     assert "| `dvc repro`, nothing changed | 2.50 s [2.40–2.60] (3) | 2.00 s → ×1.25 | ≤ 2 s: **not met** |" in table
     assert "1,000 images/s" in table and "peak 1,700 MiB" in table and "×1.5 with 2 jobs" in table
     readme = tmp_path / "README.md"

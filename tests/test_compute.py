@@ -42,6 +42,7 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch):
         "reason": forced.reason,
         "depthwise_grad_float32": False,
         "memory": compute.keep_freed_memory(),
+        "threads": None,  # a Keras run's thread count (compute.keras_threads); PyTorch stages leave it unset
     }
     assert forced.memory  # what the allocator was told is recorded with the run
     # training: float32 depthwise gradients exactly where the CPU runs bfloat16 (recorded with the run)
@@ -245,6 +246,49 @@ def test_the_cnn_trains_on_both_keras_backends_and_its_model_moves_between_them(
     back = _keras_run("tensorflow", tmp_path, "torch")
     np.testing.assert_allclose(np.array(back["their_proba"]), np.array(torch_run["proba"]), atol=1e-5)
     assert not torch_run["tensorflow_imported_before_torchvision"]
+
+
+_KERAS_THREADS_RUN = textwrap.dedent(
+    """
+    import json, os, sys
+    cpus, threads = int(sys.argv[1]), int(sys.argv[2])
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cpus]))  # before TensorFlow counts the cores
+    import numpy as np
+    from lesionlab.config import AugmentParams, ComputeParams, TrainParams
+    from lesionlab.models import keras_cnn, keras_common
+
+    run = keras_common.compute_of(ComputeParams(keras_threads=threads), seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (160, 32, 32, 3), dtype=np.uint8), rng.integers(0, 3, 160)
+    cfg = TrainParams(epochs=3, batchnorm=True, filters=[8, 16], dense_units=16, batch_size=16)
+    model = keras_cnn.build_cnn(cfg, AugmentParams(), 32, 3, 0)
+    keras_cnn.fit(model, x[:128], y[:128], x[128:], y[128:], cfg, 3, 0, progress=False)
+    result = {"compute": run.to_dict(), "proba": keras_cnn.predict(model, x[:16]).tolist()}
+    try:  # TensorFlow has run: its pools are fixed now
+        keras_common.set_threads(keras_common.load_keras(0), threads + 1)
+    except RuntimeError as err:
+        result["refused"] = str(err)
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs: one process sees 1, the other 2")
+def test_a_fixed_keras_thread_count_trains_the_same_cnn_on_one_core_and_on_two():
+    """compute.keras_threads: the pools are set and recorded, and the trained CNN does not depend on how many
+    cores the machine has (one process sees 1 CPU, the other 2); once TensorFlow ran, a change is refused."""
+    runs = []
+    for cpus in (1, 2):
+        proc = subprocess.run(
+            [sys.executable, "-c", _KERAS_THREADS_RUN, str(cpus), "1"], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:]))
+    one_core, two_cores = runs
+    assert one_core["compute"]["threads"] == two_cores["compute"]["threads"] == 1
+    assert np.array(one_core["proba"]).shape == (16, 3)
+    assert one_core["proba"] == two_cores["proba"]  # bit for bit
+    assert "compute.keras_threads 2: TensorFlow already runs with 1 intra-op x 1 inter-op" in two_cores["refused"]
 
 
 def test_a_second_keras_backend_in_one_process_is_refused():

@@ -116,11 +116,16 @@ def test_the_bench_table_sets_two_records_side_by_side_and_names_a_changed_input
     (tmp_path / "before.json").write_text(
         json.dumps(record("2026-11-23 22:12 UTC", 1200.0, 3.0, 600.0, "fine-tune full (PyTorch, 96 px)", 50.0))
     )
-    (tmp_path / "after.json").write_text(
-        json.dumps(record("2026-12-02 10:00 UTC", 800.0, 1.5, 1500.0, "fine-tune full (PyTorch, 64 px)", 100.0))
-    )
+    after = record("2026-12-02 10:00 UTC", 800.0, 1.5, 1500.0, "fine-tune full (PyTorch, 64 px)", 100.0)
+    after["cold_command"] = "python -m lesionlab repro --jobs 2"
+    (tmp_path / "after.json").write_text(json.dumps(after))
     table = doctables.render("bench before.json after.json", tmp_path)
-    assert "| default pipeline, cold, one run per model (`dvc repro`, empty cache) | 1,200 s | 800 s | ×1.50 |" in table
+    # what each cold run ran: a record from before `cold_command` was recorded ran `dvc repro`
+    assert (
+        "| run | 2026-11-23, commit `abc`: 2 stages, `dvc repro` "
+        "| 2026-12-02, commit `abc`: 2 stages, `python -m lesionlab repro --jobs 2` | |" in table
+    )
+    assert "| default pipeline, cold, one run per model (empty cache) | 1,200 s | 800 s | ×1.50 |" in table
     assert "with the seed replicates" not in table  # neither run had them
     assert "| `dvc repro`, nothing changed | 3.00 s | 1.50 s | ×2.00 |" in table
     assert "| training: CNN (Keras), images/s | 600 | 1,500 | ×2.50 |" in table
@@ -149,7 +154,7 @@ def test_the_bench_table_compares_cold_runs_like_with_like(tmp_path):
     (tmp_path / "before.json").write_text(json.dumps(before))
     (tmp_path / "after.json").write_text(json.dumps(after))
     table = doctables.render("bench before.json after.json brief", tmp_path)
-    assert "| default pipeline, cold, one run per model (`dvc repro`, empty cache) | 1,154 s | 577 s | ×2.00 |" in table
+    assert "| default pipeline, cold, one run per model (empty cache) | 1,154 s | 577 s | ×2.00 |" in table
     assert "| default pipeline, cold, with the seed replicates | – | 1,500 s | |" in table
     # a later record without the one-run figure has no like-for-like cold row
     del after["figures"]["cold_pipeline_one_run"]

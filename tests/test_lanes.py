@@ -17,9 +17,13 @@ STALE = [
     "train_seed@cnn_baseline-44",
     "train_seed@cnn_aug-44",
     "train_seed@cnn_batch64-44",
+    "probe@lite0_probe",
+    "probe_seed@lite0_probe-43",
+    "tabular@meta_gbm",
 ]
-OTHERS = ["probe@lite0_probe", "finetune_seed@lite0_full-43", "tabular@meta_gbm", "ensemble@image_mean"]
-COST = {"cnn_baseline": 10, "cnn_aug": 20, "cnn_batch64": 40}
+#: stages that keep every core busy (fine-tunes, the embedding) or read every run (ensembles, Grad-CAM)
+OTHERS = ["finetune@lite0_full", "finetune_seed@lite0_full-43", "embed@efficientnet_lite0", "ensemble@image_mean"]
+COST = {"cnn_baseline": 10, "cnn_aug": 20, "cnn_batch64": 40, "lite0_probe": 5, "meta_gbm": 4}
 
 
 def cost(name: str) -> float:
@@ -28,7 +32,7 @@ def cost(name: str) -> float:
 
 def test_notebook_stages_stay_in_this_workspace_and_replicates_balance_the_lanes():
     plan = lanes.plan(STALE + OTHERS, 2, cost)
-    assert sorted(s for lane in plan for s in lane) == sorted(STALE)  # every CNN stage once, nothing else
+    assert sorted(s for lane in plan for s in lane) == sorted(STALE)  # every light stage once, nothing else
     assert all(s in plan[0] for s in STALE if lanes.group(s) in lanes.FIRST_RUNS)  # notebook stages: lane 0
     assert all(lanes.group(s) in lanes.REPLICATES for s in plan[1])  # a copy only runs stages without a page
     first_runs = [s for s in STALE if lanes.group(s) in lanes.FIRST_RUNS]
@@ -59,3 +63,47 @@ def test_stage_cost_tells_a_full_fine_tune_from_a_partial_one():
     replicate = lanes.stage_cost(f"finetune_seed@{full[0]}-{seed}", params)
     assert replicate == lanes.stage_cost(f"finetune@{full[0]}", params)
     assert lanes.stage_cost("train_seed@cnn_aug-43", params) == lanes.COST["train"]
+
+
+def _lane_process(tmp_path, index: int, argv: list[str]):
+    """A stand-in for a lane's `dvc repro`, started as `_dvc` starts one (its own process group, output pumped)."""
+    import subprocess
+    import threading
+
+    log = open(tmp_path / f"{index}.log", "w")  # noqa: SIM115 - _wait closes it
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.pump = threading.Thread(target=lambda: None)  # type: ignore[attr-defined]
+    proc.pump.start()
+    return lanes.Lane(index, tmp_path), log, proc
+
+
+def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path):
+    import os
+    import sys
+
+    pidfile = tmp_path / "stage.pid"
+    # lane 0 "runs a stage" (a child process) for a minute; lane 1 fails once lane 0's stage has started
+    stage_runner = (
+        "import pathlib, subprocess; p = subprocess.Popen(['sleep', '60']); "
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); p.wait()"
+    )
+    busy = _lane_process(tmp_path, 0, [sys.executable, "-c", stage_runner])
+    failing = _lane_process(tmp_path, 1, ["sh", "-c", f"while [ ! -s {pidfile} ]; do sleep 0.05; done; exit 3"])
+    failed = lanes._wait([busy, failing])
+    assert [lane.index for lane in failed] == [1]  # the stopped lane is not reported as a failure
+    assert busy[2].returncode not in (None, 0)  # stopped, not left to finish
+    stage = int(pidfile.read_text())
+    for _ in range(100):  # the stage it ran went with it (same process group): gone, or a zombie being reaped
+        try:
+            os.kill(stage, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{stage}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        import time
+
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"lane 0's stage (pid {stage}) still runs after its lane was stopped")
+    assert busy[1].closed and failing[1].closed

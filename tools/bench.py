@@ -720,7 +720,7 @@ def machine() -> dict:
 # --- the docs/cost.md table ----------------------------------------------------------------------------------
 
 ROWS = [
-    ("cold_pipeline", "default pipeline, cold (`dvc repro`, empty cache)"),
+    ("cold_pipeline", "default pipeline, cold (`{command}`, empty cache)"),
     ("cold_pipeline_one_run", "… with one run per model (`base.replicate_seeds: []`)"),
     ("noop_repro", "`dvc repro`, nothing changed"),
     ("variant_change", "one variant's parameter changed → comparison rebuilt"),
@@ -744,6 +744,7 @@ def markdown_table(bench: dict) -> str:
         if not f or not f.get("n"):
             continue
         unit = f["unit"]
+        label = label.format(command=bench.get("cold_command", "dvc repro"))
         cell = f"{_fmt(f['median'], unit)} {unit} [{_fmt(f['min'], unit)}–{_fmt(f['max'], unit)}] ({f['n']})"
         floor = f"{_fmt(f['floor'], unit)} {unit} → ×{f['ratio_to_floor']}" if "floor" in f else "–"
         target = f"≤ {f['target']:g} s: {'met' if f['meets_target'] else '**not met**'}" if "target" in f else "–"

@@ -457,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
     p = sub.add_parser(
         "repro",
-        help="`dvc repro` with the stale model stages (CNN, probe and fine-tune runs, metadata models) run "
-        "side by side in --jobs lanes sharing the DVC cache; same outputs and dvc.lock as a plain `dvc repro`",
+        help="`dvc repro` with the stale light model stages (CNN and probe runs, metadata models) run side by "
+        "side in --jobs lanes sharing the DVC cache; same outputs and dvc.lock as a plain `dvc repro`",
     )
     p.add_argument("--jobs", type=int, default=2, help="lanes (default 2; 1 = a plain `dvc repro`)")
     p.add_argument("--keep", action="store_true", help="keep the lanes' copies in .dvc/tmp/lanes/ (to debug)")

@@ -71,6 +71,14 @@ class ComputeParams(_Section):
     keras_backend: Literal["tensorflow", "torch"] = Field(
         "tensorflow", description="Keras 3's backend for the CNN ladder and the Keras backbones"
     )
+    keras_threads: int = Field(
+        1,
+        ge=0,
+        le=512,
+        description="CPU threads of each Keras run (TensorFlow's intra- and inter-op pools, or PyTorch's); a fixed "
+        "number keeps a trained CNN's numbers independent of the machine's core count; 0 = the framework's "
+        "default (one per core)",
+    )
 
 
 class SyntheticParams(_Section):

@@ -92,6 +92,7 @@ class Compute:
     reason: str  # why this precision
     depthwise_grad_float32: bool = False  # training: trainable depthwise convolutions' gradients in float32
     memory: str = ""  # what keep_freed_memory did in the run's process ("" in records made before it existed)
+    threads: int | None = None  # a Keras run's CPU threads (compute.keras_threads; 0 = one per core); None: not set
 
     def for_training(self) -> Compute:
         """This compute for a run that trains convolutions: on a CPU in bfloat16 the depthwise convolutions'
@@ -126,7 +127,10 @@ class Compute:
     def describe(self) -> str:
         layout = ", channels-last" if self.channels_last else ""
         grads = ", depthwise gradients in float32" if self.depthwise_grad_float32 else ""
-        return f"{self.device}, {self.precision}{layout}{grads} ({self.reason})"
+        threads = ""
+        if self.threads is not None:
+            threads = f", {self.threads} CPU thread(s)" if self.threads else ", a thread per core"
+        return f"{self.device}, {self.precision}{layout}{grads}{threads} ({self.reason})"
 
 
 #: glibc's mallopt parameters (malloc.h)

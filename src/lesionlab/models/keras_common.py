@@ -76,16 +76,59 @@ def _is_start_notice(line: bytes) -> bool:
     return any(notice in line for notice in TF_START_NOTICES)
 
 
-def load_keras(seed: int):
+def load_keras(seed: int, threads: int | None = None):
     """Keras (on ``$KERAS_BACKEND``, default TensorFlow) with every random generator seeded and the backend's
-    deterministic algorithms on."""
+    deterministic algorithms on; with ``threads`` (> 0), the backend's CPU thread pools set to that many threads
+    (``compute.keras_threads``; ``None`` or 0 leaves them as they are)."""
     # TF 2.21's C++ runtime logs a harmless "NodeDef mentions attribute use_unbounded_threadpool"
     # error for every tf.data pipeline Keras builds; level 3 keeps it out of the reports.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" not in sys.modules:
         use_backend(os.environ.get("KERAS_BACKEND") or "tensorflow")
     with without_tf_start_notices():
-        return _seeded_keras(seed)
+        keras = _seeded_keras(seed)
+    if threads:
+        set_threads(keras, threads)
+    return keras
+
+
+def set_threads(keras, threads: int) -> None:
+    """The CPU threads the backend computes with: TensorFlow's intra-op and inter-op pools (fixed when its runtime
+    starts: a process that already ran with other counts is refused with the reason) or PyTorch's pool.
+
+    Why a fixed number rather than one per core: a network's float reductions are split over the threads, so the
+    trained weights (and metrics) of a CNN change with the thread count; with TensorFlow's default that is the
+    core count of whatever machine runs it."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        return
+    import tensorflow as tf
+
+    pools = tf.config.threading
+    current = (pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads())
+    if current == (threads, threads):
+        return
+    try:
+        pools.set_intra_op_parallelism_threads(threads)
+        pools.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as err:  # "... cannot be modified after initialization"
+        raise RuntimeError(
+            f"compute.keras_threads {threads}: TensorFlow already runs with {current[0]} intra-op x {current[1]} "
+            "inter-op threads in this process (0 = its default) and cannot change them; run in a fresh process"
+        ) from err
+
+
+def resolved_threads(keras) -> int:
+    """The intra-op threads the backend computes with now (0: TensorFlow's default, one per core)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads()
 
 
 def _seeded_keras(seed: int):
@@ -131,8 +174,16 @@ def compute_of(cfg, seed: int = 0):
 
     memory = keep_freed_memory()
     backend = use_backend(getattr(cfg, "keras_backend", "tensorflow"))
-    load_keras(seed)
-    return Compute(device_name(), "float32", False, backend, f"Keras on {backend}: float32", memory=memory)
+    keras = load_keras(seed, getattr(cfg, "keras_threads", 0))
+    return Compute(
+        device_name(),
+        "float32",
+        False,
+        backend,
+        f"Keras on {backend}: float32",
+        memory=memory,
+        threads=resolved_threads(keras),
+    )
 
 
 def predict(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -1,14 +1,14 @@
-"""`lesionlab repro --jobs N` (`make repro`): `dvc repro` with the Keras CNN runs of the pipeline in N lanes.
+"""`lesionlab repro --jobs N` (`make repro`): `dvc repro` with the light model runs of the pipeline in N lanes.
 
-DVC runs a pipeline's stages one after the other. The CNN ladder's runs (first runs and seed replicates, about
-half of a cold default run) do not depend on each other, and one of them leaves much of a 2-core CPU idle: two
-of them at once take 25.5 s where one after the other take 34.0 s (the same two runs, identical metrics). The
-PyTorch stages are left alone: a fine-tune keeps both cores busy, and one beside another stage only slows
-both. This runs the CNN stages side by side with DVC's own commands, nothing of its own that decides what is
-stale:
+DVC runs a pipeline's stages one after the other. The CNN ladder's runs, the linear probes and the metadata
+models (first runs and seed replicates: about half of a cold default run) do not depend on each other, and one
+of them leaves much of a 2-core CPU idle: a Keras CNN computes on ``compute.keras_threads`` threads (default 1),
+a probe or a metadata model is mostly process start and imports. The fine-tunes and the embedding are left
+alone: they keep every core busy, and one beside another stage only slows both. This runs the light stages
+side by side with DVC's own commands, nothing of its own that decides what is stale:
 
-1. ``dvc repro`` of what the CNN stages depend on (code fingerprints, params check, prepare, split);
-2. the stale CNN stages, spread over the lanes by their expected cost. Lane 0 is this workspace. Every other
+1. ``dvc repro`` of what the lane stages depend on (code fingerprints, params check, prepare, split, embed);
+2. the stale lane stages, spread over the lanes by their expected cost. Lane 0 is this workspace. Every other
    lane is a copy in ``.dvc/tmp/lanes/<n>/`` (the workspace files copied, its stages' inputs hard-linked) that
    shares this workspace's DVC cache, and runs ``dvc repro --single-item`` of its stages there. Only seed
    replicates (stages without a notebook page, whose outputs do not name the git commit) go to the copies;
@@ -18,24 +18,28 @@ stale:
 
 Each stage runs the same command with the same inputs and the same number of threads as under a plain
 ``dvc repro``, so the outputs and metrics are the same (a test compares every run's predictions byte for byte);
-only the wall time changes. ``dvc.lock`` ends as a plain ``dvc repro`` would leave it. A lane that fails stops
-the others; its log is kept.
+only the wall time changes. ``dvc.lock`` ends as a plain ``dvc repro`` would leave it. When a lane fails the
+others are stopped at once, as Ctrl-C stops `dvc repro` (the runs this workspace finished stay recorded in
+dvc.lock, a copy's are dropped); every lane's log is kept in ``.dvc/tmp/lanes/<n>.log``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: the stage groups (dvc.yaml names) whose stale stages are spread over the lanes: the CNN ladder's runs,
-#: independent of each other; seed replicates may go to any lane, first runs (notebook stages) stay here
-FIRST_RUNS = ("train",)
-REPLICATES = ("train_seed",)
+#: the stage groups (dvc.yaml names) whose stale stages are spread over the lanes: the CNN ladder's runs, the
+#: linear probes and the metadata models, independent of each other and light on the CPU; seed replicates may go
+#: to any lane, first runs (notebook stages) stay here
+FIRST_RUNS = ("train", "probe", "tabular")
+REPLICATES = ("train_seed", "probe_seed")
 
 #: expected seconds of one stage on a 2-core CPU (default config; docs/cost.md's cold split), to balance lanes
 COST = {"train": 19.0, "probe": 6.0, "tabular": 4.5, "finetune_partial": 32.0, "finetune_full": 77.0}
@@ -89,16 +93,22 @@ def plan(stale: list[str], jobs: int, cost) -> list[list[str]]:
 
 def _dvc(args: list[str], cwd: Path, env: dict, log, prefix: str = "") -> subprocess.Popen:
     proc = subprocess.Popen(
-        ["dvc", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ["dvc", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,  # its own process group: stopping the lane stops the stage it runs too
     )
 
     def pump():
         for line in proc.stdout:
             log.write(line)
             log.flush()
-            if prefix is not None:
-                sys.stdout.write(prefix + line)
-                sys.stdout.flush()
+            sys.stdout.write(prefix + line)
+            sys.stdout.flush()
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
@@ -113,10 +123,11 @@ def _run_dvc(args: list[str], cwd: Path) -> None:
         raise LaneError(f"`dvc {' '.join(args)}` failed (exit {status}); its output is above")
 
 
-def _stale_model_stages(root: Path) -> tuple[list[str], dict]:
-    """The lane stages `dvc repro` would run now, and for each what its copy needs: the paths its dependencies
+def _stale_model_stages(root: Path) -> tuple[list[str], dict, Path]:
+    """The lane stages `dvc repro` would run now; for each what its copy needs: the paths its dependencies
     name, each widened to the stage output that holds it (a stage may read more of an upstream folder than the
-    files it lists: a colour-constancy CNN decodes the prepared source images again)."""
+    files it lists: a colour-constancy CNN decodes the prepared source images again); and the DVC cache folder
+    the copies share."""
     from dvc.repo import Repo
 
     wanted = FIRST_RUNS + REPLICATES
@@ -125,7 +136,8 @@ def _stale_model_stages(root: Path) -> tuple[list[str], dict]:
         stages = [s for s in repo.index.stages if group(s.addressing) in wanted]
         stale = set(repo.status(targets=[s.addressing for s in stages]))
         deps = {s.addressing: [_holder(d.def_path, outs) for d in s.deps] for s in stages if s.addressing in stale}
-    return [s.addressing for s in stages if s.addressing in stale], deps
+        cache_dir = Path(repo.cache.local_cache_dir).resolve()
+    return [s.addressing for s in stages if s.addressing in stale], deps, cache_dir
 
 
 def _holder(path: str, outs: list[str]) -> str:
@@ -185,7 +197,7 @@ def _link(src, dst) -> None:
 
 
 def repro(root: Path, jobs: int, keep: bool = False) -> int:
-    """The whole pipeline as ``dvc repro`` leaves it, the stale CNN stages spread over ``jobs`` lanes."""
+    """The whole pipeline as ``dvc repro`` leaves it, the stale lane stages spread over ``jobs`` lanes."""
     from lesionlab.config import load_params
 
     root = root.resolve()
@@ -193,15 +205,11 @@ def repro(root: Path, jobs: int, keep: bool = False) -> int:
     if jobs <= 1:
         _run_dvc(["repro"], root)
         return 0
-    print(f"[repro] {jobs} lanes: first what the CNN stages depend on", flush=True)
+    print(f"[repro] {jobs} lanes: first what the lane stages (CNNs, probes, metadata models) depend on", flush=True)
     _run_dvc(["repro", *_prefix_targets(root)], root)
-    stale, deps = _stale_model_stages(root)
+    stale, deps, cache_dir = _stale_model_stages(root)
     params = load_params(root / "params.yaml")
     assignment = plan(stale, jobs, lambda s: stage_cost(s, params))
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        cache_dir = Path(repo.cache.local_cache_dir).resolve()
     lanes = [Lane(i, root if i == 0 else root / LANES_DIR / str(i), names) for i, names in enumerate(assignment)]
     lanes = [lane for lane in lanes if lane.stages]
     for lane in lanes:
@@ -217,15 +225,7 @@ def repro(root: Path, jobs: int, keep: bool = False) -> int:
             log = open(root / LANES_DIR / f"{lane.index}.log", "w")  # noqa: SIM115 - closed below
             prefix = "" if lane.index == 0 else f"[lane {lane.index}] "
             procs.append((lane, log, _dvc(["repro", "--single-item", *lane.stages], lane.workdir, env, log, prefix)))
-        failed = []
-        for lane, log, proc in procs:
-            if proc.wait() != 0:
-                failed.append(lane)
-                for _, _, other in procs:
-                    if other.poll() is None:
-                        other.terminate()
-            proc.pump.join()
-            log.close()
+        failed = _wait(procs)
         if failed:
             logs = ", ".join(str(root / LANES_DIR / f"{lane.index}.log") for lane in failed)
             raise LaneError(f"lane {', '.join(str(lane.index) for lane in failed)} failed: see {logs}")
@@ -234,8 +234,12 @@ def repro(root: Path, jobs: int, keep: bool = False) -> int:
                 adopt(root, lane, deps)
     finally:
         for _, _, proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+            if proc.poll() is None:  # interrupted (Ctrl-C) or an error here: no lane outlives this command
+                _stop(proc, signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    _stop(proc, signal.SIGKILL)
         if not keep:
             for lane in lanes:
                 if lane.index:
@@ -243,6 +247,39 @@ def repro(root: Path, jobs: int, keep: bool = False) -> int:
     print("[repro] lanes done: the rest of the pipeline", flush=True)
     _run_dvc(["repro"], root)
     return 0
+
+
+def _wait(procs: list) -> list[Lane]:
+    """Wait for every lane; the first that fails stops the others at once. Returns the lanes that failed (one
+    stopped here is not counted: its unfinished stages are simply left stale)."""
+    failed: list[Lane] = []
+    stopped: set[int] = set()
+    running = list(procs)
+    while running:
+        for item in list(running):
+            lane, log, proc = item
+            code = proc.poll()
+            if code is None:
+                continue
+            running.remove(item)
+            proc.pump.join()
+            log.close()
+            if code != 0 and lane.index not in stopped:
+                failed.append(lane)
+                for other, _, other_proc in running:
+                    stopped.add(other.index)
+                    _stop(other_proc, signal.SIGINT)  # what Ctrl-C sends: DVC stops the stage, frees its locks
+        if running:
+            time.sleep(0.2)
+    return failed
+
+
+def _stop(proc: subprocess.Popen, sig: int) -> None:
+    """Stop a lane's `dvc repro` and the stage it is running (its own process group)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def adopt(root: Path, lane: Lane, deps: dict) -> None:
