@@ -80,6 +80,7 @@ def _lane_process(tmp_path, index: int, argv: list[str]):
 def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path):
     import os
     import sys
+    import time
 
     pidfile = tmp_path / "stage.pid"
     # lane 0 "runs a stage" (a child process) for a minute; lane 1 fails once lane 0's stage has started
@@ -101,8 +102,6 @@ def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path):
         with open(f"/proc/{stage}/stat") as f:
             if f.read().split(")")[-1].split()[0] == "Z":
                 break
-        import time
-
         time.sleep(0.05)
     else:
         raise AssertionError(f"lane 0's stage (pid {stage}) still runs after its lane was stopped")
