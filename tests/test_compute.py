@@ -338,7 +338,11 @@ def test_tensorflow_start_notices_are_dropped_and_every_other_stderr_line_kept()
         return proc.stderr
 
     plain = stderr("plain")
-    assert "oneDNN custom operations are on" in plain  # the control: this TensorFlow does print them
+    # the control: which notices this TensorFlow prints depends on the CPU (the oneDNN one needs AVX-512; an
+    # AVX2-only CPU gets the absl and cpu_feature_guard lines), so the test needs at least one of them
+    printed = [notice.decode() for notice in TF_START_NOTICES if notice.decode() in plain]
+    if not printed:
+        pytest.skip("this TensorFlow printed none of TF_START_NOTICES on this CPU: nothing to filter")
     filtered = stderr("filtered")
     assert not any(notice.decode() in filtered for notice in TF_START_NOTICES), filtered
     kept = ["a warning before the import", "a Python warning after it", "after the window"]

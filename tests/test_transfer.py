@@ -471,7 +471,7 @@ from lesionlab.models.keras_common import load_keras as _keras
 from lesionlab.models.transfer import embed_backbone
 root = Path(sys.argv[1])
 params = load_params(root / "params.yaml")
-keras = _keras(0)
+keras = _keras(0, params.compute.keras_threads)  # the stage's thread count: TensorFlow fixes it on first use
 spec = backbone_spec("keras_mobilenet_v2")
 fake = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
 target = Path(os.environ["KERAS_HOME"]) / "models" / spec.weights_file(32)
