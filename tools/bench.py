@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lesionlab.pipeline.timing import ENV as TIMINGS_ENV
+from lesionlab.reporting import doctables
 
 #: targets on the 2-core CPU, seconds: the cold pipeline with its seed replicates within 15 minutes (issue 20's
 #: budget), with one run per model within 10 (issue 19's, set before the replicates existed)
@@ -744,7 +745,7 @@ def markdown_table(bench: dict) -> str:
         if not f or not f.get("n"):
             continue
         unit = f["unit"]
-        label = label.format(command=bench.get("cold_command", "dvc repro"))
+        label = label.format(command=doctables.cold_command(bench))
         cell = f"{_fmt(f['median'], unit)} {unit} [{_fmt(f['min'], unit)}–{_fmt(f['max'], unit)}] ({f['n']})"
         floor = f"{_fmt(f['floor'], unit)} {unit} → ×{f['ratio_to_floor']}" if "floor" in f else "–"
         target = f"≤ {f['target']:g} s: {'met' if f['meets_target'] else '**not met**'}" if "target" in f else "–"
@@ -869,8 +870,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)
     if not args.no_docs:
-        from lesionlab.reporting import doctables
-
         update_readme(root / "docs" / "cost.md", table)
         doctables.update(root)  # the generated before/after tables that read reports/bench.json (README, cost.md)
     print(table)

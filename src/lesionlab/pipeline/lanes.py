@@ -1,4 +1,4 @@
-"""`lesionlab repro --jobs N` (`make repro`): `dvc repro` with the light model runs of the pipeline in N lanes.
+"""`lesionlab repro --jobs N`: `dvc repro` with the light model runs of the pipeline in N lanes.
 
 DVC runs a pipeline's stages one after the other. The CNN ladder's runs, the linear probes and the metadata
 models (first runs and seed replicates: about half of a cold default run) do not depend on each other, and one

@@ -150,9 +150,14 @@ BENCH_SECONDS = [
 _PX = re.compile(r",? (\d+) px")
 
 
+def cold_command(record: dict) -> str:
+    """The command a ``make bench`` record's cold runs ran (records made before it was recorded ran ``dvc repro``)."""
+    return record.get("cold_command", "dvc repro")
+
+
 def _bench_config(record: dict) -> str:
     stages = record.get("cold_stages") or {}
-    how = record.get("cold_command", "dvc repro")  # records made before it was recorded ran `dvc repro`
+    how = cold_command(record)
     return f"{record.get('date', '?')[:10]}, commit `{record.get('git_commit', '?')}`: {len(stages)} stages, `{how}`"
 
 
