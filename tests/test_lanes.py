@@ -66,22 +66,28 @@ def test_stage_cost_tells_a_full_fine_tune_from_a_partial_one():
 
 
 def _lane_process(tmp_path, index: int, argv: list[str]):
-    """A stand-in for a lane's `dvc repro`, started as `_dvc` starts one (its own process group, output pumped)."""
+    """A stand-in for a lane's `dvc repro`, started as `_dvc` starts one (lanes.spawn; output pumped)."""
     import subprocess
     import threading
 
     log = open(tmp_path / f"{index}.log", "w")  # noqa: SIM115 - _wait closes it
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = lanes.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
     proc.pump = threading.Thread(target=lambda: None)  # type: ignore[attr-defined]
     proc.pump.start()
     return lanes.Lane(index, tmp_path), log, proc
 
 
-def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path):
+@pytest.mark.parametrize("started", ["in the foreground", "in the background"])
+def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path, started):
+    """Also when `lesionlab repro` itself was started in the background (`cmd &` in a script, nohup), which
+    leaves SIGINT ignored in it and, through exec, in everything it starts."""
     import os
+    import signal
     import sys
     import time
 
+    if started == "in the background":
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     pidfile = tmp_path / "stage.pid"
     # lane 0 "runs a stage" (a child process) for a minute; lane 1 fails once lane 0's stage has started
     stage_runner = (
@@ -90,7 +96,11 @@ def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path):
     )
     busy = _lane_process(tmp_path, 0, [sys.executable, "-c", stage_runner])
     failing = _lane_process(tmp_path, 1, ["sh", "-c", f"while [ ! -s {pidfile} ]; do sleep 0.05; done; exit 3"])
+    if started == "in the background":
+        signal.signal(signal.SIGINT, before)
+    t0 = time.monotonic()
     failed = lanes._wait([busy, failing])
+    assert time.monotonic() - t0 < lanes.STOP_GRACE_S  # stopped by SIGINT, not by the kill after the grace period
     assert [lane.index for lane in failed] == [1]  # the stopped lane is not reported as a failure
     assert busy[2].returncode not in (None, 0)  # stopped, not left to finish
     stage = int(pidfile.read_text())
@@ -99,10 +109,25 @@ def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path):
             os.kill(stage, 0)
         except ProcessLookupError:
             break
-        with open(f"/proc/{stage}/stat") as f:
-            if f.read().split(")")[-1].split()[0] == "Z":
-                break
+        try:
+            with open(f"/proc/{stage}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    break
+        except FileNotFoundError:  # reaped between the two looks
+            break
         time.sleep(0.05)
     else:
         raise AssertionError(f"lane 0's stage (pid {stage}) still runs after its lane was stopped")
     assert busy[1].closed and failing[1].closed
+
+
+def test_a_lane_that_does_not_end_on_sigint_is_killed_after_the_grace_period(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(lanes, "STOP_GRACE_S", 0.5)
+    deaf = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)"
+    busy = _lane_process(tmp_path, 0, [sys.executable, "-c", deaf])
+    failing = _lane_process(tmp_path, 1, ["sh", "-c", "sleep 0.5; exit 3"])
+    failed = lanes._wait([busy, failing])
+    assert [lane.index for lane in failed] == [1]
+    assert busy[2].returncode == -9  # SIGKILL, long before its 60 s were up

@@ -20,7 +20,8 @@ Each stage runs the same command with the same inputs and the same number of thr
 ``dvc repro``, so the outputs and metrics are the same (a test compares every run's predictions byte for byte);
 only the wall time changes. ``dvc.lock`` ends as a plain ``dvc repro`` would leave it. When a lane fails the
 others are stopped at once, as Ctrl-C stops `dvc repro` (the runs this workspace finished stay recorded in
-dvc.lock, a copy's are dropped); every lane's log is kept in ``.dvc/tmp/lanes/<n>.log``.
+dvc.lock, a copy's are dropped), and killed if they have not ended :data:`STOP_GRACE_S` later; every lane's log
+is kept in ``.dvc/tmp/lanes/<n>.log``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ REPLICATES = ("train_seed", "probe_seed")
 COST = {"train": 19.0, "probe": 6.0, "tabular": 4.5, "finetune_partial": 32.0, "finetune_full": 77.0}
 
 LANES_DIR = Path(".dvc") / "tmp" / "lanes"
+
+#: seconds a lane stopped with SIGINT (Ctrl-C) gets to end before its process group is killed
+STOP_GRACE_S = 30.0
 
 
 class LaneError(RuntimeError):
@@ -91,16 +95,24 @@ def plan(stale: list[str], jobs: int, cost) -> list[list[str]]:
     return lanes
 
 
+def spawn(argv: list[str], **popen) -> subprocess.Popen:
+    """Start a lane's process in its own process group (stopping the lane stops the stage it runs too), with
+    SIGINT at its default even where this process ignores it: a command started in the background (``cmd &``
+    in a script, ``nohup``) inherits SIGINT ignored, and its lanes would then not stop on the Ctrl-C that
+    :func:`_wait` sends. Exec resets a handled signal to its default and keeps an ignored one ignored, so this
+    process handles SIGINT while it forks (from the main thread only: Python's rule for signal handlers)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        return subprocess.Popen(argv, start_new_session=True, **popen)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(argv, start_new_session=True, **popen)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _dvc(args: list[str], cwd: Path, env: dict, log, prefix: str = "") -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["dvc", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        start_new_session=True,  # its own process group: stopping the lane stops the stage it runs too
+    proc = spawn(
+        ["dvc", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )
 
     def pump():
@@ -237,7 +249,7 @@ def repro(root: Path, jobs: int, keep: bool = False) -> int:
             if proc.poll() is None:  # interrupted (Ctrl-C) or an error here: no lane outlives this command
                 _stop(proc, signal.SIGINT)
                 try:
-                    proc.wait(timeout=30)
+                    proc.wait(timeout=STOP_GRACE_S)
                 except subprocess.TimeoutExpired:
                     _stop(proc, signal.SIGKILL)
         if not keep:
@@ -253,13 +265,15 @@ def _wait(procs: list) -> list[Lane]:
     """Wait for every lane; the first that fails stops the others at once. Returns the lanes that failed (one
     stopped here is not counted: its unfinished stages are simply left stale)."""
     failed: list[Lane] = []
-    stopped: set[int] = set()
+    stopped: dict[int, float] = {}  # lane index -> when it was sent SIGINT
     running = list(procs)
     while running:
         for item in list(running):
             lane, log, proc = item
             code = proc.poll()
             if code is None:
+                if lane.index in stopped and time.monotonic() - stopped[lane.index] > STOP_GRACE_S:
+                    _stop(proc, signal.SIGKILL)  # a stage that does not end on SIGINT
                 continue
             running.remove(item)
             proc.pump.join()
@@ -267,8 +281,9 @@ def _wait(procs: list) -> list[Lane]:
             if code != 0 and lane.index not in stopped:
                 failed.append(lane)
                 for other, _, other_proc in running:
-                    stopped.add(other.index)
-                    _stop(other_proc, signal.SIGINT)  # what Ctrl-C sends: DVC stops the stage, frees its locks
+                    if other.index not in stopped:
+                        stopped[other.index] = time.monotonic()
+                        _stop(other_proc, signal.SIGINT)  # what Ctrl-C sends: DVC stops the stage, frees its locks
         if running:
             time.sleep(0.2)
     return failed
