@@ -86,17 +86,19 @@ def test_a_failing_lane_stops_the_others_and_the_stages_they_run(tmp_path, start
     import sys
     import time
 
-    if started == "in the background":
-        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     pidfile = tmp_path / "stage.pid"
     # lane 0 "runs a stage" (a child process) for a minute; lane 1 fails once lane 0's stage has started
     stage_runner = (
         "import pathlib, subprocess; p = subprocess.Popen(['sleep', '60']); "
         f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); p.wait()"
     )
-    busy = _lane_process(tmp_path, 0, [sys.executable, "-c", stage_runner])
-    failing = _lane_process(tmp_path, 1, ["sh", "-c", f"while [ ! -s {pidfile} ]; do sleep 0.05; done; exit 3"])
+    before = signal.getsignal(signal.SIGINT)
     if started == "in the background":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        busy = _lane_process(tmp_path, 0, [sys.executable, "-c", stage_runner])
+        failing = _lane_process(tmp_path, 1, ["sh", "-c", f"while [ ! -s {pidfile} ]; do sleep 0.05; done; exit 3"])
+    finally:
         signal.signal(signal.SIGINT, before)
     t0 = time.monotonic()
     failed = lanes._wait([busy, failing])

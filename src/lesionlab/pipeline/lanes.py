@@ -101,13 +101,15 @@ def spawn(argv: list[str], **popen) -> subprocess.Popen:
     in a script, ``nohup``) inherits SIGINT ignored, and its lanes would then not stop on the Ctrl-C that
     :func:`_wait` sends. Exec resets a handled signal to its default and keeps an ignored one ignored, so this
     process handles SIGINT while it forks (from the main thread only: Python's rule for signal handlers)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
-        return subprocess.Popen(argv, start_new_session=True, **popen)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    main = threading.current_thread() is threading.main_thread()
+    ignored = main and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return subprocess.Popen(argv, start_new_session=True, **popen)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _dvc(args: list[str], cwd: Path, env: dict, log, prefix: str = "") -> subprocess.Popen:
