@@ -26,8 +26,12 @@ $(STAMP): requirements.lock pyproject.toml
 check-params: setup
 	$(PY) -m lesionlab check-params
 
+# lanes of `lesionlab repro` (src/lesionlab/pipeline/lanes.py): the CNN, probe and metadata runs JOBS at a time;
+# the same outputs and dvc.lock as a plain `dvc repro` (what JOBS=1 runs)
+JOBS ?= 2
+
 repro: check-params  ## the main job: the whole pipeline on params.yaml's dataset (default: synthetic, offline)
-	dvc repro
+	$(PY) -m lesionlab repro --jobs $(JOBS)
 
 browser:  ## headless Chromium (Debian package) for the report-site tests and `python -m tools.browser PAGE OUT`
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \

@@ -21,6 +21,8 @@ import pytest
 from conftest import REPO
 from pipeline_repo import make_repo, run
 
+from lesionlab.pipeline import lanes
+
 pytestmark = pytest.mark.slow
 ARTIFACTS = REPO / "test-artifacts"  # screenshots of the report site (not committed)
 
@@ -55,7 +57,19 @@ def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
     out = _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-q", "-m", "tiny run"], repo, env)  # `dvc exp run` needs a baseline commit
-    return repo, {"env": env, "first": out, "params": params, "predictions": _predictions(repo)}
+    return repo, {"env": env, "first": out, "params": params, "predictions": _predictions(repo), "lock": _lock(repo)}
+
+
+def _lock(repo: Path) -> dict:
+    """dvc.lock without the hashes of outputs that embed their run (notebooks, saved models, dvclive files):
+    every stage's command, its dependencies with their hashes, its params and its outputs' paths."""
+    import yaml
+
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {
+        name: {**{k: v for k, v in stage.items() if k != "outs"}, "outs": [o["path"] for o in stage["outs"]]}
+        for name, stage in stages.items()
+    }
 
 
 def _predictions(repo: Path) -> dict[str, bytes]:
@@ -82,6 +96,18 @@ def test_repro_in_two_lanes_leaves_what_a_plain_dvc_repro_leaves(tiny_repo, tmp_
     assert _predictions(repo) == ctx["predictions"] and len(ctx["predictions"]) > len(in_copy)
     assert "Data and pipelines are up to date" in _run(["dvc", "status", "dvc.yaml"], repo, env)
     assert not (repo / ".dvc/tmp/lanes/1").exists()
+    assert _lock(repo).keys() == ctx["lock"].keys()
+    for name, stage in _lock(repo).items():  # what each stage ran with is the plain run's
+        plain_stage = ctx["lock"][name]
+        deps, plain_deps = ({d["path"]: d for d in s["deps"]} for s in (stage, plain_stage))
+        assert stage["cmd"] == plain_stage["cmd"] and stage.get("params") == plain_stage.get("params"), name
+        assert stage["outs"] == plain_stage["outs"] and deps.keys() == plain_deps.keys(), name
+        if lanes.group(name) in lanes.FIRST_RUNS + lanes.REPLICATES:  # a lane's stage read the same files
+            files = {p: d for p, d in deps.items() if not d["md5"].endswith(".dir")}  # a folder holds run records
+            assert files == {p: plain_deps[p] for p in files}, name
+    again = _run([sys.executable, "-m", "lesionlab", "repro", "--jobs", "2"], repo, env)
+    assert "Data and pipelines are up to date" in again and "Running stage" not in again, again[-2000:]
+    assert "[repro] 2 lanes" not in again  # one status check, not the lanes' three DVC runs
 
 
 def test_report_and_leaderboard_hold_every_variant(tiny_repo):

@@ -179,7 +179,8 @@ def one_run_params(text: str) -> str:
 
 
 def repro_command(jobs: int) -> list[str]:
-    """What `make repro` runs: ``dvc repro`` itself, or with ``jobs`` > 1 the model runs in that many lanes."""
+    """What `make repro JOBS=<jobs>` runs: ``dvc repro`` itself, or with ``jobs`` > 1 (the default: 2) the model
+    runs in that many lanes."""
     return ["dvc", "repro"] if jobs <= 1 else [sys.executable, "-m", "lesionlab", "repro", "--jobs", str(jobs)]
 
 
@@ -607,6 +608,10 @@ def run_bench(
         f"[bench] no-op dvc repro {figures['noop_repro']['median']} s (dvc status {figures['dvc_status']['median']} s)",
         flush=True,
     )
+    if jobs > 1:  # what `make repro` runs, nothing changed: one status check in-process (lanes.repro)
+        noop_lanes = [_timed(repro_command(jobs), scratch, env) for _ in range(repeats)]
+        figures["noop_lanes"] = summarize(noop_lanes, floor=statistics.median(status), target=TARGETS["noop_repro"])
+        print(f"[bench] no-op lesionlab repro --jobs {jobs}: {figures['noop_lanes']['median']} s", flush=True)
 
     # per-notebook overhead
     overhead = notebook_overheads(cold_records)
@@ -724,6 +729,7 @@ ROWS = [
     ("cold_pipeline", "default pipeline, cold (`{command}`, empty cache)"),
     ("cold_pipeline_one_run", "… with one run per model (`base.replicate_seeds: []`)"),
     ("noop_repro", "`dvc repro`, nothing changed"),
+    ("noop_lanes", "`{command}`, nothing changed"),
     ("variant_change", "one variant's parameter changed → comparison rebuilt"),
     ("variant_change_overhead", "… of which not the variant's training runs (every seed)"),
     ("notebook_overhead", "per-notebook overhead (process + papermill + kernel + nbconvert)"),
@@ -842,9 +848,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="lanes of the cold runs (`lesionlab repro --jobs N`: the CNN runs side by side); default 1 = "
-        "plain `dvc repro`, what `make repro` runs",
+        default=2,
+        help="lanes of the cold runs (`lesionlab repro --jobs N`: the CNN runs side by side); default 2, what "
+        "`make repro` runs; 1 = plain `dvc repro`",
     )
     p.add_argument("--out", default="reports/bench.json")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the benchmark table in docs/cost.md")

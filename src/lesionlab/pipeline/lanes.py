@@ -1,12 +1,14 @@
 """`lesionlab repro --jobs N`: `dvc repro` with the light model runs of the pipeline in N lanes.
 
 DVC runs a pipeline's stages one after the other. The CNN ladder's runs, the linear probes and the metadata
-models (first runs and seed replicates: about half of a cold default run) do not depend on each other, and one
-of them leaves much of a 2-core CPU idle: a Keras CNN computes on ``compute.keras_threads`` threads (default 1),
-a probe or a metadata model is mostly process start and imports. The fine-tunes and the embedding are left
-alone: they keep every core busy, and one beside another stage only slows both. This runs the light stages
-side by side with DVC's own commands, nothing of its own that decides what is stale:
+models (first runs and seed replicates: about half of a cold default run) and the EDA page do not depend on each
+other, and one of them leaves much of a 2-core CPU idle: a Keras CNN computes on ``compute.keras_threads``
+threads (default 1), a probe or a metadata model is mostly process start and imports. The fine-tunes and the
+embedding are left alone: they keep every core busy, and one beside another stage only slows both. This runs
+the light stages side by side with DVC's own commands, nothing of its own that decides what is stale (`make
+repro` runs this with 2 lanes):
 
+0. nothing stale (``dvc status dvc.yaml`` empty): done, after one status check;
 1. ``dvc repro`` of what the lane stages depend on (code fingerprints, params check, prepare, split, embed);
 2. the stale lane stages, spread over the lanes by their expected cost. Lane 0 is this workspace. Every other
    lane is a copy in ``.dvc/tmp/lanes/<n>/`` (the workspace files copied, its stages' inputs hard-linked) that
@@ -21,7 +23,8 @@ Each stage runs the same command with the same inputs and the same number of thr
 only the wall time changes. ``dvc.lock`` ends as a plain ``dvc repro`` would leave it. When a lane fails the
 others are stopped at once, as Ctrl-C stops `dvc repro` (the runs this workspace finished stay recorded in
 dvc.lock, a copy's are dropped), and killed if they have not ended :data:`STOP_GRACE_S` later; every lane's log
-is kept in ``.dvc/tmp/lanes/<n>.log``.
+is kept in ``.dvc/tmp/lanes/<n>.log``. Every DVC command here runs through :mod:`lesionlab.pipeline.dvcfast` (DVC
+with dvc.lock and params.yaml parsed faster, the same dvc.lock).
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: the stage groups (dvc.yaml names) whose stale stages are spread over the lanes: the CNN ladder's runs, the
-#: linear probes and the metadata models, independent of each other and light on the CPU; seed replicates may go
-#: to any lane, first runs (notebook stages) stay here
-FIRST_RUNS = ("train", "probe", "tabular")
+#: linear probes, the metadata models and the EDA page, independent of each other and light on the CPU; seed
+#: replicates may go to any lane, first runs (notebook stages) stay here
+FIRST_RUNS = ("train", "probe", "tabular", "eda")
 REPLICATES = ("train_seed", "probe_seed")
 
 #: expected seconds of one stage on a 2-core CPU (default config; docs/cost.md's cold split), to balance lanes
-COST = {"train": 19.0, "probe": 6.0, "tabular": 4.5, "finetune_partial": 32.0, "finetune_full": 77.0}
+COST = {"train": 19.0, "probe": 6.0, "tabular": 4.5, "eda": 7.5, "finetune_partial": 32.0, "finetune_full": 77.0}
 
 LANES_DIR = Path(".dvc") / "tmp" / "lanes"
 
@@ -112,9 +115,15 @@ def spawn(argv: list[str], **popen) -> subprocess.Popen:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def dvc_command(args: list[str]) -> list[str]:
+    """A DVC command as the lanes run it: DVC itself, with dvc.lock and params.yaml parsed faster
+    (:mod:`lesionlab.pipeline.dvcfast`: same outputs, same dvc.lock)."""
+    return [sys.executable, "-m", "lesionlab.pipeline.dvcfast", *args]
+
+
 def _dvc(args: list[str], cwd: Path, env: dict, log, prefix: str = "") -> subprocess.Popen:
     proc = spawn(
-        ["dvc", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        dvc_command(args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )
 
     def pump():
@@ -132,7 +141,7 @@ def _dvc(args: list[str], cwd: Path, env: dict, log, prefix: str = "") -> subpro
 
 def _run_dvc(args: list[str], cwd: Path) -> None:
     """A plain dvc command in this workspace, its output straight to ours."""
-    status = subprocess.run(["dvc", *args], cwd=cwd, check=False).returncode
+    status = subprocess.run(dvc_command(args), cwd=cwd, check=False).returncode
     if status != 0:
         raise LaneError(f"`dvc {' '.join(args)}` failed (exit {status}); its output is above")
 
@@ -152,6 +161,15 @@ def _stale_model_stages(root: Path) -> tuple[list[str], dict, Path]:
         deps = {s.addressing: [_holder(d.def_path, outs) for d in s.deps] for s in stages if s.addressing in stale}
         cache_dir = Path(repo.cache.local_cache_dir).resolve()
     return [s.addressing for s in stages if s.addressing in stale], deps, cache_dir
+
+
+def _up_to_date(root: Path) -> bool:
+    """Nothing for `dvc repro` to run: no stage of dvc.yaml shows a change (``dvc status dvc.yaml`` is empty; a
+    ``.dvc`` file's data, such as data.dvc's when the raw data is not in this cache, is not `dvc repro`'s)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return not repo.status(targets=["dvc.yaml"])
 
 
 def _holder(path: str, outs: list[str]) -> str:
@@ -213,11 +231,16 @@ def _link(src, dst) -> None:
 def repro(root: Path, jobs: int, keep: bool = False) -> int:
     """The whole pipeline as ``dvc repro`` leaves it, the stale lane stages spread over ``jobs`` lanes."""
     from lesionlab.config import load_params
+    from lesionlab.pipeline import dvcfast
 
     root = root.resolve()
     os.chdir(root)  # DVC names a stage relative to the working folder: here, by its dvc.yaml name
+    dvcfast.install()  # this process's own DVC calls (the status checks below) too
     if jobs <= 1:
         _run_dvc(["repro"], root)
+        return 0
+    if _up_to_date(root):  # one status check, not the three DVC loads of the lanes' way
+        print("Data and pipelines are up to date.", flush=True)
         return 0
     print(f"[repro] {jobs} lanes: first what the lane stages (CNNs, probes, metadata models) depend on", flush=True)
     _run_dvc(["repro", *_prefix_targets(root)], root)
