@@ -27,7 +27,7 @@ check-params: setup
 	$(PY) -m lesionlab check-params
 
 # lanes of `lesionlab repro` (src/lesionlab/pipeline/lanes.py): the CNN, probe and metadata runs JOBS at a time;
-# the same outputs and dvc.lock as a plain `dvc repro` (what JOBS=1 runs)
+# the same outputs and dvc.lock as a plain `dvc repro` (JOBS=1: one stage at a time)
 JOBS ?= 2
 
 repro: check-params  ## the main job: the whole pipeline on params.yaml's dataset (default: synthetic, offline)

@@ -129,3 +129,32 @@ def test_dvc_yaml_and_other_files_keep_dvcs_round_trip(tmp_path):
     with modify(str(lock)) as data:
         assert type(data) is dict  # the safe loader's plain mapping, not ruamel's round-trip one
     assert lock.read_text() == LOCKS[0].read_text() and calls == [str(other)]
+
+
+def test_the_dvcfast_benchmark_times_both_ways_and_puts_the_lock_back(tmp_path, monkeypatch):
+    """tools/bench_dvcfast on a two-stage project: every command timed both ways, dvc.lock as it was."""
+    from tools import bench_dvcfast
+
+    root = tmp_path / "ws"
+    _dvc_project(root, 1)
+    (root / "dvc.yaml").write_text((root / "dvc.yaml").read_text().replace("  make:", "  check_params:"))
+    _dvc(root, False, "repro", "-q")
+    before = (root / "dvc.lock").read_bytes()
+    measures = bench_dvcfast.measure(root, repeats=2)
+    assert (root / "dvc.lock").read_bytes() == before
+    assert set(measures) == set(bench_dvcfast.MEASURES)
+    for m in measures.values():
+        assert all(len(m["seconds"][way]) == 2 and min(m["seconds"][way]) > 0 for way in bench_dvcfast.WAYS)
+    record = {
+        "date": "2026-12-08T00:00",
+        "git_commit": "abc",
+        "machine": {"cpus": 2},
+        "cpu": "x",
+        "stages": 2,
+        "lock_lines": len(before.splitlines()),
+        "repeats": 2,
+        "measures": measures,
+    }
+    table = bench_dvcfast.markdown_table(record)
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(measures) and "`dvc status --quiet dvc.yaml`" in table  # header + a row each

@@ -144,6 +144,7 @@ BENCH_SECONDS = [
     ("default pipeline, cold, one run per model (empty cache)", "cold_one_run"),
     ("default pipeline, cold, with the seed replicates", "cold_replicates"),
     ("`dvc repro`, nothing changed", "noop_repro"),
+    ("`lesionlab repro --jobs N` (`make repro`), nothing changed", "noop_lanes"),
     ("`dvc status`, nothing changed", "dvc_status"),
     ("per-notebook overhead (process + papermill + kernel + nbconvert)", "notebook_overhead"),
 ]
@@ -186,7 +187,8 @@ def _bench_families(record: dict) -> dict[str, tuple[float, str]]:
 
 
 #: the rows a ``brief`` bench table keeps: these time figures and the families whose label starts so
-BENCH_BRIEF_TIMES, BENCH_BRIEF_FAMILIES = ("cold_one_run", "cold_replicates", "noop_repro"), ("CNN", "fine-tune")
+BENCH_BRIEF_TIMES = ("cold_one_run", "cold_replicates", "noop_repro", "noop_lanes")
+BENCH_BRIEF_FAMILIES = ("CNN", "fine-tune")
 
 
 def bench_table(before_json: Path, after_json: Path, brief: bool = False) -> str:
