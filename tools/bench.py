@@ -179,8 +179,8 @@ def one_run_params(text: str) -> str:
 
 
 def repro_command(jobs: int) -> list[str]:
-    """What `make repro JOBS=<jobs>` runs: ``dvc repro`` itself, or with ``jobs`` > 1 (the default: 2) the model
-    runs in that many lanes."""
+    """What the cold runs run: DVC's own ``dvc repro`` with ``jobs`` 1 (as a reproducer runs it), else
+    ``lesionlab repro --jobs N``, what `make repro` runs (N = 2, the default here)."""
     return ["dvc", "repro"] if jobs <= 1 else [sys.executable, "-m", "lesionlab", "repro", "--jobs", str(jobs)]
 
 

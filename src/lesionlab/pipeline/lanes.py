@@ -140,7 +140,7 @@ def _dvc(args: list[str], cwd: Path, env: dict, log, prefix: str = "") -> subpro
 
 
 def _run_dvc(args: list[str], cwd: Path) -> None:
-    """A plain dvc command in this workspace, its output straight to ours."""
+    """A dvc command in this workspace (through :func:`dvc_command`), its output straight to ours."""
     status = subprocess.run(dvc_command(args), cwd=cwd, check=False).returncode
     if status != 0:
         raise LaneError(f"`dvc {' '.join(args)}` failed (exit {status}); its output is above")
@@ -163,28 +163,23 @@ def _stale_model_stages(root: Path) -> tuple[list[str], dict, Path]:
     return [s.addressing for s in stages if s.addressing in stale], deps, cache_dir
 
 
-def _up_to_date(root: Path) -> bool:
-    """Nothing for `dvc repro` to run: no stage of dvc.yaml shows a change (``dvc status dvc.yaml`` is empty; a
-    ``.dvc`` file's data, such as data.dvc's when the raw data is not in this cache, is not `dvc repro`'s)."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return not repo.status(targets=["dvc.yaml"])
-
-
 def _holder(path: str, outs: list[str]) -> str:
     """The stage output that is ``path`` or a folder above it, else ``path``."""
     above = [o for o in outs if path == o or path.startswith(o.rstrip("/") + "/")]
     return min(above, key=len) if above else path
 
 
-def _prefix_targets(root: Path) -> list[str]:
-    """The stages that some lane stage depends on, lane stages excluded."""
+def _prefix_targets(root: Path) -> list[str] | None:
+    """The stages that some lane stage depends on, lane stages excluded; None when nothing is stale (``dvc status
+    dvc.yaml`` is empty: a ``.dvc`` file's data, such as data.dvc's when the raw data is not in this cache, is not
+    `dvc repro`'s business)."""
     import networkx as nx
     from dvc.repo import Repo
 
     wanted = FIRST_RUNS + REPLICATES
     with Repo(str(root)) as repo:
+        if not repo.status(targets=["dvc.yaml"]):
+            return None
         graph = repo.index.graph
         models = [s for s in repo.index.stages if group(s.addressing) in wanted]
         upstream = set().union(*(nx.descendants(graph, s) for s in models)) if models else set()
@@ -239,11 +234,12 @@ def repro(root: Path, jobs: int, keep: bool = False) -> int:
     if jobs <= 1:
         _run_dvc(["repro"], root)
         return 0
-    if _up_to_date(root):  # one status check, not the three DVC loads of the lanes' way
+    prefix = _prefix_targets(root)
+    if prefix is None:  # one status check, not the three DVC loads of the lanes' way
         print("Data and pipelines are up to date.", flush=True)
         return 0
-    print(f"[repro] {jobs} lanes: first what the lane stages (CNNs, probes, metadata models) depend on", flush=True)
-    _run_dvc(["repro", *_prefix_targets(root)], root)
+    print(f"[repro] {jobs} lanes: first what the lane stages (CNNs, probes, EDA, ...) depend on", flush=True)
+    _run_dvc(["repro", *prefix], root)
     stale, deps, cache_dir = _stale_model_stages(root)
     params = load_params(root / "params.yaml")
     assignment = plan(stale, jobs, lambda s: stage_cost(s, params))
