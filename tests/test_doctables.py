@@ -39,6 +39,7 @@ def test_the_readme_is_short_and_links_only_inside_the_repository():
         for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
             if not target.startswith("http"):
                 assert (doc.parent / target).resolve().is_relative_to(REPO), f"{doc.name}: {target}"
+                assert (doc.parent / target).exists(), f"{doc.name}: {target} does not exist"
 
 
 def test_a_columns_table_shows_every_row_in_file_order_with_cis_and_the_best_in_bold(tmp_path):
