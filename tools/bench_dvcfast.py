@@ -22,13 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.bench import machine, source_commit, update_readme
+from tools.bench import _timed, machine, source_commit, update_readme
 from tools.bench_allocator import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,15 +36,6 @@ MEASURES = {
     "status": ["status", "--quiet", "dvc.yaml"],
 }
 WAYS = {"dvc": [sys.executable, "-m", "dvc"], "dvcfast": [sys.executable, "-m", "lesionlab.pipeline.dvcfast"]}
-
-
-def timed(cmd: list[str], cwd: Path, env: dict) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if proc.returncode not in (0, 1):  # `dvc status --quiet` exits 1 when something changed; anything else fails
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-    return seconds
 
 
 def measure(workspace: Path, repeats: int) -> dict:
@@ -61,7 +50,7 @@ def measure(workspace: Path, repeats: int) -> dict:
             for r in range(repeats):
                 for way, prefix in WAYS.items():
                     print(f"[bench_dvcfast] {name}, {way}, run {r + 1}/{repeats}", file=sys.stderr, flush=True)
-                    runs[way].append(round(timed([*prefix, *args], workspace, env), 3))
+                    runs[way].append(round(_timed([*prefix, *args], workspace, env), 3))  # fails unless exit 0
                     lock.write_bytes(saved)
             medians = {way: statistics.median(v) for way, v in runs.items()}
             results[name] = {
